@@ -1,0 +1,1 @@
+"""The mipd and mipctl command lines."""

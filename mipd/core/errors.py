@@ -1,0 +1,17 @@
+"""The one exception the wire codec lets escape.
+
+Every decoder in :mod:`mipd.core` either returns a message or raises :class:`DecodeError`,
+whatever bytes it is given (STYLE: "exactly one decode exception escapes the codec").
+Any other exception out of a decoder is a bug.
+"""
+
+from __future__ import annotations
+
+
+class DecodeError(ValueError):
+    """The bytes are not a well-formed message; ``reason`` says why in a few words."""
+
+    def __init__(self, reason: str, offset: int | None = None) -> None:
+        self.reason = reason
+        self.offset = offset
+        super().__init__(reason if offset is None else f"{reason} (at byte {offset})")

@@ -1,0 +1,1 @@
+"""Observability: structured events to journald (or stderr) and sd_notify."""

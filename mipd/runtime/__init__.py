@@ -1,0 +1,1 @@
+"""The one place that wires a profile, an engine and its adapters into a running daemon."""
