@@ -39,9 +39,17 @@ def timestamp(unix_time: float, random_bits: int) -> int:
     return (((seconds + NTP_UNIX_OFFSET) & LOW32) << 32) | fraction
 
 
+def _unix_seconds(ntp_seconds: int) -> int:
+    """NTP seconds to Unix seconds across the 2036 rollover: as RFC 4330 section 3 does, a value
+    with the top bit clear is taken to be in era 1 (from 2036-02-07), so 1968-2104 maps right."""
+    if ntp_seconds < 0x8000_0000:
+        ntp_seconds += 1 << 32
+    return ntp_seconds - NTP_UNIX_OFFSET
+
+
 def to_unix(identification: int) -> float:
     """The Unix time a timestamp Identification stands for."""
-    return high32(identification) - NTP_UNIX_OFFSET + low32(identification) / (1 << 32)
+    return _unix_seconds(high32(identification)) + low32(identification) / (1 << 32)
 
 
 def timestamp_acceptable(
@@ -63,7 +71,7 @@ def timestamp_mismatch_reply(request_identification: int, now: float) -> int:
 def clock_offset(reply_identification: int, now: float) -> float:
     """What a mobile node adds to its clock after a 133 (3.6.2.3): the home agent's seconds
     (high 32 bits of the reply) minus its own."""
-    return float(high32(reply_identification) - NTP_UNIX_OFFSET) - now
+    return float(_unix_seconds(high32(reply_identification))) - now
 
 
 def nonce_reply(request_identification: int, home_agent_nonce: int) -> int:

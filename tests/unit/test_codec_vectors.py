@@ -210,3 +210,12 @@ def test_reply_identifications_of_section_5_7() -> None:
     assert ident.nonce_acceptable(0xCAFEBABE00000011, 0xCAFEBABE)
     assert not ident.nonce_acceptable(0xCAFEBABE00000011, 0xCAFEBABF)
     assert not ident.nonce_acceptable(0xCAFEBABE00000011, None)
+
+
+def test_timestamps_across_the_2036_ntp_rollover() -> None:
+    after = 2_085_978_496 + 3600.25  # an hour after 2036-02-07T06:28:16Z, when NTP seconds wrap to 0
+    value = ident.timestamp(after, 0)
+    assert ident.high32(value) == 3600
+    assert abs(ident.to_unix(value) - after) < 2**-19
+    assert ident.timestamp_acceptable(value, after + 1, 7, ident.timestamp(after - 10, 0))
+    assert ident.clock_offset(ident.timestamp_mismatch_reply(1, after), after - 5) == 4.75  # whole seconds
