@@ -1,0 +1,89 @@
+"""What the engines ask their adapters to do, and the datagrams they are handed.
+
+Engines return lists of these frozen values; the runtime executes them. Within one turn of the
+event loop the runtime first commits every :class:`PersistNode` (one transaction: group commit,
+CONTRACT section 6), then sends the datagrams, so a reply never announces a change that a crash
+could still lose.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+from ipaddress import IPv4Address
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mipd.core.bindings import Binding
+
+
+class Priority(IntEnum):
+    """syslog priorities, as journald's PRIORITY field takes them."""
+
+    ERR = 3
+    WARNING = 4
+    NOTICE = 5
+    INFO = 6
+    DEBUG = 7
+
+
+@dataclass(frozen=True, slots=True)
+class Datagram:
+    """A UDP datagram as an adapter received it: payload and both addresses."""
+
+    payload: bytes
+    source: IPv4Address
+    source_port: int
+    destination: IPv4Address
+    destination_port: int = 434
+
+
+@dataclass(frozen=True, slots=True)
+class SendDatagram:
+    """Send ``payload`` over UDP from ``source`` (port ``source_port``) to ``destination``."""
+
+    payload: bytes
+    source: IPv4Address
+    source_port: int
+    destination: IPv4Address
+    destination_port: int
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    """One journal event (CONTRACT section 5).
+
+    ``event`` is the MIP_EVENT value; ``fields`` uses the contract's field names without the
+    ``MIP_`` prefix, in lower case (``home_address``, ``code``, ``reason``, ...). No key ever
+    appears in them.
+    """
+
+    event: str
+    message: str
+    priority: Priority = Priority.INFO
+    fields: dict[str, str | int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayState:
+    """What replay protection remembers of one node (section 5.7)."""
+
+    last_identification: int | None = None  # highest accepted timestamp Identification
+    nonce: int | None = None  # the home agent nonce last sent to the node
+
+
+@dataclass(frozen=True, slots=True)
+class PersistNode:
+    """Durably record everything the engine knows of one node: desired state, idempotent.
+
+    An empty ``bindings`` with an empty ``replay`` means the node's record may be deleted.
+    Binding expiry is carried as a wall-clock time so that it survives a restart.
+    """
+
+    home_address: IPv4Address
+    bindings: tuple[Binding, ...]
+    replay: ReplayState
+    wall_offset: float  # add to a binding's monotonic ``expires`` to get wall-clock time
+
+
+Action = SendDatagram | Emit | PersistNode

@@ -1,0 +1,425 @@
+"""The home agent's registration processing (RFC 5944 section 3.8), as a sans-I/O engine.
+
+Bytes in (:meth:`HomeAgent.receive`), actions out: replies to send, journal events, and node
+state to persist. Time comes in as ``now`` (monotonic seconds, for lifetimes and the timer);
+the wall clock (for timestamp Identifications) and randomness (for nonces) are injected.
+
+A Registration Request passes these checks, in this order (section 3.8.2.1, then 3.8.2.3 and
+3.8.3.2); the first that fails decides:
+
+    undecodable / not a request ........ silent discard, counted  (reason malformed / not-a-request)
+    unrecognised extension 0-127 ....... silent discard           (1.8; unknown-extension)
+    no Mobile-Home Authentication ...... silent discard           (3.8.2.1 a; no-auth)
+    no SA for its SPI .................. silent discard           (3.8.2.1 a; no-sa)
+    MN-HA authenticator invalid ........ 131                      (3.8.2.1 a)
+    duplicate of the current binding ... accepted, lifetime not extended (3.8.2.2)
+    Identification invalid ............. 133, Identification per 5.7
+    FA-HA missing/duplicated/invalid ... 132 when the sending FA has an SA and Lifetime != 0 (3.8.2.1 c)
+    FA-HA from an FA without SA ........ silent discard           (3.8.2.1 d; fa-ha-without-sa)
+    reserved bits set (r, x) ........... 134                      (3.8.2.3)
+    to a broadcast address, or Home
+      Agent field not ours ............. 136 with our address     (3.8.2.1 e, 3.8.3.2)
+    home address the SA does not
+      authorise ........................ 129                      (3.8.3.2)
+    T requested, reverse tunneling off . 137                      (RFC 3024)
+    T missing, reverse tunneling req'd . 138                      (RFC 3024)
+    M or G not offered ................. 139                      (RFC 3024 code; 4.1)
+    per-node binding limit ............. 135                      (3.8.2.3)
+    otherwise .......................... 0, or 1 for S without simultaneous bindings (3.8.2.2)
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from ipaddress import IPv4Address, IPv4Network
+
+from mipd.core import identification as ident
+from mipd.core.actions import Action, Datagram, Emit, PersistNode, Priority, ReplayState, SendDatagram
+from mipd.core.auth import append_authentication, verify
+from mipd.core.bindings import Binding, BindingTable
+from mipd.core.codes import ReplyCode
+from mipd.core.errors import DecodeError
+from mipd.core.extensions import ExtensionType
+from mipd.core.registration import (
+    INFINITE_LIFETIME,
+    REGISTRATION_PORT,
+    RegistrationReply,
+    RegistrationRequest,
+    RequestFlags,
+    decode_registration,
+)
+from mipd.core.security import Encapsulation, ReplayProtection, ReverseTunneling, SecurityAssociation
+
+UNSPECIFIED = IPv4Address("0.0.0.0")
+LIMITED_BROADCAST = IPv4Address("255.255.255.255")
+_RESERVED_FLAGS = RequestFlags.r | RequestFlags.x
+
+
+@dataclass(frozen=True)
+class HomeAgentSettings:
+    """What the engine needs of a home-agent profile (mipd.config builds it)."""
+
+    address: IPv4Address
+    home_network: IPv4Network
+    mobile_nodes: Mapping[int, SecurityAssociation]  # by SPI
+    foreign_agents: Mapping[IPv4Address, Mapping[int, SecurityAssociation]] = field(default_factory=dict)
+    max_lifetime: int = 1800
+    replay_window: float = ident.DEFAULT_REPLAY_WINDOW
+    max_bindings_per_node: int = 1
+    reverse_tunneling: ReverseTunneling = ReverseTunneling.ALLOWED
+    encapsulations: frozenset[Encapsulation] = frozenset({Encapsulation.IPIP})
+
+
+@dataclass
+class Counters:
+    """Totals since start, as ``mipctl stats`` shows them (CONTRACT section 4)."""
+
+    requests_received: int = 0
+    accepted: int = 0
+    denied: Counter[int] = field(default_factory=Counter)
+    dropped: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRecord:
+    """A node's durable state as read back from storage; expiry times are wall-clock."""
+
+    home_address: IPv4Address
+    bindings: tuple[Binding, ...]  # ``expires`` here is wall-clock time
+    replay: ReplayState
+
+
+@dataclass(frozen=True, slots=True)
+class _Exchange:
+    """One request being processed: what arrived, the SA its SPI selected, and when."""
+
+    request: RegistrationRequest
+    datagram: Datagram
+    sa: SecurityAssociation
+    now: float
+
+    @property
+    def node(self) -> IPv4Address:
+        """The home address of the SA's node: its replay state and bindings live under it."""
+        return self.sa.peer
+
+    @property
+    def reply_home_address(self) -> IPv4Address:
+        """3.8.3.2: a request for home address 0.0.0.0 is answered with the SA's address."""
+        return self.sa.peer if self.request.home_address == UNSPECIFIED else self.request.home_address
+
+
+class _Denied(Exception):
+    """A check failed; carries the reply code (STYLE: a refusal carries its RFC code)."""
+
+    def __init__(self, code: ReplyCode, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class HomeAgent:
+    """Registration processing and the binding list of one home agent."""
+
+    def __init__(
+        self,
+        settings: HomeAgentSettings,
+        *,
+        wall_clock: Callable[[], float],
+        random32: Callable[[], int],
+    ) -> None:
+        self.settings = settings
+        self.bindings = BindingTable()
+        self.counters = Counters()
+        self._replay: dict[IPv4Address, ReplayState] = {}
+        self._wall_clock = wall_clock
+        self._random32 = random32
+
+    # --- inputs ---
+
+    def receive(self, datagram: Datagram, now: float) -> list[Action]:
+        """Handle one datagram that arrived on UDP port 434."""
+        self.counters.requests_received += 1
+        try:
+            message = decode_registration(datagram.payload)
+        except DecodeError as exc:
+            return self._drop("malformed", datagram, exc.reason)
+        if not isinstance(message, RegistrationRequest):
+            return self._drop("not-a-request", datagram, "a registration reply sent to the home agent")
+        unknown = message.unrecognised_nonskippable
+        if unknown is not None:
+            return self._drop("unknown-extension", datagram, f"unrecognised extension type {unknown}")
+        return self._process(message, datagram, now)
+
+    def next_timer(self) -> float | None:
+        """When :meth:`on_timer` must next run (the earliest binding expiry), or None."""
+        return self.bindings.next_expiry()
+
+    def on_timer(self, now: float) -> list[Action]:
+        """Expire bindings. No reply is sent because a binding expired (3.8, 4.2.3)."""
+        actions: list[Action] = []
+        touched: set[IPv4Address] = set()
+        for binding in self.bindings.expire(now):
+            actions.append(self._binding_event("binding.expired", binding, now, reason="expired"))
+            touched.add(binding.home_address)
+        actions.extend(self._persist(home, now) for home in sorted(touched))
+        return actions
+
+    def flush(self, home_address: IPv4Address, now: float) -> list[Action]:
+        """Remove a node's bindings at once (``mipctl flush``)."""
+        removed = self.bindings.remove_all(home_address)
+        actions: list[Action] = [
+            self._binding_event("binding.removed", b, now, reason="flushed") for b in removed
+        ]
+        if removed:
+            actions.append(self._persist(home_address, now))
+        return actions
+
+    def reconfigure(self, settings: HomeAgentSettings) -> None:
+        """Adopt a reloaded profile: SAs apply to the next request, bindings stay as they are."""
+        self.settings = settings
+
+    def restore(self, records: Iterable[NodeRecord], now: float) -> list[Action]:
+        """Reinstall stored state: expired bindings are dropped, live ones keep what remains."""
+        wall = self._wall_clock()
+        actions: list[Action] = []
+        for record in records:
+            if record.replay != ReplayState():
+                self._replay[record.home_address] = record.replay
+            dropped = False
+            for stored in record.bindings:
+                remaining = stored.expires - wall
+                if remaining <= 0:
+                    dropped = True
+                    continue
+                self.bindings.put(replace(stored, expires=now + remaining))
+            if dropped:
+                actions.append(self._persist(record.home_address, now))
+        return actions
+
+    # --- registration processing ---
+
+    def _process(self, request: RegistrationRequest, datagram: Datagram, now: float) -> list[Action]:
+        mn_ha = request.authentications(ExtensionType.MOBILE_HOME_AUTHENTICATION)
+        if not mn_ha:
+            return self._drop("no-auth", datagram, "no Mobile-Home Authentication Extension")
+        index, extension = mn_ha[0]
+        sa = self.settings.mobile_nodes.get(extension.spi)
+        if sa is None:
+            return self._drop("no-sa", datagram, f"no security association for SPI {extension.spi}")
+        x = _Exchange(request, datagram, sa, now)
+        node = x.node
+        if not verify(request, index, sa.key, sa.algorithm):
+            return self._deny(x, ReplyCode.HA_MOBILE_NODE_FAILED_AUTHENTICATION, "invalid Mobile-Home authenticator")
+
+        current = self.bindings.get(node, request.care_of_address)
+        if (
+            current is not None
+            and request.lifetime != 0
+            and request.identification == current.identification
+            and request.home_address in (node, UNSPECIFIED)
+        ):
+            # 3.8.2.2: a duplicate of the accepted current registration; never extend its lifetime.
+            return self._reply(x, ReplyCode(self._success_code(request)), current.remaining(now))
+
+        if not self._identification_valid(request, sa):
+            return self._deny(x, ReplyCode.HA_REGISTRATION_IDENTIFICATION_MISMATCH,
+                              "Identification failed replay protection")
+        self._remember_identification(node, request, sa)
+
+        try:
+            self._check_foreign_agent(request, datagram)
+            self._check_request(request, datagram, sa)
+            if request.lifetime != 0:
+                self._check_binding_limit(request, node)
+        except _Denied as denial:
+            return self._deny(x, denial.code, denial.reason)
+        except _SilentDiscard as discard:
+            return [*self._drop(discard.reason, datagram, discard.detail), self._persist(node, now)]
+        return self._accept(x)
+
+    def _identification_valid(self, request: RegistrationRequest, sa: SecurityAssociation) -> bool:
+        state = self._replay.get(sa.peer, ReplayState())
+        if sa.replay is ReplayProtection.NONCE:
+            return ident.nonce_acceptable(request.identification, state.nonce)
+        return ident.timestamp_acceptable(
+            request.identification, self._wall_clock(), self.settings.replay_window, state.last_identification
+        )
+
+    def _remember_identification(self, node: IPv4Address, request: RegistrationRequest,
+                                 sa: SecurityAssociation) -> None:
+        if sa.replay is ReplayProtection.TIMESTAMP:
+            state = self._replay.get(node, ReplayState())
+            self._replay[node] = replace(state, last_identification=request.identification)
+
+    def _check_foreign_agent(self, request: RegistrationRequest, datagram: Datagram) -> None:
+        """3.8.2.1 (c) and (d): the Foreign-Home Authentication Extension."""
+        agent_sas = self.settings.foreign_agents.get(datagram.source)
+        fa_ha = request.authentications(ExtensionType.FOREIGN_HOME_AUTHENTICATION)
+        if agent_sas is None:
+            if fa_ha:
+                raise _SilentDiscard("fa-ha-without-sa", f"FA-HA from {datagram.source}, which has no SA")
+            return
+        if request.lifetime == 0:
+            return  # 3.8.1: MAY skip for deregistration; 3.5.4: FA MUST NOT add it there
+        if len(fa_ha) != 1:
+            raise _Denied(ReplyCode.HA_FOREIGN_AGENT_FAILED_AUTHENTICATION,
+                          f"{len(fa_ha)} Foreign-Home Authentication Extensions, exactly one required")
+        index, extension = fa_ha[0]
+        agent_sa = agent_sas.get(extension.spi)
+        if agent_sa is None or not verify(request, index, agent_sa.key, agent_sa.algorithm):
+            raise _Denied(ReplyCode.HA_FOREIGN_AGENT_FAILED_AUTHENTICATION, "invalid Foreign-Home authenticator")
+
+    def _check_request(self, request: RegistrationRequest, datagram: Datagram, sa: SecurityAssociation) -> None:
+        s = self.settings
+        if request.flags & _RESERVED_FLAGS:
+            raise _Denied(ReplyCode.HA_POORLY_FORMED_REQUEST, "reserved flag bits set")
+        if datagram.destination in (LIMITED_BROADCAST, s.home_network.broadcast_address):
+            raise _Denied(ReplyCode.HA_UNKNOWN_HOME_AGENT_ADDRESS, "request sent to a broadcast address")
+        if request.home_agent != s.address:
+            raise _Denied(ReplyCode.HA_UNKNOWN_HOME_AGENT_ADDRESS, f"home agent {request.home_agent} is not us")
+        if request.home_address not in (sa.peer, UNSPECIFIED):
+            raise _Denied(ReplyCode.HA_ADMINISTRATIVELY_PROHIBITED,
+                          f"SPI {sa.spi} does not authorise home address {request.home_address}")
+        if request.lifetime == 0:
+            return
+        reverse = bool(request.flags & RequestFlags.T)
+        if reverse and s.reverse_tunneling is ReverseTunneling.OFF:
+            raise _Denied(ReplyCode.HA_REQUESTED_REVERSE_TUNNEL_UNAVAILABLE, "reverse tunneling is off")
+        if not reverse and s.reverse_tunneling is ReverseTunneling.REQUIRED:
+            raise _Denied(ReplyCode.HA_REVERSE_TUNNEL_IS_MANDATORY_AND_T_BIT_NOT_SET,
+                          "reverse tunneling is required")
+        for flag, encapsulation in ((RequestFlags.M, Encapsulation.MINIMAL), (RequestFlags.G, Encapsulation.GRE)):
+            if request.flags & flag and encapsulation not in s.encapsulations:
+                raise _Denied(ReplyCode.HA_REQUESTED_ENCAPSULATION_UNAVAILABLE,
+                              f"{encapsulation} encapsulation is not offered")
+
+    def _check_binding_limit(self, request: RegistrationRequest, node: IPv4Address) -> None:
+        if not self._simultaneous(request):
+            return
+        others = [b for b in self.bindings.of(node) if b.care_of_address != request.care_of_address]
+        if len(others) >= self.settings.max_bindings_per_node:
+            raise _Denied(ReplyCode.HA_TOO_MANY_SIMULTANEOUS_MOBILITY_BINDINGS,
+                          f"already {len(others)} bindings, the limit")
+
+    def _simultaneous(self, request: RegistrationRequest) -> bool:
+        return bool(request.flags & RequestFlags.S) and self.settings.max_bindings_per_node > 1
+
+    def _success_code(self, request: RegistrationRequest) -> int:
+        # 3.8.2.2: 1 when S asks for simultaneous bindings that this home agent does not keep.
+        if request.flags & RequestFlags.S and self.settings.max_bindings_per_node == 1:
+            return ReplyCode.ACCEPTED_SIMULTANEOUS_BINDINGS_UNSUPPORTED
+        return ReplyCode.ACCEPTED
+
+    def _accept(self, x: _Exchange) -> list[Action]:
+        request, datagram, sa, now, node = x.request, x.datagram, x.sa, x.now, x.node
+        coa = request.care_of_address
+        actions: list[Action] = []
+        if request.lifetime == 0:
+            # 3.8.2.2: care-of address = home address deregisters all, else only that binding.
+            removed = self.bindings.remove_all(node) if coa == node else (
+                (b,) if (b := self.bindings.remove(node, coa)) else ())
+            actions += [self._binding_event("binding.removed", b, now, reason="deregistered") for b in removed]
+            granted = 0
+        else:
+            granted = min(request.lifetime, self.settings.max_lifetime)  # never above the request
+            if not self._simultaneous(request):
+                for old in self.bindings.of(node):
+                    if old.care_of_address != coa:
+                        self.bindings.remove(node, old.care_of_address)
+                        actions.append(self._binding_event("binding.removed", old, now, reason="replaced"))
+            foreign_agent = datagram.source if datagram.source != coa else None
+            binding = Binding(node, coa, granted, math.inf if granted == INFINITE_LIFETIME else now + granted,
+                              request.identification, request.flags, sa.spi, foreign_agent)
+            previous = self.bindings.put(binding)
+            actions.append(self._binding_event("binding.renewed" if previous else "binding.added", binding, now))
+        self.counters.accepted += 1
+        code = ReplyCode(self._success_code(request))
+        actions.append(Emit("registration.accepted",
+                            f"registration of {node} via {coa} accepted for {granted} s",
+                            Priority.INFO, self._fields(x, code=int(code), lifetime=granted, spi=sa.spi)))
+        return actions + self._reply(x, code, granted)
+
+    def _deny(self, x: _Exchange, code: ReplyCode, reason: str) -> list[Action]:
+        self.counters.denied[int(code)] += 1
+        event = Emit("registration.denied", f"registration of {x.reply_home_address} denied with {int(code)}: "
+                     f"{reason}", Priority.NOTICE, self._fields(x, code=int(code), spi=x.sa.spi, reason=reason))
+        return [event, *self._reply(x, code, 0)]
+
+    def _reply(self, x: _Exchange, code: ReplyCode, lifetime: int) -> list[Action]:
+        """Build, authenticate and address the reply (3.8.3); persist the node first."""
+        request, datagram, sa = x.request, x.datagram, x.sa
+        home_agent = self.settings.address if code == ReplyCode.HA_UNKNOWN_HOME_AGENT_ADDRESS else request.home_agent
+        reply = RegistrationReply(
+            int(code), lifetime, x.reply_home_address, home_agent, self._reply_identification(request, sa, code),
+        )
+        reply = append_authentication(reply, ExtensionType.MOBILE_HOME_AUTHENTICATION, sa.spi, sa.key, sa.algorithm)
+        agent_sa = self._foreign_agent_sa(request, datagram)
+        if agent_sa is not None:  # 3.8.1: the reply to an FA we share an SA with carries FA-HA
+            reply = append_authentication(reply, ExtensionType.FOREIGN_HOME_AUTHENTICATION, agent_sa.spi,
+                                          agent_sa.key, agent_sa.algorithm)
+        source = datagram.destination
+        if source.is_multicast or source in (LIMITED_BROADCAST, self.settings.home_network.broadcast_address):
+            source = self.settings.address  # 3.8.3.1: never reply from a broadcast or multicast address
+        send = SendDatagram(reply.encode(), source, REGISTRATION_PORT, datagram.source, datagram.source_port)
+        return [self._persist(x.node, x.now), send]
+
+    def _reply_identification(self, request: RegistrationRequest, sa: SecurityAssociation, code: ReplyCode) -> int:
+        if sa.replay is ReplayProtection.NONCE:
+            nonce = self._random32() & ident.LOW32  # 5.7.2: a new nonce in every reply
+            state = self._replay.get(sa.peer, ReplayState())
+            self._replay[sa.peer] = replace(state, nonce=nonce)
+            return ident.nonce_reply(request.identification, nonce)
+        if code == ReplyCode.HA_REGISTRATION_IDENTIFICATION_MISMATCH:
+            return ident.timestamp_mismatch_reply(request.identification, self._wall_clock())
+        return request.identification  # 5.7.1: "copies the entire Identification field"
+
+    def _foreign_agent_sa(self, request: RegistrationRequest, datagram: Datagram) -> SecurityAssociation | None:
+        agent_sas = self.settings.foreign_agents.get(datagram.source)
+        if not agent_sas or request.lifetime == 0:
+            return None
+        used = request.authentications(ExtensionType.FOREIGN_HOME_AUTHENTICATION)
+        if used and used[0][1].spi in agent_sas:
+            return agent_sas[used[0][1].spi]
+        return next(iter(agent_sas.values()))
+
+    # --- outputs ---
+
+    def _persist(self, node: IPv4Address, now: float) -> PersistNode:
+        return PersistNode(node, self.bindings.of(node), self._replay.get(node, ReplayState()),
+                           self._wall_clock() - now)
+
+    def _drop(self, reason: str, datagram: Datagram, detail: str) -> list[Action]:
+        self.counters.dropped[reason] += 1
+        return [Emit("packet.dropped", f"dropped a datagram from {datagram.source}:{datagram.source_port}: "
+                     f"{detail}", Priority.NOTICE, {"reason": reason})]
+
+    def _binding_event(self, event: str, binding: Binding, now: float, reason: str | None = None) -> Emit:
+        fields: dict[str, str | int] = {
+            "home_address": str(binding.home_address),
+            "care_of_address": str(binding.care_of_address),
+            "home_agent": str(self.settings.address),
+            "lifetime": binding.remaining(now) if event != "binding.added" else binding.lifetime_granted,
+            "spi": binding.spi,
+        }
+        if binding.foreign_agent is not None:
+            fields["foreign_agent"] = str(binding.foreign_agent)
+        if reason is not None:
+            fields["reason"] = reason
+        verb = event.split(".")[1]
+        return Emit(event, f"binding {binding.home_address} -> {binding.care_of_address} {verb}",
+                    Priority.INFO, fields)
+
+    def _fields(self, x: _Exchange, **extra: str | int) -> dict[str, str | int]:
+        return {"home_address": str(x.reply_home_address), "care_of_address": str(x.request.care_of_address),
+                "home_agent": str(x.request.home_agent), **extra}
+
+
+class _SilentDiscard(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
