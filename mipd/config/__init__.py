@@ -1,1 +1,37 @@
-"""Profiles: pydantic v2 models of /etc/mip/<instance>.yaml and their loading."""
+"""Profiles: pydantic v2 models of /etc/mip/<instance>.yaml and their loading (CONTRACT sections 2 and 3).
+
+``load_profile(path)`` returns a validated :data:`AnyProfile` or raises :class:`ProfileError`, whose
+``problems`` are what ``mipd check`` prints; ``home_agent_settings`` turns a home-agent profile
+into the engine's settings.
+"""
+
+from mipd.config.convert import ConversionError, home_agent_settings
+from mipd.config.errors import Problem, ProfileError
+from mipd.config.loader import load_profile
+from mipd.config.models import (
+    ForeignAgentProfile,
+    HomeAgentProfile,
+    MobileNodeProfile,
+    Profile,
+    Tunnel,
+    json_schema,
+)
+from mipd.config.rules import AnyProfile
+from mipd.config.security import AgentAssociation, NodeAssociation
+
+__all__ = [
+    "AgentAssociation",
+    "AnyProfile",
+    "ConversionError",
+    "ForeignAgentProfile",
+    "HomeAgentProfile",
+    "MobileNodeProfile",
+    "NodeAssociation",
+    "Problem",
+    "Profile",
+    "ProfileError",
+    "Tunnel",
+    "home_agent_settings",
+    "json_schema",
+    "load_profile",
+]

@@ -1,0 +1,42 @@
+"""Profiles to the settings the sans-I/O engines take (config -> core is the allowed direction)."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+
+from mipd.config.models import HomeAgentProfile
+from mipd.core.home_agent import HomeAgentSettings
+from mipd.core.security import SecurityAssociation
+
+
+class ConversionError(ValueError):
+    """The profile holds two nodes with one SPI or one home address (load_profile reports these first)."""
+
+
+def home_agent_settings(profile: HomeAgentProfile) -> HomeAgentSettings:
+    """The home-agent engine's settings: ``mobile_nodes`` and ``mobile_nodes_file`` merged by SPI.
+
+    ``foreign_agents`` are grouped by agent address, then SPI (RFC 5944 3.8.2.1 c: the FA-HA
+    association is found from the sending agent's address and the extension's SPI).
+    """
+    nodes: dict[int, SecurityAssociation] = {}
+    homes: set[IPv4Address] = set()
+    for sa in [n.to_core() for n in profile.mobile_nodes] + [sa for _, sa in profile.file_nodes]:
+        if sa.spi in nodes or sa.peer in homes:
+            raise ConversionError(f"two mobile nodes share SPI {sa.spi} or home address {sa.peer}")
+        nodes[sa.spi] = sa
+        homes.add(sa.peer)
+    agents: dict[IPv4Address, dict[int, SecurityAssociation]] = {}
+    for agent in profile.foreign_agents:
+        agents.setdefault(agent.address, {})[agent.spi] = agent.to_core()
+    return HomeAgentSettings(
+        address=profile.address,
+        home_network=profile.home_network,
+        mobile_nodes=nodes,
+        foreign_agents=agents,
+        max_lifetime=profile.max_lifetime,
+        replay_window=profile.replay_window,
+        max_bindings_per_node=profile.max_bindings_per_node,
+        reverse_tunneling=profile.reverse_tunneling,
+        encapsulations=frozenset(profile.tunnel.encapsulations),
+    )

@@ -1,0 +1,55 @@
+"""Field types shared by the profile models (CONTRACT section 3)."""
+
+from __future__ import annotations
+
+import re
+from ipaddress import IPv4Interface
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BeforeValidator, Field, Strict
+
+MIN_KEY_BYTES = 16  # CONTRACT 3: keys of at least 16 bytes (RFC 5944 5.1: 128-bit default keys)
+_HEX = re.compile(r"[0-9a-fA-F]*")
+_INTERFACE = re.compile(r"[^/\s:]{1,15}")  # Linux IFNAMSIZ is 16 with the NUL
+
+
+def parse_hex_key(text: str) -> bytes:
+    """A key written as hexadecimal digits, at least 16 bytes; ValueError says what is wrong."""
+    if not _HEX.fullmatch(text):
+        raise ValueError("key must be hexadecimal digits only")
+    if len(text) % 2:
+        raise ValueError(f"key has an odd number of hex digits ({len(text)})")
+    if len(text) < 2 * MIN_KEY_BYTES:
+        raise ValueError(f"key is {len(text) // 2} bytes, at least {MIN_KEY_BYTES} are required")
+    return bytes.fromhex(text)
+
+
+def _check_hex(text: str) -> str:
+    parse_hex_key(text)
+    return text
+
+
+def _check_interface(name: str) -> str:
+    if not _INTERFACE.fullmatch(name):
+        raise ValueError("not a Linux interface name (1 to 15 characters, no '/', ':' or white space)")
+    return name
+
+
+def _require_prefix(value: object) -> object:
+    if isinstance(value, str) and "/" not in value:
+        raise ValueError("give the address with its prefix length, as in 10.2.0.5/24")
+    return value
+
+
+HexKey = Annotated[str, Strict(), AfterValidator(_check_hex),
+                   Field(description="the secret as hexadecimal digits, at least 16 bytes (32 digits)")]
+Spi = Annotated[int, Strict(), Field(ge=256, le=0xFFFFFFFF,
+                                     description="Security Parameter Index; 0-255 are reserved (RFC 5944 1.6)")]
+Lifetime = Annotated[int, Strict(), Field(ge=1, le=65535, description="seconds; 65535 means infinity (RFC 5944 3.3)")]
+Seconds = Annotated[float, Strict(), Field(gt=0, description="seconds")]
+Count = Annotated[int, Strict(), Field(ge=1)]
+Flag = Annotated[bool, Strict()]
+InterfaceName = Annotated[str, Strict(), AfterValidator(_check_interface)]
+Cidr = Annotated[IPv4Interface, BeforeValidator(_require_prefix)]
+LogLevel = Literal["debug", "info", "notice", "warning", "error"]
+TunnelBackend = Literal["auto", "kernel", "userspace"]
