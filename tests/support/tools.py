@@ -22,17 +22,23 @@ DEBIAN_PACKAGES: dict[str, str] = {
     "dpkg": "dpkg",
     "dpkg-query": "dpkg",
     "ip": "iproute2",
+    "journalctl": "systemd",
     "linux.uml": "user-mode-linux",
     "modprobe": "kmod",
+    "mount": "mount",
+    "nsenter": "util-linux",
     "openssl": "openssl",
     "pgrep": "procps",
     "ping": "iputils-ping",
+    "sleep": "coreutils",
+    "systemd-journald": "systemd",
     "tcpdump": "tcpdump",
     "tshark": "tshark",
+    "unshare": "util-linux",
 }
 
-# sbin directories are searched too, whatever PATH says.
-_SYSTEM_DIRECTORIES = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+# sbin directories are searched too, whatever PATH says; /lib/systemd holds systemd-journald.
+_SYSTEM_DIRECTORIES = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin", "/lib/systemd"]
 _SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), *_SYSTEM_DIRECTORIES])
 
 
