@@ -1,1 +1,8 @@
-"""The local control socket that mipctl talks to."""
+"""The local control socket that mipctl talks to.
+
+- :mod:`mipd.control.protocol`: the wire format (one JSON request line, one JSON response line).
+- :mod:`mipd.control.handler`: ``ControlHandler``, what the runtime implements, and ``ControlError``.
+- :mod:`mipd.control.shapes`: the CONTRACT section 4 results built from core objects.
+- :mod:`mipd.control.server`: ``ControlServer``, the daemon's Unix socket (mode 0600).
+- :mod:`mipd.control.client`: one blocking request, as mipctl sends it.
+"""
