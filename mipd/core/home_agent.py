@@ -331,7 +331,10 @@ class HomeAgent:
                     if old.care_of_address != coa:
                         self.bindings.remove(node, old.care_of_address)
                         actions.append(self._binding_event("binding.removed", old, now, reason="replaced"))
-            foreign_agent = datagram.source if datagram.source != coa else None
+            # Relayed by a foreign agent: always with an FA care-of address (D clear, 3.6.1.2), and
+            # with a co-located one when the request arrives from elsewhere than that address.
+            relayed = not request.flags & RequestFlags.D or datagram.source != coa
+            foreign_agent = datagram.source if relayed else None
             binding = Binding(node, coa, granted, math.inf if granted == INFINITE_LIFETIME else now + granted,
                               request.identification, request.flags, sa.spi, foreign_agent)
             previous = self.bindings.put(binding)

@@ -71,7 +71,8 @@ def test_accepted_registration_reply_and_binding(clock: Clock) -> None:
     kinds = [type(a) for a in actions if isinstance(a, PersistNode | SendDatagram)]
     assert kinds == [PersistNode, SendDatagram]
     binding = ha.bindings.get(MN, COA)
-    assert binding is not None and binding.expires == clock.now + 600 and binding.foreign_agent is None
+    assert binding is not None and binding.expires == clock.now + 600
+    assert binding.foreign_agent == COA  # D clear: an FA care-of address, the request came through its FA
     assert ha.counters.accepted == 1 and ha.counters.requests_received == 1
 
 
@@ -89,6 +90,22 @@ def test_infinite_lifetime_needs_no_timer(clock: Clock) -> None:
     binding = ha.bindings.get(MN, COA)
     assert binding is not None and math.isinf(binding.expires) and binding.remaining(1e9) == 0xFFFF
     assert ha.next_timer() is None
+
+
+@pytest.mark.parametrize(
+    ("flags", "source", "foreign_agent"),
+    [(F.D, COA, None), (F.D, FA, FA), (F(0), FA, FA)],
+    ids=["co-located, direct", "co-located via FA (R)", "FA care-of address"],
+)
+def test_foreign_agent_is_recorded_when_relayed(clock: Clock, flags: RequestFlags, source: IPv4Address,
+                                                foreign_agent: IPv4Address | None) -> None:
+    ha = engine(clock)
+    fa_ha = (300, FA_KEY) if source == FA else None
+    coa = FA if not flags & F.D else COA
+    reply = only_reply(ha.receive(datagram(request(clock, flags=flags, coa=coa, fa_ha=fa_ha), source), clock.now))[1]
+    assert reply.code == 0
+    binding = ha.bindings.get(MN, coa)
+    assert binding is not None and binding.foreign_agent == foreign_agent
 
 
 def test_relayed_request_records_the_foreign_agent_and_signs_for_it(clock: Clock) -> None:

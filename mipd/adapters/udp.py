@@ -1,0 +1,104 @@
+"""UDP port 434: receive registration messages, send the engine's replies.
+
+An agent listens on its unicast ``address``; a home agent also on its home network's
+subnet-directed broadcast address and on 255.255.255.255 (bound to its home link), because a
+request sent there must be answered with 136 (RFC 5944 3.8.2.1 e). Each socket is bound to one
+address, so the socket a datagram arrives on tells its destination address, which the engine
+needs (3.8.3.1) — no IP_PKTINFO ancillary data is required.
+
+Each wake-up drains up to :data:`BATCH` datagrams from a socket and hands them over together,
+so that the runtime handles a burst in one turn of the event loop and commits it once (group
+commit, CONTRACT section 6) instead of once per datagram.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+
+from mipd.core.actions import Datagram, SendDatagram
+
+BATCH = 256
+MAX_DATAGRAM = 65535
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    """One socket to open: the address to bind, and the link to bind it to (broadcast only)."""
+
+    address: IPv4Address
+    interface: str | None = None
+
+
+def _socket(listen: Listen, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        if listen.interface is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, listen.interface.encode())
+        sock.bind((str(listen.address), port))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class RegistrationEndpoints:
+    """The sockets of UDP port 434. Replies leave from the socket bound to their source."""
+
+    def __init__(self, port: int = 434) -> None:
+        self.port = port
+        self._sockets: dict[IPv4Address, socket.socket] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.receive_errors = 0
+        self.send_errors = 0
+        self.last_send_error: OSError | None = None
+
+    def open(self, listens: list[Listen], deliver: Callable[[list[Datagram]], None]) -> None:
+        """Bind every socket (all or none) and start delivering batches of datagrams."""
+        self._loop = asyncio.get_running_loop()
+        try:
+            for listen in listens:
+                self._sockets[listen.address] = _socket(listen, self.port)
+        except OSError:
+            self.close()
+            raise
+        for address, sock in self._sockets.items():
+            self._loop.add_reader(sock.fileno(), self._drain, sock, address, deliver)
+
+    def _drain(self, sock: socket.socket, local: IPv4Address, deliver: Callable[[list[Datagram]], None]) -> None:
+        batch: list[Datagram] = []
+        for _ in range(BATCH):
+            try:
+                data, (host, port) = sock.recvfrom(MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:  # e.g. ICMP port unreachable reported on the socket: not fatal
+                self.receive_errors += 1
+                continue
+            batch.append(Datagram(data, IPv4Address(host), port, local, self.port))
+        if batch:
+            deliver(batch)
+
+    def send(self, action: SendDatagram) -> None:
+        """Send from the socket bound to ``action.source``, else from the first one."""
+        sock = self._sockets.get(action.source) or next(iter(self._sockets.values()))
+        try:
+            sock.sendto(action.payload, (str(action.destination), action.destination_port))
+        except OSError as exc:
+            # UDP: an unreachable peer or a full buffer loses this reply, and the node retransmits;
+            # counted and remembered, never fatal.
+            self.send_errors += 1
+            self.last_send_error = exc
+
+    def close(self) -> None:
+        for sock in self._sockets.values():
+            if self._loop is not None:
+                self._loop.remove_reader(sock.fileno())
+            sock.close()
+        self._sockets.clear()

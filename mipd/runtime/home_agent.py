@@ -1,0 +1,65 @@
+"""The home agent's part of the runtime: its engine settings, sockets and control answers."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+from typing import TYPE_CHECKING
+
+from mipd.adapters.udp import Listen
+from mipd.config import HomeAgentProfile, home_agent_settings
+from mipd.control.handler import ControlError
+from mipd.control.protocol import JSONObject
+from mipd.control.shapes import bindings_json, flush_json, stats_json, status_json
+from mipd.core.home_agent import HomeAgent
+
+if TYPE_CHECKING:
+    from mipd.runtime.daemon import Daemon
+
+
+def listens(profile: HomeAgentProfile) -> list[Listen]:
+    """UDP 434 on our address, the home subnet broadcast and 255.255.255.255 on the home link
+    (requests sent to either broadcast are answered with 136, RFC 5944 3.8.2.1 e)."""
+    return [
+        Listen(profile.address),
+        Listen(profile.home_network.broadcast_address, profile.interface),
+        Listen(IPv4Address("255.255.255.255"), profile.interface),
+    ]
+
+
+def engine(profile: HomeAgentProfile, wall_clock: object, random32: object) -> HomeAgent:
+    return HomeAgent(home_agent_settings(profile), wall_clock=wall_clock, random32=random32)  # type: ignore[arg-type]
+
+
+class HomeAgentControl:
+    """Answers mipctl for a home agent (mipd.control.handler.ControlHandler)."""
+
+    def __init__(self, daemon: Daemon, engine: HomeAgent) -> None:
+        self.daemon = daemon
+        self.engine = engine
+
+    async def status(self) -> JSONObject:
+        return status_json(role="home-agent", instance=self.daemon.instance, uptime=self.daemon.uptime(),
+                           backend=self.daemon.backend, bindings=len(self.engine.bindings))
+
+    async def bindings(self) -> JSONObject:
+        return bindings_json(self.engine.bindings, self.daemon.now())
+
+    async def visitors(self) -> JSONObject:
+        raise ControlError("a home agent has no visitor list; ask its foreign agents")
+
+    async def stats(self) -> JSONObject:
+        return stats_json(self.engine.counters)
+
+    async def flush(self, home_address: IPv4Address) -> JSONObject:
+        removed = len(self.engine.bindings.of(home_address))
+        if not removed:
+            raise ControlError(f"no binding for {home_address}")
+        await self.daemon.run_actions(self.engine.flush(home_address, self.daemon.now()))
+        return flush_json(home_address, removed)
+
+    async def reload(self) -> JSONObject:
+        return await self.daemon.reload()
+
+    async def log_level(self, level: str) -> JSONObject:
+        self.daemon.events.set_level(level)
+        return {"log_level": level}
