@@ -13,7 +13,7 @@ import struct
 from dataclasses import dataclass, field
 from enum import IntEnum, IntFlag
 from ipaddress import IPv4Address
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from mipd.core.errors import DecodeError
 from mipd.core.tlv import ExtensionParser, OpaqueTail, UnknownExtension, decode_extensions
@@ -127,6 +127,7 @@ class OneBytePadding:
 
 
 IcmpExtension = MobilityAgentExtension | PrefixLengthsExtension | OneBytePadding | UnknownExtension | OpaqueTail
+_E = TypeVar("_E", MobilityAgentExtension, PrefixLengthsExtension, OpaqueTail)
 
 
 def _parse_mobility(data: bytes, offset: int) -> MobilityAgentExtension:
@@ -169,28 +170,23 @@ class AgentAdvertisement:
     extensions: tuple[IcmpExtension, ...] = field(default=())
     TYPE: ClassVar[int] = IcmpType.ROUTER_ADVERTISEMENT
 
+    def _first(self, kind: type[_E]) -> _E | None:
+        return next((ext for ext in self.extensions if isinstance(ext, kind)), None)
+
     @property
     def mobility(self) -> MobilityAgentExtension | None:
         """The Mobility Agent Advertisement Extension; without one this is no Agent Advertisement."""
-        for ext in self.extensions:
-            if isinstance(ext, MobilityAgentExtension):
-                return ext
-        return None
+        return self._first(MobilityAgentExtension)
 
     @property
     def prefix_lengths(self) -> PrefixLengthsExtension | None:
-        for ext in self.extensions:
-            if isinstance(ext, PrefixLengthsExtension):
-                return ext
-        return None
+        return self._first(PrefixLengthsExtension)
 
     @property
     def unrecognised_nonskippable(self) -> int | None:
         """Type of an unrecognised extension numbered 0-127: discard the message (1.8)."""
-        for ext in self.extensions:
-            if isinstance(ext, OpaqueTail):
-                return ext.type
-        return None
+        tail = self._first(OpaqueTail)
+        return None if tail is None else tail.type
 
     def encode(self) -> bytes:
         body = b"".join(_ROUTER_ENTRY.pack(int(e.address), e.preference) for e in self.addresses)

@@ -55,10 +55,21 @@ def _encode_extensions(extensions: tuple[RegistrationExtension, ...]) -> bytes:
 
 
 class _ExtensionAccess:
-    """Queries over ``self.extensions`` shared by requests and replies."""
+    """Encoding and queries over ``self.extensions`` shared by requests and replies."""
 
     __slots__ = ()
     extensions: tuple[RegistrationExtension, ...]
+
+    def fixed_part(self) -> bytes:
+        raise NotImplementedError
+
+    def encode_through(self, count: int) -> bytes:
+        """The fixed part followed by the first ``count`` extensions."""
+        return self.fixed_part() + _encode_extensions(self.extensions[:count])
+
+    def encode(self) -> bytes:
+        return self.fixed_part() + _encode_extensions(self.extensions)
+
 
     def authentications(self, ext_type: int) -> list[tuple[int, AuthenticationExtension]]:
         """(index, extension) for every authentication extension of ``ext_type``, in order."""
@@ -111,13 +122,6 @@ class RegistrationRequest(_ExtensionAccess):
             self.identification,
         )
 
-    def encode_through(self, count: int) -> bytes:
-        """The fixed part followed by the first ``count`` extensions."""
-        return self.fixed_part() + _encode_extensions(self.extensions[:count])
-
-    def encode(self) -> bytes:
-        return self.fixed_part() + _encode_extensions(self.extensions)
-
 
 @dataclass(frozen=True, slots=True)
 class RegistrationReply(_ExtensionAccess):
@@ -141,13 +145,6 @@ class RegistrationReply(_ExtensionAccess):
             int(self.home_agent),
             self.identification,
         )
-
-    def encode_through(self, count: int) -> bytes:
-        """The fixed part followed by the first ``count`` extensions."""
-        return self.fixed_part() + _encode_extensions(self.extensions[:count])
-
-    def encode(self) -> bytes:
-        return self.fixed_part() + _encode_extensions(self.extensions)
 
 
 RegistrationMessage = RegistrationRequest | RegistrationReply
