@@ -2,8 +2,9 @@
 
 Engines return lists of these frozen values; the runtime executes them. Within one turn of the
 event loop the runtime first commits every :class:`PersistNode` (one transaction: group commit,
-CONTRACT section 6), then sends the datagrams, so a reply never announces a change that a crash
-could still lose.
+CONTRACT section 6), then applies the :class:`~mipd.core.dataplane.DataPlane` changes, then sends
+the datagrams: a reply never announces a change that a crash could still lose, and a node told
+it is registered finds its tunnel already in place.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING
+
+from mipd.core.dataplane import DataPlane
 
 if TYPE_CHECKING:
     from mipd.core.bindings import Binding
@@ -86,4 +89,4 @@ class PersistNode:
     wall_offset: float  # add to a binding's monotonic ``expires`` to get wall-clock time
 
 
-Action = SendDatagram | Emit | PersistNode
+Action = SendDatagram | Emit | PersistNode | DataPlane

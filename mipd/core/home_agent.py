@@ -41,6 +41,7 @@ from mipd.core.actions import Action, Datagram, Emit, PersistNode, Priority, Rep
 from mipd.core.auth import append_authentication, verify
 from mipd.core.bindings import Binding, BindingTable
 from mipd.core.codes import ReplyCode
+from mipd.core.dataplane import DataPlane, Endpoint
 from mipd.core.errors import DecodeError
 from mipd.core.extensions import ExtensionType
 from mipd.core.registration import (
@@ -135,6 +136,7 @@ class HomeAgent:
         self.bindings = BindingTable()
         self.counters = Counters()
         self._replay: dict[IPv4Address, ReplayState] = {}
+        self._planes: dict[IPv4Address, tuple[Endpoint, ...]] = {}  # last data plane stated per node
         self._wall_clock = wall_clock
         self._random32 = random32
 
@@ -165,7 +167,8 @@ class HomeAgent:
         for binding in self.bindings.expire(now):
             actions.append(self._binding_event("binding.expired", binding, now, reason="expired"))
             touched.add(binding.home_address)
-        actions.extend(self._persist(home, now) for home in sorted(touched))
+        for home in sorted(touched):
+            actions += [self._persist(home, now), *self._data_plane(home)]
         return actions
 
     def flush(self, home_address: IPv4Address, now: float) -> list[Action]:
@@ -175,7 +178,7 @@ class HomeAgent:
             self._binding_event("binding.removed", b, now, reason="flushed") for b in removed
         ]
         if removed:
-            actions.append(self._persist(home_address, now))
+            actions += [self._persist(home_address, now), *self._data_plane(home_address)]
         return actions
 
     def reconfigure(self, settings: HomeAgentSettings) -> None:
@@ -183,7 +186,9 @@ class HomeAgent:
         self.settings = settings
 
     def restore(self, records: Iterable[NodeRecord], now: float) -> list[Action]:
-        """Reinstall stored state: expired bindings are dropped, live ones keep what remains."""
+        """Reinstall stored state: expired bindings are dropped, live ones keep what remains.
+        Their data plane is not emitted node by node: the runtime applies :meth:`data_plane` as a
+        whole, removing what no binding needs."""
         wall = self._wall_clock()
         actions: list[Action] = []
         for record in records:
@@ -198,7 +203,12 @@ class HomeAgent:
                 self.bindings.put(replace(stored, expires=now + remaining))
             if dropped:
                 actions.append(self._persist(record.home_address, now))
+            self._data_plane(record.home_address)  # recorded; the runtime reconciles data_plane()
         return actions
+
+    def data_plane(self) -> list[DataPlane]:
+        """The desired data plane of every node that is away (for reconciliation at start)."""
+        return [DataPlane(home, endpoints) for home, endpoints in sorted(self._planes.items()) if endpoints]
 
     # --- registration processing ---
 
@@ -339,6 +349,7 @@ class HomeAgent:
                               request.identification, request.flags, sa.spi, foreign_agent)
             previous = self.bindings.put(binding)
             actions.append(self._binding_event("binding.renewed" if previous else "binding.added", binding, now))
+        actions += self._data_plane(node)
         self.counters.accepted += 1
         code = ReplyCode(self._success_code(request))
         actions.append(Emit("registration.accepted",
@@ -390,6 +401,19 @@ class HomeAgent:
         return next(iter(agent_sas.values()))
 
     # --- outputs ---
+
+    def _data_plane(self, node: IPv4Address) -> list[Action]:
+        """The node's data plane, if it differs from what was last stated (a rejected or a
+        duplicate registration changes nothing: RFC 5944 4.6, "no ARP processing")."""
+        endpoints = tuple(Endpoint.for_request(b.care_of_address, self.settings.address, b.flags)
+                          for b in self.bindings.of(node))
+        if endpoints == self._planes.get(node, ()):
+            return []
+        if endpoints:
+            self._planes[node] = endpoints
+        else:
+            self._planes.pop(node, None)
+        return [DataPlane(node, endpoints)]
 
     def _persist(self, node: IPv4Address, now: float) -> PersistNode:
         return PersistNode(node, self.bindings.of(node), self._replay.get(node, ReplayState()),

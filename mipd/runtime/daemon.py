@@ -26,6 +26,7 @@ from mipd.control.handler import ControlError
 from mipd.control.protocol import JSONObject
 from mipd.control.server import ControlServer, ControlSocketError
 from mipd.core.actions import Action, Datagram, Emit, PersistNode, Priority, SendDatagram
+from mipd.core.dataplane import DataPlane
 from mipd.core.home_agent import HomeAgent
 from mipd.obs import EventLog, configure, notify
 from mipd.runtime import home_agent as ha_runtime
@@ -52,6 +53,7 @@ class Daemon:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._persist: list[PersistNode] = []
         self._send: list[SendDatagram] = []
+        self._planes: list[DataPlane] = []
         self._flush_handle: asyncio.Handle | None = None
         self._flushed: list[asyncio.Future[None]] = []
         self._timer: asyncio.TimerHandle | None = None
@@ -206,16 +208,18 @@ class Daemon:
                 self.events.emit(action)
             elif isinstance(action, PersistNode):
                 self._persist.append(action)
+            elif isinstance(action, DataPlane):
+                self._planes.append(action)
             else:
                 self._send.append(action)
-        if (self._persist or self._send) and self._flush_handle is None and self._loop is not None:
+        if (self._persist or self._send or self._planes) and self._flush_handle is None and self._loop is not None:
             self._flush_handle = self._loop.call_soon(self._flush)
         self._rearm()
 
     def _flush(self) -> None:
         self._flush_handle = None
-        persist, send, waiters = self._persist, self._send, self._flushed
-        self._persist, self._send, self._flushed = [], [], []
+        persist, planes, send, waiters = self._persist, self._planes, self._send, self._flushed
+        self._persist, self._planes, self._send, self._flushed = [], [], [], []
         committed = True
         if persist:
             try:
@@ -227,11 +231,15 @@ class Daemon:
                 self.events.logger().error("state.commit-failed", message=f"state commit failed: {exc}",
                                            reason=str(exc))
         if committed:
+            self._apply_planes(planes)
             for action in send:
                 self.udp.send(action)
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
+
+    def _apply_planes(self, planes: list[DataPlane]) -> None:
+        """Data plane changes, after the commit and before the replies (no backend yet: none)."""
 
     async def _flush_now(self) -> None:
         if self._flush_handle is not None:

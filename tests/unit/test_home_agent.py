@@ -13,6 +13,7 @@ from mipd.core.actions import Datagram, Emit, PersistNode, ReplayState, SendData
 from mipd.core.auth import append_authentication, verify
 from mipd.core.bindings import Binding, BindingTable
 from mipd.core.codes import ReplyCode
+from mipd.core.dataplane import DataPlane, Endpoint
 from mipd.core.extensions import EncapsulatingDeliveryStyle, ExtensionType, MobileNodeNAI
 from mipd.core.home_agent import NodeRecord
 from mipd.core.registration import RegistrationRequest, RequestFlags
@@ -466,3 +467,60 @@ def test_datagram_to_another_port_is_still_processed_by_payload(clock: Clock) ->
     d = Datagram(request(clock).encode(), COA, 434, HA)
     send, _ = only_reply(ha.receive(d, clock.now))
     assert send.destination_port == 434  # copied from the request's source port (3.8.3.1)
+
+
+# --- the data plane the engine states (RFC 5944 4.2.3, 4.6) ---
+
+def planes(actions: list[object]) -> list[DataPlane]:
+    return [a for a in actions if isinstance(a, DataPlane)]
+
+
+def test_data_plane_follows_the_bindings(clock: Clock) -> None:
+    ha = engine(clock, encapsulations=frozenset({Encapsulation.IPIP, Encapsulation.GRE}))
+    (plane,) = planes(ha.receive(datagram(request(clock, flags=F.D | F.G | F.T | F.B)), clock.now))
+    assert plane == DataPlane(MN, (Endpoint(COA, HA, Encapsulation.GRE, reverse=True, broadcast=True,
+                                            decapsulates=True),))
+    clock.now += 1
+    assert planes(ha.receive(datagram(request(clock, flags=F.D | F.G | F.T | F.B)), clock.now)) == []  # same
+    clock.now += 1
+    (moved,) = planes(ha.receive(datagram(request(clock, coa=COA2, flags=F.D)), clock.now))
+    assert moved == DataPlane(MN, (Endpoint(COA2, HA, Encapsulation.IPIP, decapsulates=True),))
+    clock.now += 1
+    (home,) = planes(ha.receive(datagram(request(clock, lifetime=0, coa=MN), source=MN), clock.now))
+    assert home == DataPlane(MN, ()) and not home.away
+
+
+def test_rejected_registrations_change_no_data_plane(clock: Clock) -> None:
+    ha = engine(clock)
+    ha.receive(datagram(request(clock)), clock.now)
+    clock.now += 1
+    for kwargs in ({"key": bytes(16)}, {"flags": F.x}, {"home_agent": IPv4Address("10.1.0.2")}, {"flags": F.G}):
+        assert planes(ha.receive(datagram(request(clock, **kwargs)), clock.now)) == []  # type: ignore[arg-type]
+        clock.now += 1
+
+
+def test_simultaneous_bindings_give_one_endpoint_each(clock: Clock) -> None:
+    ha = engine(clock, max_bindings_per_node=2)
+    ha.receive(datagram(request(clock, coa=COA, flags=F.S)), clock.now)
+    clock.now += 1
+    (plane,) = planes(ha.receive(datagram(request(clock, coa=COA2, flags=F.S)), clock.now))
+    assert [e.care_of_address for e in plane.endpoints] == [COA, COA2]
+
+
+def test_expiry_and_flush_bring_the_node_home(clock: Clock) -> None:
+    ha = engine(clock)
+    ha.receive(datagram(request(clock, lifetime=10)), clock.now)
+    assert planes(ha.on_timer(clock.now + 10)) == [DataPlane(MN, ())]
+    ha.receive(datagram(request(clock, home=MN, lifetime=10, identification=ident.timestamp(clock.wall() + 1, 0))),
+               clock.now)
+    assert planes(ha.flush(MN, clock.now)) == [DataPlane(MN, ())]
+
+
+def test_restore_states_the_whole_data_plane_for_reconciliation(clock: Clock) -> None:
+    ha = engine(clock)
+    live = Binding(MN, COA, 600, clock.wall() + 300, 1, F.T, 256)
+    gone = Binding(MN2, COA, 600, clock.wall() - 1, 1, F(0), 257)
+    actions = ha.restore([NodeRecord(MN, (live,), ReplayState()), NodeRecord(MN2, (gone,), ReplayState())],
+                         clock.now)
+    assert planes(actions) == []  # not node by node
+    assert ha.data_plane() == [DataPlane(MN, (Endpoint(COA, HA, Encapsulation.IPIP, reverse=True),))]

@@ -1,0 +1,56 @@
+"""What the data plane must do for a node: the engines' desired state, per home address.
+
+The home agent engine emits one :class:`DataPlane` action whenever a node's bindings change
+(accepted, renewed with other parameters, deregistered, replaced, expired, flushed, restored). It
+states the whole desired state of that node, so applying it twice is harmless and a restart can
+simply apply every restored node again (STYLE: actions describe desired state, idempotently).
+
+An empty ``endpoints`` means the node is at home or unregistered: no tunnel, no route, no proxy
+ARP. A non-empty one means: intercept the node's packets on the home link (proxy ARP, RFC 5944
+4.6; the first time with gratuitous ARPs announcing our link-layer address) and send a copy
+through a tunnel to each care-of address (one per simultaneous binding, 3.8.2.2 / 4.2.3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+
+from mipd.core.registration import RequestFlags
+from mipd.core.security import Encapsulation
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One tunnel towards a care-of address, as a binding's request asked for it."""
+
+    care_of_address: IPv4Address
+    source: IPv4Address  # the outer source: the address in the reply's Home Agent field (4.2.3)
+    encapsulation: Encapsulation = Encapsulation.IPIP
+    reverse: bool = False  # T: the node (or its FA) tunnels its packets back to us (RFC 3024)
+    broadcast: bool = False  # B: the node wants the home link's broadcasts (4.3)
+    decapsulates: bool = False  # D: co-located care-of address; the node decapsulates itself
+
+    @staticmethod
+    def for_request(care_of_address: IPv4Address, source: IPv4Address, flags: RequestFlags) -> Endpoint:
+        """The endpoint a registration with ``flags`` asks for (G: GRE, M: minimal, else IP-in-IP)."""
+        if flags & RequestFlags.G:
+            encapsulation = Encapsulation.GRE
+        elif flags & RequestFlags.M:
+            encapsulation = Encapsulation.MINIMAL
+        else:
+            encapsulation = Encapsulation.IPIP
+        return Endpoint(care_of_address, source, encapsulation, bool(flags & RequestFlags.T),
+                        bool(flags & RequestFlags.B), bool(flags & RequestFlags.D))
+
+
+@dataclass(frozen=True, slots=True)
+class DataPlane:
+    """The whole desired data-plane state of the node with ``home_address``."""
+
+    home_address: IPv4Address
+    endpoints: tuple[Endpoint, ...]
+
+    @property
+    def away(self) -> bool:
+        return bool(self.endpoints)
