@@ -1,0 +1,202 @@
+"""Tunnel codec rules (RFC 2003, RFC 2784, RFC 2004), the IPv4 header parser, and the userspace
+backend's and broadcast forwarder's per-packet decisions (no sockets)."""
+
+from __future__ import annotations
+
+import struct
+from ipaddress import IPv4Address, IPv4Network
+
+import pytest
+
+from mipd.adapters.broadcast import BroadcastForwarder
+from mipd.adapters.tunnel_userspace import COUNTERS, TunnelTable
+from mipd.core import ipv4
+from mipd.core.dataplane import DataPlane, Endpoint
+from mipd.core.errors import DecodeError
+from mipd.core.icmp import checksum
+from mipd.core.ipv4 import Flags, IPv4Header
+from mipd.core.security import Encapsulation
+from mipd.core.tunnel import DropReason, TunnelRefused, decapsulate, encapsulate
+
+A = IPv4Address
+HA, COA, HOME, CN = A("10.1.0.1"), A("10.2.0.20"), A("10.1.0.50"), A("10.3.0.10")
+IPIP, GRE, MINIMAL = Encapsulation.IPIP, Encapsulation.GRE, Encapsulation.MINIMAL
+NO_FLAGS = Flags(0)
+
+
+def datagram(*, src: IPv4Address = CN, dst: IPv4Address = HOME, ttl: int = 63, tos: int = 0x28,
+             flags: Flags = Flags.DF, offset: int = 0, options: bytes = b"", payload: bytes = b"\x08\0hello!",
+             protocol: int = 1) -> bytes:
+    total = 20 + len(options) + len(payload)
+    return IPv4Header(tos, total, 0x1234, flags, offset, ttl, protocol, src, dst, options).encode() + payload
+
+
+@pytest.mark.parametrize(("encapsulation", "protocol", "shim"), [(IPIP, 4, b""), (GRE, 47, b"\0\0\x08\0")])
+def test_outer_header_rules_rfc2003(encapsulation: Encapsulation, protocol: int, shim: bytes) -> None:
+    inner = datagram(options=b"\x01\x01\x01\0")  # NOPs and an End of Options list
+    packet = encapsulate(inner, HA, COA, encapsulation, 0x10001)
+    outer, body = ipv4.parse(packet)
+    assert (outer.protocol, outer.source, outer.destination) == (protocol, HA, COA)
+    assert outer.tos == 0x28  # copied from the inner header
+    assert outer.flags == Flags.DF  # inner DF -> outer DF
+    assert outer.ttl == 64 and outer.identification == 1
+    assert outer.options == b""  # options are not copied
+    assert body == shim + inner  # the inner datagram untouched, TTL included
+    assert decapsulate(packet) == (HA, COA, encapsulation, inner)
+
+
+def test_outer_df_clear_when_inner_clear_and_ttl_chosen() -> None:
+    outer, _ = ipv4.parse(encapsulate(datagram(flags=Flags(0)), HA, COA, IPIP, 7, ttl=9))
+    assert (outer.flags, outer.ttl) == (Flags(0), 9)
+
+
+@pytest.mark.parametrize(("source", "size"), [(HA, 12), (CN, 8)])
+def test_minimal_encapsulation_rfc2004(source: IPv4Address, size: int) -> None:
+    inner = datagram(options=b"\x01\x01\x01\0")
+    packet = encapsulate(inner, source, COA, MINIMAL, 99)
+    header, body = ipv4.parse(packet)
+    original, payload = ipv4.parse(inner)
+    assert (header.protocol, header.source, header.destination) == (55, source, COA)
+    assert header.total_length == original.total_length + size
+    assert (header.ttl, header.tos, header.identification, header.flags, header.options) == (
+        original.ttl, original.tos, original.identification, original.flags, original.options)
+    forwarding = body[:size]
+    assert forwarding[0] == 1 and forwarding[1] == (0x80 if size == 12 else 0)
+    assert forwarding[4:8] == HOME.packed
+    assert forwarding[8:size] == (CN.packed if size == 12 else b"")
+    assert checksum(forwarding) == 0 and body[size:] == payload
+    assert decapsulate(packet) == (source, COA, MINIMAL, inner)
+
+
+@pytest.mark.parametrize(("inner", "encapsulation", "reason"), [
+    (datagram(ttl=0), IPIP, DropReason.TTL_ZERO),
+    (datagram(ttl=0), MINIMAL, DropReason.TTL_ZERO),
+    (datagram(src=COA), GRE, DropReason.LOOP),
+    (datagram(src=HA), IPIP, DropReason.SOURCE_IS_LOCAL),
+    (datagram(flags=Flags.MF), MINIMAL, DropReason.FRAGMENTED_MINIMAL),
+    (datagram(flags=Flags(0), offset=3), MINIMAL, DropReason.FRAGMENTED_MINIMAL),
+    (datagram(payload=bytes(65535 - 20)), IPIP, DropReason.TOO_BIG),
+    (datagram(payload=bytes(65535 - 20)), MINIMAL, DropReason.TOO_BIG),
+])
+def test_refusals_carry_their_reason(inner: bytes, encapsulation: Encapsulation, reason: DropReason) -> None:
+    with pytest.raises(TunnelRefused) as refused:
+        encapsulate(inner, HA, COA, encapsulation, 1, local_addresses=(HA,))
+    assert refused.value.reason is reason
+
+
+def test_fragments_still_travel_in_ip_in_ip() -> None:
+    assert decapsulate(encapsulate(datagram(flags=Flags.MF), HA, COA, IPIP, 1)).inner == datagram(flags=Flags.MF)
+
+
+def outer(protocol: int, body: bytes, *, flags: Flags = NO_FLAGS) -> bytes:
+    return IPv4Header(0, 20 + len(body), 1, flags, 0, 64, protocol, COA, HA).encode() + body
+
+
+@pytest.mark.parametrize(("packet", "match"), [
+    (outer(47, b"\x80\0\x08\0\0\0\0\0" + datagram()), "checksum present"),
+    (outer(47, b"\x40\0\x08\0" + datagram()), "Reserved0"),
+    (outer(47, b"\0\x01\x08\0" + datagram()), "version 1"),
+    (outer(47, b"\0\0\x86\xdd" + datagram()), "not IPv4"),
+    (outer(47, b"\0\0"), "GRE header"),
+    (outer(17, datagram()), "not a tunnel"),
+    (outer(4, datagram(), flags=Flags.MF), "fragment"),
+    (outer(4, datagram()[:-1]), "inner datagram"),
+    (outer(55, b"\x01\0\0\0" + HOME.packed + b"x"), "checksum"),
+    (outer(55, b"\x01\x80\0\0" + HOME.packed), "need 12"),
+    (b"\x45" + bytes(18), "shorter"),
+])
+def test_decapsulate_rejects_malformed(packet: bytes, match: str) -> None:
+    with pytest.raises(DecodeError, match=match):
+        decapsulate(packet)
+
+
+def test_gre_reserved_bits_6_to_12_are_ignored_rfc2784() -> None:
+    assert decapsulate(outer(47, b"\x03\xf8\x08\0" + datagram())).inner == datagram()
+
+
+def test_decapsulator_discards_inner_ttl_zero() -> None:
+    with pytest.raises(TunnelRefused) as refused:
+        decapsulate(outer(4, datagram(ttl=0)))
+    assert refused.value.reason is DropReason.TTL_ZERO
+
+
+@pytest.mark.parametrize(("data", "match"), [
+    (b"\x65" + bytes(19), "version 6"),
+    (b"\x44" + bytes(19), "IHL 4"),
+    (b"\x46" + bytes(19), "exceeds"),
+    (b"\x45\0\0\x30" + bytes(16), "total length"),
+    (datagram()[:10] + b"\0\0" + datagram()[12:], "checksum"),
+])
+def test_ipv4_parse_rejects(data: bytes, match: str) -> None:
+    with pytest.raises(DecodeError, match=match):
+        ipv4.parse(data)
+
+
+def test_ipv4_parse_drops_link_padding() -> None:
+    header, payload = ipv4.parse(datagram() + b"\0\0")
+    assert payload == b"\x08\0hello!" and header.total_length == 28
+
+
+# --- the userspace backend's decisions -------------------------------------------------------------
+
+def endpoint(coa: IPv4Address = COA, encapsulation: Encapsulation = IPIP, **flags: bool) -> Endpoint:
+    return Endpoint(coa, HA, encapsulation, **flags)
+
+
+def test_forward_one_packet_per_endpoint_and_counts_drops() -> None:
+    table = TunnelTable(HA)
+    table.set(DataPlane(HOME, (endpoint(), endpoint(A("10.2.0.30"), MINIMAL))))
+    sent = table.forward(datagram())
+    assert [(decapsulate(p).encapsulation, to) for p, to in sent] == [(IPIP, COA), (MINIMAL, A("10.2.0.30"))]
+    assert table.forward(datagram(dst=A("10.1.0.51"))) == []
+    assert table.forward(datagram(ttl=0)) == []
+    assert table.forward(datagram(src=HA)) == []
+    assert table.forward(b"junk") == []
+    table.set(DataPlane(HOME, ()))
+    assert table.forward(datagram()) == []
+    assert {k: v for k, v in table.counts.items() if v} == {
+        "dropped_no_binding": 2, "dropped_ttl_zero": 2, "dropped_source_is_local": 2, "dropped_malformed": 1}
+    assert set(table.counts) <= set(COUNTERS)
+
+
+def test_reverse_accepts_only_registered_care_of_addresses_with_t() -> None:
+    table = TunnelTable(HA)
+    table.set(DataPlane(HOME, (endpoint(reverse=True), endpoint(A("10.2.0.30")))))
+    reply = datagram(src=HOME, dst=CN)
+
+    def tunnelled(source: IPv4Address, destination: IPv4Address = HA) -> bytes:
+        return encapsulate(reply, source, destination, GRE, 1)
+
+    assert table.reverse(tunnelled(COA)) == reply
+    assert table.reverse(tunnelled(A("10.2.0.30"))) is None  # registered without T
+    assert table.reverse(tunnelled(A("10.2.0.99"))) is None  # not a care-of address of HOME
+    assert table.reverse(tunnelled(COA, A("10.1.0.2"))) is None  # another address of this host
+    assert table.reverse(outer(47, b"\x80\0\x08\0" + reply)) is None  # GRE with C=1
+    assert {k: v for k, v in table.counts.items() if v} == {
+        "decapsulated": 1, "dropped_not_reverse": 1, "dropped_not_registered": 1,
+        "ignored_other_destination": 1, "dropped_malformed": 1}
+
+
+# --- broadcast forwarding (RFC 5944 4.3) -----------------------------------------------------------
+
+def test_broadcasts_go_to_b_endpoints_direct_or_nested() -> None:
+    forwarder = BroadcastForwarder()
+    forwarder.broadcast_addresses = frozenset({A("255.255.255.255"), IPv4Network("10.1.0.0/24").broadcast_address})
+    forwarder.update(DataPlane(HOME, (endpoint(broadcast=True, decapsulates=True),)))
+    forwarder.update(DataPlane(A("10.1.0.51"), (endpoint(A("10.2.0.30"), GRE, broadcast=True),)))
+    forwarder.update(DataPlane(A("10.1.0.52"), (endpoint(A("10.2.0.40")),)))  # no B: nothing
+    broadcast = datagram(src=A("10.1.0.10"), dst=A("10.1.0.255"), protocol=17, flags=Flags(0))
+    (direct, to_direct), (nested, to_nested) = forwarder.packets(broadcast)
+    assert to_direct == COA and decapsulate(direct).inner == broadcast
+    middle = decapsulate(nested)
+    assert (to_nested, middle.encapsulation) == (A("10.2.0.30"), GRE)
+    assert decapsulate(middle.inner) == (HA, A("10.1.0.51"), IPIP, broadcast)
+    assert forwarder.packets(datagram()) == []  # unicast: not forwarded
+    forwarder.update(DataPlane(HOME, ()))
+    assert len(forwarder.packets(broadcast)) == 1
+
+
+def test_header_encode_refuses_bad_options() -> None:
+    with pytest.raises(ValueError, match="options"):
+        IPv4Header(0, 23, 0, Flags(0), 0, 1, 1, HA, COA, b"\x01\x01\x01").encode()
+    assert struct.unpack("!H", IPv4Header(0, 20, 0, Flags(0), 0, 1, 1, HA, COA).encode()[10:12])[0] != 0
