@@ -36,7 +36,9 @@ class Listen:
 def _socket(listen: Listen, port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # No SO_REUSEADDR: a second agent on the same address and port must fail to start
+        # ("Address already in use") rather than silently share the requests. The broadcast
+        # sockets are bound to their link, so agents on different links do not collide.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
         if listen.interface is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, listen.interface.encode())

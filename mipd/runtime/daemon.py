@@ -16,9 +16,11 @@ import sqlite3
 import sys
 import time
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from mipd.adapters.dataplane import BackendError
 from mipd.adapters.state import StateError, StateStore
 from mipd.adapters.udp import RegistrationEndpoints
 from mipd.config import AnyProfile, HomeAgentProfile, ProfileError, home_agent_settings, load_profile
@@ -27,14 +29,10 @@ from mipd.control.protocol import JSONObject
 from mipd.control.server import ControlServer, ControlSocketError
 from mipd.core.actions import Action, Datagram, Emit, PersistNode, Priority, SendDatagram
 from mipd.core.dataplane import DataPlane
-from mipd.core.home_agent import HomeAgent
+from mipd.core.home_agent import HomeAgent, HomeAgentSettings
 from mipd.obs import EventLog, configure, notify
 from mipd.runtime import home_agent as ha_runtime
-
-# Until the data plane exists there is no tunnel backend to choose (CONTRACT 5: daemon.started
-# says which backend runs and why).
-BACKEND = "none"
-BACKEND_REASON = "control plane only: no tunnel backend is built into this release yet"
+from mipd.runtime.dataplane import HomeAgentDataPlane
 
 
 class StartError(Exception):
@@ -47,7 +45,7 @@ class Daemon:
     def __init__(self, profile_path: Path, instance: str | None = None) -> None:
         self.profile_path = profile_path
         self.instance = instance or profile_path.name.removesuffix(".yaml")
-        self.backend = BACKEND
+        self.backend = "none"
         self.events: EventLog = configure(self.instance, "unknown")
         self._started = time.monotonic()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -111,9 +109,20 @@ class Daemon:
             self.store = StateStore(profile.state_directory / f"{self.instance}.db")
         except (StateError, OSError) as exc:
             raise StartError(f"state file: {exc}") from exc
-        self.engine: HomeAgent = ha_runtime.engine(profile, time.time, lambda: secrets.randbits(32))
+        self.dataplane = HomeAgentDataPlane(profile.tunnel.backend, profile.interface, profile.home_network)
+        try:
+            self.dataplane.start(profile.address)
+        except (BackendError, OSError) as exc:
+            raise StartError(f"data plane: {exc}") from exc
+        self.backend = self.dataplane.name
+        self.engine: HomeAgent = HomeAgent(self._settings(profile), wall_clock=time.time,
+                                           random32=lambda: secrets.randbits(32))
         records = self.store.load()
         self._execute(self.engine.restore(records, self.now()))
+        try:
+            self.dataplane.reconcile(self.engine.data_plane())
+        except (BackendError, OSError) as exc:
+            raise StartError(f"data plane: cannot reinstall the restored bindings: {exc}") from exc
         self.udp = RegistrationEndpoints()
         try:
             self.udp.open(ha_runtime.listens(profile), self._on_datagrams)
@@ -129,9 +138,11 @@ class Daemon:
             self._loop.add_signal_handler(signum, self._stop.set)
         self._loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         await self._flush_now()
+        offered = ",".join(sorted(self.engine.settings.encapsulations))
         self._emit("daemon.started", f"{self.instance} serving {profile.address} with "
-                   f"{len(self.engine.bindings)} restored bindings; tunnel backend {self.backend}",
-                   reason=f"backend {self.backend}: {BACKEND_REASON}", home_agent=str(profile.address))
+                   f"{len(self.engine.bindings)} restored bindings; tunnel backend {self.backend} ({offered})",
+                   reason=f"backend {self.backend}: {self.dataplane.reason}; host: {self.dataplane.host_report}",
+                   home_agent=str(profile.address))
         notify.ready(self._status_line())
 
     async def _shutdown(self) -> None:
@@ -144,6 +155,8 @@ class Daemon:
         with contextlib.suppress(AttributeError):
             await self._flush_now()
             self.store.close()
+        with contextlib.suppress(AttributeError):
+            self.dataplane.close()
 
     def _status_line(self) -> str:
         return f"{len(self.engine.bindings)} bindings, backend {self.backend}"
@@ -166,7 +179,7 @@ class Daemon:
             profile = await asyncio.to_thread(self._load)
             if not isinstance(profile, HomeAgentProfile):
                 raise ControlError(f"reload refused: the role cannot change from home-agent to {profile.role}")
-            settings = home_agent_settings(profile)
+            settings = self._settings(profile)
         except ProfileError as error:
             reason = "; ".join(str(p) for p in error.problems[:5])
             self._emit("config.rejected", f"reload of {self.profile_path} rejected; the old profile keeps running",
@@ -238,8 +251,18 @@ class Daemon:
             if not waiter.done():
                 waiter.set_result(None)
 
+    def _settings(self, profile: HomeAgentProfile) -> HomeAgentSettings:
+        """The engine's settings: what the running backend cannot carry is not offered (139)."""
+        settings = home_agent_settings(profile)
+        return replace(settings, encapsulations=self.dataplane.encapsulations(settings.encapsulations))
+
     def _apply_planes(self, planes: list[DataPlane]) -> None:
-        """Data plane changes, after the commit and before the replies (no backend yet: none)."""
+        """Data plane changes, after the commit and before the replies."""
+        if not planes:
+            return
+        for error in self.dataplane.apply(planes):
+            self.events.logger().error("dataplane.failed", message=f"data plane change failed: {error}",
+                                       reason=error)
 
     async def _flush_now(self) -> None:
         if self._flush_handle is not None:

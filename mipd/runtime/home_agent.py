@@ -6,7 +6,7 @@ from ipaddress import IPv4Address
 from typing import TYPE_CHECKING
 
 from mipd.adapters.udp import Listen
-from mipd.config import HomeAgentProfile, home_agent_settings
+from mipd.config import HomeAgentProfile
 from mipd.control.handler import ControlError
 from mipd.control.protocol import JSONObject
 from mipd.control.shapes import bindings_json, flush_json, stats_json, status_json
@@ -24,10 +24,6 @@ def listens(profile: HomeAgentProfile) -> list[Listen]:
         Listen(profile.home_network.broadcast_address, profile.interface),
         Listen(IPv4Address("255.255.255.255"), profile.interface),
     ]
-
-
-def engine(profile: HomeAgentProfile, wall_clock: object, random32: object) -> HomeAgent:
-    return HomeAgent(home_agent_settings(profile), wall_clock=wall_clock, random32=random32)  # type: ignore[arg-type]
 
 
 class HomeAgentControl:
@@ -48,7 +44,11 @@ class HomeAgentControl:
         raise ControlError("a home agent has no visitor list; ask its foreign agents")
 
     async def stats(self) -> JSONObject:
-        return stats_json(self.engine.counters)
+        """CONTRACT 4's counters, plus the data plane's under ``data_plane`` (packets tunnelled,
+        decapsulated, dropped by reason; ARP frames sent)."""
+        result = stats_json(self.engine.counters)
+        result["counters"]["data_plane"] = self.daemon.dataplane.counters()
+        return result
 
     async def flush(self, home_address: IPv4Address) -> JSONObject:
         removed = len(self.engine.bindings.of(home_address))

@@ -266,7 +266,7 @@ def test_binding_expires_without_a_reply(home_agent: HomeAgentDaemon, mn: Peer, 
 
 def test_status_and_log_level(home_agent: HomeAgentDaemon) -> None:
     status = home_agent.json("status")
-    assert (status["role"], status["instance"], status["backend"]) == ("home-agent", "ha-main", "none")
+    assert (status["role"], status["instance"], status["backend"]) == ("home-agent", "ha-main", "userspace")
     assert status["bindings"] == len(home_agent.json("bindings")["bindings"])
     assert home_agent.json("log-level", "debug") == {"log_level": "debug"}
     assert home_agent.json("log-level", "info") == {"log_level": "info"}
@@ -275,16 +275,46 @@ def test_status_and_log_level(home_agent: HomeAgentDaemon) -> None:
 # --- tests that start their own daemon ---
 
 @pytest.fixture
-def own_daemon(journald: Journald, topo: Topology, tmp_path: Path, request: pytest.FixtureRequest
-               ) -> Iterator[HomeAgentDaemon]:
-    daemon = HomeAgentDaemon(journald, topo, tmp_path, f"ha-{request.node.name[5:25]}".replace("_", "-"))
-    yield daemon
-    daemon.close()
+def own_daemon(journald: Journald, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[HomeAgentDaemon]:
+    """A home agent of the test's own, in namespaces of its own (two agents cannot share an address)."""
+    with topology() as topo:
+        build_topology(topo)
+        daemon = HomeAgentDaemon(journald, topo, tmp_path, f"ha-{request.node.name[5:25]}".replace("_", "-"))
+        try:
+            yield daemon
+        finally:
+            daemon.close()
 
 
-def test_kill_9_and_restart_keep_bindings_and_refuse_replays(own_daemon: HomeAgentDaemon, fa: Peer,
-                                                             mn: Peer, journald: Journald) -> None:
-    home_agent = own_daemon
+@pytest.fixture
+def own_mn(own_daemon: HomeAgentDaemon) -> Iterator[Peer]:
+    peer = Peer(own_daemon.topo.ns("visited"), COLOCATED)
+    yield peer
+    peer.close()
+
+
+@pytest.fixture
+def own_fa(own_daemon: HomeAgentDaemon) -> Iterator[Peer]:
+    peer = Peer(own_daemon.topo.ns("visited"), FA)
+    yield peer
+    peer.close()
+
+
+def test_a_second_agent_on_the_same_address_refuses_to_start(home_agent: HomeAgentDaemon, journald: Journald,
+                                                             topo: Topology, tmp_path: Path) -> None:
+    second = HomeAgentDaemon(journald, topo, tmp_path, "ha-second")
+    try:
+        second.start(wait=False)
+        assert second.wait() == 1
+        assert "in use" in second.stderr.read_text() or "busy" in second.stderr.read_text()
+    finally:
+        second.close()
+    assert home_agent.mipctl("status").returncode == 0  # the first one is unharmed
+
+
+def test_kill_9_and_restart_keep_bindings_and_refuse_replays(own_daemon: HomeAgentDaemon, own_fa: Peer,
+                                                             own_mn: Peer, journald: Journald) -> None:
+    home_agent, fa, mn = own_daemon, own_fa, own_mn
     home_agent.start()
     first, _ = rrq(MN8, coa=COLOCATED, lifetime=600)
     assert parse_reply(mn.ask(first)[0], NODES[MN8][1])["code"] == 0  # type: ignore[index]
@@ -302,12 +332,12 @@ def test_kill_9_and_restart_keep_bindings_and_refuse_replays(own_daemon: HomeAge
     # The first request, replayed: older than the last accepted Identification, refused.
     assert parse_reply(mn.ask(first)[0], NODES[MN8][1])["code"] == 133  # type: ignore[index]
     started = journald.entries(count=2, MIP_EVENT="daemon.started", MIP_INSTANCE=home_agent.instance)
-    assert "restored" in started[-1]["MESSAGE"] and started[-1]["MIP_REASON"].startswith("backend none")
+    assert "restored" in started[-1]["MESSAGE"] and started[-1]["MIP_REASON"].startswith("backend userspace: auto: ")
 
 
-def test_reload_applies_new_sas_and_rejects_a_bad_profile(own_daemon: HomeAgentDaemon, mn: Peer,
+def test_reload_applies_new_sas_and_rejects_a_bad_profile(own_daemon: HomeAgentDaemon, own_mn: Peer,
                                                           journald: Journald) -> None:
-    home_agent = own_daemon
+    home_agent, mn = own_daemon, own_mn
     home_agent.start()
     new_home, new_key = "10.1.0.40", bytes(range(50, 66))
     assert mn.ask(rrq(new_home, spi=500, key=new_key)[0], timeout=0.5) is None  # unknown SPI: discarded

@@ -3,7 +3,8 @@
 The topology: the home agent's namespace ``ha`` has the home link ``home0`` (10.1.0.1/24, shared
 with namespace ``home``, 10.1.0.2) and a link ``visit0`` (10.2.0.1/24) to the visited network
 ``visited``, where the foreign agent (10.2.0.2) and a mobile node's co-located care-of address
-(10.2.0.50) live. The daemon runs inside the journal fixture's mount namespace, so its events
+(10.2.0.50) live, and a link ``far0`` (10.3.0.1/24) to a correspondent beyond the home agent
+(namespace ``far``, 10.3.0.2). The daemon runs inside the journal fixture's mount namespace, so its events
 reach that journald. Everything is stopped and removed by :meth:`HomeAgentDaemon.close`.
 """
 
@@ -22,7 +23,7 @@ from tests.support.journal import Journald
 from tests.support.netns import Topology, netns_socket
 from tests.support.tools import tool, venv_script
 
-HA, HOME_PEER, FA, COLOCATED = "10.1.0.1", "10.1.0.2", "10.2.0.2", "10.2.0.50"
+HA, HOME_PEER, FA, COLOCATED, FAR = "10.1.0.1", "10.1.0.2", "10.2.0.2", "10.2.0.50", "10.3.0.2"
 NODES = {f"10.1.0.{10 + i}": (256 + i, bytes([i + 1]) * 16) for i in range(8)}  # home address -> (spi, key)
 NONCE_NODE = "10.1.0.30"
 NONCE_SA = (300, bytes(range(100, 116)))
@@ -34,8 +35,8 @@ def build_topology(topo: Topology) -> None:
     topo.link("ha", "visit0", "10.2.0.1/24", "visited", "eth0", f"{FA}/24")
     visited = topo.ns("visited")
     subprocess.run([tool("ip"), "-n", visited, "addr", "add", f"{COLOCATED}/24", "dev", "eth0"], check=True)
-    for ns in (visited, topo.ns("home")):
-        gateway = "10.2.0.1" if ns == visited else HA
+    topo.link("ha", "far0", "10.3.0.1/24", "far", "eth0", f"{FAR}/24")  # a correspondent beyond the HA
+    for ns, gateway in ((visited, "10.2.0.1"), (topo.ns("home"), HA), (topo.ns("far"), "10.3.0.1")):
         subprocess.run([tool("ip"), "-n", ns, "route", "add", "default", "via", gateway], check=True)
 
 

@@ -23,10 +23,15 @@ from tests.support.tools import tool
 _CHILD = """
 import socket, sys
 parent = socket.socket(fileno=int(sys.argv[1]))
-s = socket.socket(socket.AF_INET, int(sys.argv[2]), int(sys.argv[3]))
-s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-if sys.argv[4]:
-    s.bind((sys.argv[4], int(sys.argv[5])))
+family, kind, proto, host, port = (int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5],
+                                   int(sys.argv[6]))
+s = socket.socket(family, kind, proto)
+if family == socket.AF_PACKET:
+    s.bind((host, socket.ntohs(proto)))  # socket() takes network order, bind() host order
+else:
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+    if host:
+        s.bind((host, port))
 socket.send_fds(parent, [b"fd"], [s.fileno()])
 """
 
@@ -79,20 +84,25 @@ def topology() -> Iterator[Topology]:
         topo.close()
 
 
-def netns_socket(ns: str, kind: int = socket.SOCK_DGRAM, proto: int = 0, bind: tuple[str, int] | None = None
-                 ) -> socket.socket:
-    """A socket created inside namespace ``ns`` (optionally bound), usable from this process."""
+def netns_socket(ns: str, kind: int = socket.SOCK_DGRAM, proto: int = 0, bind: tuple[str, int] | None = None,
+                 family: int = socket.AF_INET) -> socket.socket:
+    """A socket created inside namespace ``ns`` (optionally bound), usable from this process.
+
+    For ``family=AF_PACKET`` give ``bind=(interface, 0)``; ``proto`` is then the ethertype the
+    socket receives (in host byte order; it is converted)."""
     mine, theirs = socket.socketpair()
+    if family == socket.AF_PACKET:
+        proto = socket.htons(proto)
     with mine, theirs:
         host, port = bind if bind else ("", 0)
         child = subprocess.run(
             [tool("ip"), "netns", "exec", ns, sys.executable, "-c", _CHILD,
-             str(theirs.fileno()), str(int(kind)), str(proto), host, str(port)],
+             str(theirs.fileno()), str(int(family)), str(int(kind)), str(proto), host, str(port)],
             check=False, pass_fds=(theirs.fileno(),), capture_output=True, text=True, timeout=30,
         )
         if child.returncode:
             raise RuntimeError(f"could not open a socket in {ns}: {child.stderr.strip()}")
         _, fds, _, _ = socket.recv_fds(mine, 16, 1)
-    sock = socket.socket(fileno=fds[0])
+    sock = socket.socket(family, kind, proto, fileno=fds[0])
     os.set_inheritable(sock.fileno(), False)
     return sock
