@@ -37,7 +37,7 @@ from tests.support.daemon import (
     profile_text,
 )
 from tests.support.journal import Journald
-from tests.support.netns import Topology, topology
+from tests.support.netns import Topology, sysctl, topology
 
 journald = journal_support.journald
 NTP_OFFSET = 2_208_988_800
@@ -357,11 +357,15 @@ def test_reload_applies_new_sas_and_rejects_a_bad_profile(own_daemon: HomeAgentD
 
 
 def test_sigterm_stops_cleanly(own_daemon: HomeAgentDaemon, journald: Journald) -> None:
+    ha = own_daemon.topo.ns("ha")
+    found = {name: sysctl(ha, name) for name in ("ip_forward", "conf/home0/send_redirects", "conf/all/rp_filter")}
     own_daemon.start()
     assert own_daemon.socket.exists()
+    assert (sysctl(ha, "ip_forward"), sysctl(ha, "conf/home0/send_redirects")) == ("1", "0")
     own_daemon.signal(signal.SIGTERM)
     assert own_daemon.wait() == 0
     assert not own_daemon.socket.exists()
+    assert {name: sysctl(ha, name) for name in found} == found  # host settings restored at stop
     assert journald.entries(MIP_EVENT="daemon.stopping", MIP_INSTANCE=own_daemon.instance)
 
 

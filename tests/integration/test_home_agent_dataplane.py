@@ -256,6 +256,18 @@ def test_unregistered_reverse_tunnel_is_dropped_and_counted(home_agent: HomeAgen
     assert sum(dropped.values()) > sum(v for k, v in before.items() if k.startswith("dropped"))
 
 
+def test_expiry_removes_route_and_proxy(home_agent: HomeAgentDaemon, topo: Topology, journald: Journald) -> None:
+    ha = topo.ns("ha")
+    assert register(topo, D | T, lifetime=1)["lifetime"] == 1
+    assert H in {r["dst"] for r in ip_json("-n", ha, "route", "show", "proto", "77")}
+    journald.entries(MIP_EVENT="binding.expired", MIP_INSTANCE="ha-dp", MIP_HOME_ADDRESS=H, timeout=5)
+    deadline = time.monotonic() + 3
+    while H in {r["dst"] for r in ip_json("-n", ha, "route", "show", "proto", "77")}:
+        assert time.monotonic() < deadline, "route still there after the binding expired"
+        time.sleep(0.05)
+    assert not any(entry.get("dst") == H for entry in ip_json("-n", ha, "neigh", "show", "proxy"))
+
+
 def test_restart_reinstalls_and_stop_removes_the_data_plane(home_agent: HomeAgentDaemon, topo: Topology,
                                                             tmp_path: Path) -> None:
     ha = topo.ns("ha")

@@ -106,3 +106,11 @@ def netns_socket(ns: str, kind: int = socket.SOCK_DGRAM, proto: int = 0, bind: t
     sock = socket.socket(family, kind, proto, fileno=fds[0])
     os.set_inheritable(sock.fileno(), False)
     return sock
+
+
+def sysctl(ns: str, name: str) -> str:
+    """The value of ``/proc/sys/net/ipv4/NAME`` inside namespace ``ns``."""
+    out = subprocess.run([tool("ip"), "netns", "exec", ns, sys.executable, "-c",
+                          f"print(open('/proc/sys/net/ipv4/{name}').read().strip())"],
+                         capture_output=True, text=True, timeout=30, check=True)
+    return out.stdout.strip()
