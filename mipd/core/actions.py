@@ -14,10 +14,11 @@ from enum import IntEnum
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING
 
-from mipd.core.dataplane import DataPlane
+from mipd.core.dataplane import DataPlane, VisitorPlane
 
 if TYPE_CHECKING:
     from mipd.core.bindings import Binding
+    from mipd.core.visitors import Visitor
 
 
 class Priority(IntEnum):
@@ -89,4 +90,41 @@ class PersistNode:
     wall_offset: float  # add to a binding's monotonic ``expires`` to get wall-clock time
 
 
-Action = SendDatagram | Emit | PersistNode | DataPlane
+@dataclass(frozen=True, slots=True)
+class SendToNode:
+    """Send a UDP datagram to a node on the visited link, straight to its link-layer address.
+
+    A foreign agent answers a node that is not (yet) reachable by routing: its home address is
+    not on the link and must not be ARPed for (RFC 5944 4.2.2), so the frame goes to the
+    link-layer source address its request came from (3.7.1).
+    """
+
+    payload: bytes
+    source: IPv4Address
+    source_port: int
+    destination: IPv4Address
+    destination_port: int
+    link_address: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PersistVisitor:
+    """Durably record a node's current visitor entry (None: delete it). Like PersistNode,
+    ``wall_offset`` turns the monotonic expiry into wall-clock time."""
+
+    home_address: IPv4Address
+    visitor: Visitor | None
+    wall_offset: float
+
+
+@dataclass(frozen=True, slots=True)
+class SendIcmp:
+    """Send the ICMP message ``payload`` (checksum filled in) to ``destination`` with IP TTL ``ttl``
+    on the agent's link: an Agent Advertisement or Solicitation (RFC 5944 2.1, 2.2: TTL 1)."""
+
+    payload: bytes
+    destination: IPv4Address
+    ttl: int = 1
+
+
+Action = SendDatagram | Emit | PersistNode | DataPlane | SendIcmp | SendToNode | PersistVisitor | VisitorPlane

@@ -54,3 +54,29 @@ class DataPlane:
     @property
     def away(self) -> bool:
         return bool(self.endpoints)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """How a foreign agent delivers to one visitor (RFC 5944 4.2.2, RFC 3024).
+
+    Tunnelled packets from ``home_agent`` are decapsulated and sent to the visitor on the visited
+    link by host route and a static neighbour entry for ``link_address`` (never an ARP for its
+    home address). With ``reverse``, packets from the visitor's home address arriving on the link
+    are tunnelled to its home agent from ``care_of_address`` with ``encapsulation``.
+    """
+
+    home_address: IPv4Address
+    link_address: bytes
+    home_agent: IPv4Address
+    care_of_address: IPv4Address
+    encapsulation: Encapsulation = Encapsulation.IPIP
+    reverse: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class VisitorPlane:
+    """The whole desired delivery state of the visitor with ``home_address`` (None: no visitor)."""
+
+    home_address: IPv4Address
+    delivery: Delivery | None

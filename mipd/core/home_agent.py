@@ -82,6 +82,7 @@ class Counters:
     accepted: int = 0
     denied: Counter[int] = field(default_factory=Counter)
     dropped: Counter[str] = field(default_factory=Counter)
+    relayed: int = 0  # a foreign agent's requests relayed to home agents
 
 
 @dataclass(frozen=True, slots=True)

@@ -223,8 +223,10 @@ class Daemon:
                 self._persist.append(action)
             elif isinstance(action, DataPlane):
                 self._planes.append(action)
-            else:
+            elif isinstance(action, SendDatagram):
                 self._send.append(action)
+            else:
+                raise TypeError(f"the home agent runtime cannot execute {type(action).__name__}")
         if (self._persist or self._send or self._planes) and self._flush_handle is None and self._loop is not None:
             self._flush_handle = self._loop.call_soon(self._flush)
         self._rearm()
