@@ -5,7 +5,7 @@
 into the engine's settings.
 """
 
-from mipd.config.convert import ConversionError, home_agent_settings
+from mipd.config.convert import ConversionError, foreign_agent_settings, home_agent_settings
 from mipd.config.errors import Problem, ProfileError
 from mipd.config.loader import load_profile
 from mipd.config.models import (
@@ -31,6 +31,7 @@ __all__ = [
     "Profile",
     "ProfileError",
     "Tunnel",
+    "foreign_agent_settings",
     "home_agent_settings",
     "json_schema",
     "load_profile",

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address
 
-from mipd.config.models import HomeAgentProfile
+from mipd.config.models import ForeignAgentProfile, HomeAgentProfile
+from mipd.config.security import AgentAssociation, NodeAssociation
+from mipd.core.foreign_agent import ForeignAgentSettings
 from mipd.core.home_agent import HomeAgentSettings
 from mipd.core.security import SecurityAssociation
 
@@ -39,4 +41,32 @@ def home_agent_settings(profile: HomeAgentProfile) -> HomeAgentSettings:
         max_bindings_per_node=profile.max_bindings_per_node,
         reverse_tunneling=profile.reverse_tunneling,
         encapsulations=frozenset(profile.tunnel.encapsulations),
+    )
+
+
+def _by_peer(associations: list[AgentAssociation] | list[NodeAssociation]
+             ) -> dict[IPv4Address, dict[int, SecurityAssociation]]:
+    grouped: dict[IPv4Address, dict[int, SecurityAssociation]] = {}
+    for association in associations:
+        sa = association.to_core()
+        grouped.setdefault(sa.peer, {})[sa.spi] = sa
+    return grouped
+
+
+def foreign_agent_settings(profile: ForeignAgentProfile, addresses: frozenset[IPv4Address] = frozenset()
+                           ) -> ForeignAgentSettings:
+    """The foreign-agent engine's settings. ``home_agents`` are found by the home agent's
+    address (RFC 5944 3.5.4: on a reply, from its Home Agent field), ``mobile_nodes`` by home
+    address, each then by SPI. ``addresses`` are the agent's other addresses (code 194)."""
+    return ForeignAgentSettings(
+        care_of_address=profile.care_of_address,
+        addresses=frozenset({profile.care_of_address}) | addresses,
+        home_agents=_by_peer(profile.home_agents),
+        mobile_nodes=_by_peer(profile.mobile_nodes),
+        max_lifetime=profile.max_lifetime,
+        reverse_tunneling=profile.reverse_tunneling,
+        encapsulations=frozenset(profile.tunnel.encapsulations),
+        max_visitors=profile.max_visitors,
+        max_pending_per_node=profile.max_pending_per_node,
+        pending_timeout=profile.pending_timeout,
     )

@@ -14,6 +14,7 @@ from mipd.config import (
     HomeAgentProfile,
     MobileNodeProfile,
     ProfileError,
+    foreign_agent_settings,
     home_agent_settings,
     load_profile,
 )
@@ -156,3 +157,32 @@ def test_100000_nodes_load_from_a_mobile_nodes_file(tmp_path: Path, capsys: pyte
     last = settings.mobile_nodes[256 + 99_999]
     assert (last.peer, last.key) == (IPv4Address(base + 99_999), bytes.fromhex(keys[-1]))
     assert profile.file_nodes[0][0] == 2  # line numbers are kept, after the comment line
+
+
+def test_foreign_agent_settings_group_associations_by_peer(tmp_path: Path) -> None:
+    ha_key, mn_key = secrets.token_hex(16), secrets.token_hex(16)
+    path = write(tmp_path / "fa.yaml", f"""\
+role: foreign-agent
+interface: eth0
+care_of_address: 10.2.0.2
+max_lifetime: 300
+reverse_tunneling: required
+max_pending_per_node: 3
+pending_timeout: 5
+home_agents:
+  - {{address: 10.1.0.1, spi: 500, key: "{ha_key}"}}
+  - {{address: 10.1.0.1, spi: 501, key: "{ha_key}", algorithm: keyed-md5}}
+mobile_nodes:
+  - {{home_address: 10.1.0.10, spi: 600, key: "{mn_key}"}}
+tunnel: {{backend: userspace, encapsulations: [ipip, minimal]}}
+""")
+    profile = load_profile(path)
+    assert isinstance(profile, ForeignAgentProfile)
+    settings = foreign_agent_settings(profile, frozenset({IPv4Address("192.0.2.1")}))
+    assert settings.addresses == {IPv4Address("10.2.0.2"), IPv4Address("192.0.2.1")}
+    assert sorted(settings.home_agents[IPv4Address("10.1.0.1")]) == [500, 501]
+    assert settings.home_agents[IPv4Address("10.1.0.1")][501].algorithm is Algorithm.KEYED_MD5
+    assert settings.mobile_nodes[IPv4Address("10.1.0.10")][600].key == bytes.fromhex(mn_key)
+    assert (settings.max_lifetime, settings.reverse_tunneling, settings.max_pending_per_node,
+            settings.pending_timeout) == (300, ReverseTunneling.REQUIRED, 3, 5.0)
+    assert settings.encapsulations == {Encapsulation.IPIP, Encapsulation.MINIMAL}
