@@ -1,7 +1,8 @@
 """``mipd run``: one instance's event loop, wiring profile, engine and adapters.
 
 The engine is driven as aioquic drives a connection: datagrams and timer expiries go in, actions
-come out, and one ``loop.call_at`` timer is re-armed to the engine's ``next_timer()``. Actions
+come out, and one ``loop.call_at`` timer is re-armed to the earliest ``next_timer()`` of the timed
+components: the engine and, when the profile advertises, the agent advertisements. Actions
 of one loop turn are executed together at its end: every node change is committed to the state
 file in one transaction (group commit), and only then are the replies sent (CONTRACT section 6).
 """
@@ -15,10 +16,10 @@ import signal
 import sqlite3
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from mipd.adapters.dataplane import BackendError
 from mipd.adapters.state import StateError, StateStore
@@ -27,12 +28,21 @@ from mipd.config import AnyProfile, HomeAgentProfile, ProfileError, home_agent_s
 from mipd.control.handler import ControlError
 from mipd.control.protocol import JSONObject
 from mipd.control.server import ControlServer, ControlSocketError
-from mipd.core.actions import Action, Datagram, Emit, PersistNode, Priority, SendDatagram
+from mipd.core.actions import Action, Datagram, Emit, PersistNode, Priority, SendDatagram, SendIcmp
 from mipd.core.dataplane import DataPlane
 from mipd.core.home_agent import HomeAgent, HomeAgentSettings
 from mipd.obs import EventLog, configure, notify
 from mipd.runtime import home_agent as ha_runtime
+from mipd.runtime.advertising import Advertising
 from mipd.runtime.dataplane import HomeAgentDataPlane
+
+
+class Timed(Protocol):
+    """A component driven by the daemon's one timer: the engine, the advertisements."""
+
+    def next_timer(self) -> float | None: ...
+
+    def on_timer(self, now: float) -> Sequence[Action]: ...
 
 
 class StartError(Exception):
@@ -57,6 +67,7 @@ class Daemon:
         self._timer: asyncio.TimerHandle | None = None
         self._deadline: float | None = None
         self._stop = asyncio.Event()
+        self.advertising: Advertising | None = None
         self.commit_failures = 0
 
     # --- clocks ---
@@ -128,6 +139,13 @@ class Daemon:
             self.udp.open(ha_runtime.listens(profile), self._on_datagrams)
         except OSError as exc:
             raise StartError(f"cannot serve UDP 434 on {profile.address}: {exc.strerror or exc}") from exc
+        if profile.advertise:  # RFC 5944 2.3: agent advertisements with H on the home link
+            self.advertising = Advertising(ha_runtime.advertiser_config(profile, self.engine.settings),
+                                           profile.interface, profile.address, self.now, self._execute)
+            try:
+                self.advertising.start()
+            except OSError as exc:
+                raise StartError(f"cannot advertise on {profile.interface}: {exc.strerror or exc}") from exc
         socket_path = profile.control_socket or Path(f"/run/mip/{self.instance}.sock")
         self.control = ControlServer(socket_path, ha_runtime.HomeAgentControl(self, self.engine))
         try:
@@ -150,6 +168,8 @@ class Daemon:
             self._timer.cancel()
         with contextlib.suppress(AttributeError):
             self.udp.close()
+        if self.advertising is not None:
+            self.advertising.close()
         with contextlib.suppress(AttributeError):
             await self.control.close()
         with contextlib.suppress(AttributeError):
@@ -191,8 +211,11 @@ class Daemon:
         finally:
             notify.ready(self._status_line())
         self.engine.reconfigure(settings)
+        if self.advertising is not None:
+            self.advertising.reconfigure(ha_runtime.advertiser_config(profile, settings))
         self.events.set_level(profile.log_level)
-        restart_needed = [key for key in ("address", "interface", "home_network", "state_directory", "control_socket")
+        restart_needed = [key for key in ("address", "interface", "home_network", "state_directory", "control_socket",
+                                       "advertise")
                           if getattr(profile, key) != getattr(self.profile, key)]
         self.profile = profile
         note = f" (changes to {', '.join(restart_needed)} take effect at restart)" if restart_needed else ""
@@ -209,10 +232,21 @@ class Daemon:
             actions += self.engine.receive(datagram, now)
         self._execute(actions)
 
+    def _timed(self) -> list[Timed]:
+        """What the one timer drives: the engine (once made) and the advertisements (if any)."""
+        timed: list[Timed] = [self.engine] if hasattr(self, "engine") else []
+        return timed + ([self.advertising] if self.advertising is not None else [])
+
     def _on_timer(self) -> None:
         self._timer = None
         self._deadline = None
-        self._execute(self.engine.on_timer(self.now()))
+        now = self.now()
+        actions: list[Action] = []
+        for component in self._timed():
+            deadline = component.next_timer()
+            if deadline is not None and deadline <= now:
+                actions += component.on_timer(now)
+        self._execute(actions)
 
     def _execute(self, actions: Iterable[Action]) -> None:
         """Journal events now; state and replies at the end of this loop turn (group commit)."""
@@ -225,6 +259,8 @@ class Daemon:
                 self._planes.append(action)
             elif isinstance(action, SendDatagram):
                 self._send.append(action)
+            elif isinstance(action, SendIcmp) and self.advertising is not None:
+                self.advertising.send(action)  # announces no state: not held back for the commit
             else:
                 raise TypeError(f"the home agent runtime cannot execute {type(action).__name__}")
         if (self._persist or self._send or self._planes) and self._flush_handle is None and self._loop is not None:
@@ -282,7 +318,8 @@ class Daemon:
         await waiter
 
     def _rearm(self) -> None:
-        deadline = self.engine.next_timer() if hasattr(self, "engine") else None
+        deadlines = [d for component in self._timed() if (d := component.next_timer()) is not None]
+        deadline = min(deadlines, default=None)
         if deadline == self._deadline or self._loop is None:
             return
         if self._timer is not None:
