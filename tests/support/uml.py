@@ -8,7 +8,9 @@ script as PID 1 that mounts proc/sys/tmpfs, makes the UML kernel's modules visib
 modules asked for, runs the script with the interpreter of the running virtual environment
 (``sys.executable``: CI checks out elsewhere), writes its stdout,
 stderr and exit status to files in a temporary directory and powers off. linux.uml's own exit
-status says nothing about the script's, so the host reads those files.
+status says nothing about the script's, so the host reads those files. The host is not written
+outside that directory: UML's pid/mconsole files go there too (``uml_dir``, not ~/.uml), and the
+power-off writes no wtmp record (the host's /var/log/wtmp is this kernel's through hostfs).
 
 The temporary directory is removed afterwards; on a timeout the whole UML process group is killed.
 """
@@ -50,7 +52,8 @@ cd {repo}
 echo $? >{out}/rc.partial
 mv {out}/rc.partial {out}/rc
 sync
-poweroff -f 2>/dev/null
+# --no-wtmp: hostfs makes the host's /var/log/wtmp this kernel's; leave it alone.
+poweroff -f --no-wtmp 2>/dev/null
 echo o >/proc/sysrq-trigger
 """
 
@@ -94,7 +97,7 @@ def run_in_uml(script: Path, args: Sequence[str] = (), *, modules: Sequence[str]
         started = time.monotonic()
         process = subprocess.Popen(
             [tool("linux.uml"), f"mem={memory}", "rootfstype=hostfs", "rw", f"init={init}",
-             "con=null", "con0=fd:0,fd:1", "quiet"],
+             f"uml_dir={out}", "con=null", "con0=fd:0,fd:1", "quiet"],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             console, _ = process.communicate(timeout=timeout)
