@@ -1,22 +1,33 @@
-"""The home agent's part of the runtime: its engine settings, sockets and control answers."""
+"""The home agent's runtime: engine, UDP 434, data plane, advertisements and control answers."""
 
 from __future__ import annotations
 
+import secrets
+import time
+from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Interface
 from typing import TYPE_CHECKING
 
-from mipd.adapters.udp import Listen
-from mipd.config import HomeAgentProfile
-from mipd.control.handler import ControlError
+from mipd.adapters.dataplane import BackendError
+from mipd.adapters.udp import Listen, RegistrationEndpoints
+from mipd.config import AnyProfile, HomeAgentProfile, home_agent_settings
+from mipd.control.handler import ControlError, ControlHandler
 from mipd.control.protocol import JSONObject
 from mipd.control.shapes import bindings_json, flush_json, stats_json, status_json
+from mipd.core.actions import Action, Datagram, SendDatagram, SendIcmp
 from mipd.core.advertiser import INFINITE_REGISTRATION_LIFETIME, AdvertiserConfig
+from mipd.core.dataplane import DataPlane
 from mipd.core.home_agent import HomeAgent, HomeAgentSettings
 from mipd.core.icmp import ALL_SYSTEMS, AdvertisementCode, AdvertisementFlags
 from mipd.core.security import Encapsulation, ReverseTunneling
+from mipd.runtime.advertising import Advertising
+from mipd.runtime.dataplane import HomeAgentDataPlane
+from mipd.runtime.role import StartError, Timed
 
 if TYPE_CHECKING:
     from mipd.runtime.daemon import Daemon
+
+RESTART_KEYS = ("address", "interface", "home_network", "state_directory", "control_socket", "advertise")
 
 
 def listens(profile: HomeAgentProfile) -> list[Listen]:
@@ -53,11 +64,121 @@ def advertiser_config(profile: HomeAgentProfile, settings: HomeAgentSettings) ->
     )
 
 
+class HomeAgentRuntime:
+    """The home agent role (mipd.runtime.role.Role)."""
+
+    def __init__(self, daemon: Daemon, profile: HomeAgentProfile) -> None:
+        self.daemon = daemon
+        self.profile = profile
+        self.dataplane = HomeAgentDataPlane(profile.tunnel.backend, profile.interface, profile.home_network)
+        self.udp = RegistrationEndpoints()
+        self.advertising: Advertising | None = None
+        self.engine: HomeAgent | None = None
+
+    @property
+    def backend(self) -> str:
+        return self.dataplane.name
+
+    async def start(self) -> None:
+        profile, daemon = self.profile, self.daemon
+        try:
+            self.dataplane.start(profile.address)
+        except (BackendError, OSError) as exc:
+            raise StartError(f"data plane: {exc}") from exc
+        engine = self.engine = HomeAgent(self._settings(profile), wall_clock=time.time,
+                                         random32=lambda: secrets.randbits(32))
+        daemon.execute(engine.restore(daemon.store.load(), daemon.now()))
+        try:
+            self.dataplane.reconcile(engine.data_plane())
+        except (BackendError, OSError) as exc:
+            raise StartError(f"data plane: cannot reinstall the restored bindings: {exc}") from exc
+        try:
+            self.udp.open(listens(profile), self._on_datagrams)
+        except OSError as exc:
+            raise StartError(f"cannot serve UDP 434 on {profile.address}: {exc.strerror or exc}") from exc
+        if profile.advertise:  # RFC 5944 2.3: agent advertisements with H on the home link
+            self.advertising = Advertising(advertiser_config(profile, engine.settings), profile.interface,
+                                           profile.address, daemon.now, daemon.execute)
+            try:
+                self.advertising.start()
+            except OSError as exc:
+                raise StartError(f"cannot advertise on {profile.interface}: {exc.strerror or exc}") from exc
+
+    def _settings(self, profile: HomeAgentProfile) -> HomeAgentSettings:
+        """The engine's settings: what the running backend cannot carry is not offered (139)."""
+        settings = home_agent_settings(profile)
+        return replace(settings, encapsulations=self.dataplane.encapsulations(settings.encapsulations))
+
+    def _on_datagrams(self, batch: list[Datagram]) -> None:
+        assert self.engine is not None
+        now = self.daemon.now()
+        actions: list[Action] = []
+        for datagram in batch:
+            actions += self.engine.receive(datagram, now)
+        self.daemon.execute(actions)
+
+    def timed(self) -> list[Timed]:
+        timed: list[Timed] = [self.engine] if self.engine is not None else []
+        return timed + ([self.advertising] if self.advertising is not None else [])
+
+    def send_now(self, action: Action) -> None:
+        if isinstance(action, SendIcmp) and self.advertising is not None:
+            self.advertising.send(action)
+
+    def after_commit(self, actions: list[Action], replies: bool) -> None:
+        """Data plane first (a node told it is registered finds its tunnel in place), then replies."""
+        planes = [a for a in actions if isinstance(a, DataPlane)]
+        for error in self.dataplane.apply(planes) if planes else ():
+            self.daemon.events.logger().error("dataplane.failed", message=f"data plane change failed: {error}",
+                                              reason=error)
+        if replies:
+            for action in actions:
+                if isinstance(action, SendDatagram):
+                    self.udp.send(action)
+
+    def started(self) -> tuple[str, str, dict[str, str]]:
+        assert self.engine is not None
+        offered = ",".join(sorted(self.engine.settings.encapsulations))
+        message = (f"serving {self.profile.address} with {len(self.engine.bindings)} restored bindings; "
+                   f"tunnel backend {self.backend} ({offered})")
+        reason = f"backend {self.backend}: {self.dataplane.reason}; host: {self.dataplane.host_report}"
+        return message, reason, {"home_agent": str(self.profile.address)}
+
+    def status_line(self) -> str:
+        bindings = len(self.engine.bindings) if self.engine is not None else 0
+        return f"{bindings} bindings, backend {self.backend}"
+
+    def reload(self, profile: AnyProfile) -> tuple[dict[str, object], list[str]]:
+        """SAs added, removed or re-keyed apply to the next request; live bindings stay."""
+        if not isinstance(profile, HomeAgentProfile):
+            raise ControlError(f"reload refused: the role cannot change from home-agent to {profile.role}")
+        assert self.engine is not None
+        settings = self._settings(profile)
+        self.engine.reconfigure(settings)
+        if self.advertising is not None:
+            self.advertising.reconfigure(advertiser_config(profile, settings))
+        restart_needed = [k for k in RESTART_KEYS if getattr(profile, k) != getattr(self.profile, k)]
+        self.profile = profile
+        return {"mobile_nodes": len(settings.mobile_nodes)}, restart_needed
+
+    @property
+    def control(self) -> ControlHandler:
+        assert self.engine is not None
+        return HomeAgentControl(self.daemon, self, self.engine)
+
+    def close(self) -> None:
+        self.udp.close()
+        if self.advertising is not None:
+            self.advertising.close()
+        self.dataplane.close()
+
+
 class HomeAgentControl:
     """Answers mipctl for a home agent (mipd.control.handler.ControlHandler)."""
 
-    def __init__(self, daemon: Daemon, engine: HomeAgent) -> None:
+    def __init__(self, daemon: Daemon, runtime: HomeAgentRuntime, engine: HomeAgent) -> None:
         self.daemon = daemon
+        self.runtime = runtime
         self.engine = engine
 
     async def status(self) -> JSONObject:
@@ -75,9 +196,9 @@ class HomeAgentControl:
         decapsulated, dropped by reason; ARP frames sent) and, when advertising, the agent
         advertisements' under ``advertisements``."""
         result = stats_json(self.engine.counters)
-        result["counters"]["data_plane"] = self.daemon.dataplane.counters()
-        if self.daemon.advertising is not None:
-            result["counters"]["advertisements"] = self.daemon.advertising.counters()
+        result["counters"]["data_plane"] = self.runtime.dataplane.counters()
+        if self.runtime.advertising is not None:
+            result["counters"]["advertisements"] = self.runtime.advertising.counters()
         return result
 
     async def flush(self, home_address: IPv4Address) -> JSONObject:
