@@ -3,11 +3,13 @@
 SQLite from the standard library, in WAL mode with ``synchronous=FULL``: a commit returns only
 once it is on disk. The runtime calls :meth:`StateStore.commit` once per turn of the event loop
 with every node that changed in that turn (group commit), and sends the replies only after it
-returns. ``PRAGMA user_version`` carries the format version; a file of another version is
-refused rather than guessed at.
+returns. ``PRAGMA user_version`` carries the format version (mipd.adapters.state_schema): an
+older file is migrated in place, a newer one or a foreign one is refused rather than guessed at.
 
-Binding expiry is stored as wall-clock time, so that remaining lifetimes survive a restart. The
-64-bit Identification is stored as 16 hex digits (SQLite integers are signed 64-bit).
+A home agent's nodes (:class:`PersistNode`) and a foreign agent's current visitors
+(:class:`PersistVisitor`, RFC 5944 3.7.1) share the file and the transaction of a turn. Expiry is
+stored as wall-clock time, so that remaining lifetimes survive a restart. The 64-bit Identification
+is stored as 16 hex digits (SQLite integers are signed 64-bit), a link-layer address as hex.
 """
 
 from __future__ import annotations
@@ -19,31 +21,17 @@ from collections.abc import Iterable
 from ipaddress import IPv4Address
 from pathlib import Path
 
-from mipd.core.actions import PersistNode, ReplayState
+from mipd.adapters.state_schema import FORMAT_VERSION, MIGRATIONS, SCHEMA
+from mipd.core.actions import PersistNode, PersistVisitor, ReplayState
 from mipd.core.bindings import Binding
 from mipd.core.home_agent import NodeRecord
 from mipd.core.registration import RequestFlags
+from mipd.core.visitors import Visitor
 
-FORMAT_VERSION = 1
+__all__ = ["FORMAT_VERSION", "StateError", "StateStore"]
 
-_SCHEMA = """
-CREATE TABLE nodes (
-    home_address TEXT PRIMARY KEY,
-    last_identification TEXT,      -- hex; highest accepted timestamp Identification
-    nonce INTEGER                  -- the home agent nonce last sent
-);
-CREATE TABLE bindings (
-    home_address TEXT NOT NULL,
-    care_of_address TEXT NOT NULL,
-    lifetime_granted INTEGER NOT NULL,
-    expires REAL,                  -- wall-clock seconds; NULL for an infinite lifetime
-    identification TEXT NOT NULL,  -- hex
-    flags INTEGER NOT NULL,
-    spi INTEGER NOT NULL,
-    foreign_agent TEXT,
-    PRIMARY KEY (home_address, care_of_address)
-);
-"""
+_VISITOR_COLUMNS = ("home_address, home_agent, care_of_address, link_address, source, destination, source_port,"
+                    " identification, lifetime_requested, lifetime_granted, expires, flags")
 
 
 class StateError(Exception):
@@ -74,9 +62,21 @@ class StateStore:
             tables = self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
             if tables:
                 raise StateError(f"{path}: a SQLite file without a mipd format version")
-            self._db.executescript(f"BEGIN; {_SCHEMA} PRAGMA user_version={FORMAT_VERSION}; COMMIT;")
-        elif version != FORMAT_VERSION:
+            self._db.executescript(f"BEGIN; {SCHEMA} PRAGMA user_version={FORMAT_VERSION}; COMMIT;")
+        elif not 0 < version <= FORMAT_VERSION:
             raise StateError(f"{path}: state format version {version}, this mipd reads {FORMAT_VERSION}")
+        elif version < FORMAT_VERSION:
+            self._migrate(version)
+
+    def _migrate(self, version: int) -> None:
+        """Bring a file of an older format version up to date, in place and in one transaction."""
+        script = "".join(MIGRATIONS[v] for v in range(version, FORMAT_VERSION))
+        try:
+            self._db.executescript(f"BEGIN IMMEDIATE; {script} PRAGMA user_version={FORMAT_VERSION}; COMMIT;")
+        except sqlite3.DatabaseError as exc:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise StateError(f"{self.path}: cannot migrate from format version {version}: {exc}") from exc
 
     def load(self) -> list[NodeRecord]:
         """Every stored node, bindings with wall-clock expiry (expired ones included)."""
@@ -97,39 +97,72 @@ class StateStore:
             for home in sorted(set(bindings) | set(replay), key=lambda h: int(IPv4Address(h)))
         ]
 
-    def commit(self, changes: Iterable[PersistNode]) -> int:
-        """Write the latest state of each changed node in one transaction; returns nodes written."""
-        latest: dict[IPv4Address, PersistNode] = {}
+    def load_visitors(self) -> list[Visitor]:
+        """Every stored visitor, ``state="active"``, ``expires`` as wall-clock time (expired ones
+        included: the engine's ``restore`` deletes those)."""
+        return [
+            Visitor(IPv4Address(home), IPv4Address(agent), IPv4Address(coa), bytes.fromhex(link),
+                    IPv4Address(source), IPv4Address(destination), port, int(ident, 16), requested, granted,
+                    math.inf if expires is None else expires, RequestFlags(flags), "active")
+            for home, agent, coa, link, source, destination, port, ident, requested, granted, expires, flags
+            in self._db.execute(f"SELECT {_VISITOR_COLUMNS} FROM visitors ORDER BY rowid")
+        ]
+
+    def commit(self, changes: Iterable[PersistNode | PersistVisitor]) -> int:
+        """Write the latest state of each changed node and visitor in one transaction; returns the
+        number of records written. The last word on a node (or on a visitor) wins."""
+        nodes: dict[IPv4Address, PersistNode] = {}
+        visitors: dict[IPv4Address, PersistVisitor] = {}
         for change in changes:
-            latest[change.home_address] = change  # the last word on a node wins
-        if not latest:
+            if isinstance(change, PersistNode):
+                nodes[change.home_address] = change
+            else:
+                visitors[change.home_address] = change
+        if not nodes and not visitors:
             return 0
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            for home, change in latest.items():
-                key = str(home)
-                db.execute("DELETE FROM bindings WHERE home_address = ?", (key,))
-                db.executemany(
-                    "INSERT INTO bindings VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(key, str(b.care_of_address), b.lifetime_granted,
-                      None if math.isinf(b.expires) else b.expires + change.wall_offset,
-                      _hex(b.identification), int(b.flags), b.spi,
-                      None if b.foreign_agent is None else str(b.foreign_agent)) for b in change.bindings],
-                )
-                if change.replay == ReplayState() and not change.bindings:
-                    db.execute("DELETE FROM nodes WHERE home_address = ?", (key,))
-                else:
-                    db.execute(
-                        "INSERT INTO nodes VALUES (?, ?, ?) ON CONFLICT(home_address) DO UPDATE SET"
-                        " last_identification = excluded.last_identification, nonce = excluded.nonce",
-                        (key, _hex(change.replay.last_identification), change.replay.nonce),
-                    )
+            for node in nodes.values():
+                self._write_node(node)
+            for visitor in visitors.values():
+                self._write_visitor(visitor)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        return len(latest)
+        return len(nodes) + len(visitors)
+
+    def _write_node(self, change: PersistNode) -> None:
+        db, key = self._db, str(change.home_address)
+        db.execute("DELETE FROM bindings WHERE home_address = ?", (key,))
+        db.executemany(
+            "INSERT INTO bindings VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(key, str(b.care_of_address), b.lifetime_granted,
+              None if math.isinf(b.expires) else b.expires + change.wall_offset,
+              _hex(b.identification), int(b.flags), b.spi,
+              None if b.foreign_agent is None else str(b.foreign_agent)) for b in change.bindings],
+        )
+        if change.replay == ReplayState() and not change.bindings:
+            db.execute("DELETE FROM nodes WHERE home_address = ?", (key,))
+        else:
+            db.execute(
+                "INSERT INTO nodes VALUES (?, ?, ?) ON CONFLICT(home_address) DO UPDATE SET"
+                " last_identification = excluded.last_identification, nonce = excluded.nonce",
+                (key, _hex(change.replay.last_identification), change.replay.nonce),
+            )
+
+    def _write_visitor(self, change: PersistVisitor) -> None:
+        v = change.visitor
+        if v is None:
+            self._db.execute("DELETE FROM visitors WHERE home_address = ?", (str(change.home_address),))
+            return
+        self._db.execute(
+            f"INSERT OR REPLACE INTO visitors ({_VISITOR_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (str(change.home_address), str(v.home_agent), str(v.care_of_address), v.link_address.hex(),
+             str(v.source), str(v.destination), v.source_port, _hex(v.identification), v.lifetime_requested,
+             v.lifetime_granted, None if math.isinf(v.expires) else v.expires + change.wall_offset, int(v.flags)),
+        )
 
     def close(self) -> None:
         self._db.close()

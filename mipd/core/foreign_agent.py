@@ -145,9 +145,10 @@ class ForeignAgent:
         return self._accept_reply(reply, pending, now)
 
     def relay_failed(self, payload: bytes, icmp_type: int, icmp_code: int, now: float) -> list[Action]:
-        """An ICMP error came back for a relayed request (``payload``: the request as sent)."""
+        """An ICMP error came back for a relayed request (``payload``: the request as sent, or as
+        much of it as the ICMP message quoted: only the fixed part is needed to match it)."""
         try:
-            request = decode_registration(payload)
+            request = decode_registration(payload[:RegistrationRequest.FIXED_LENGTH])
         except DecodeError:
             return []
         if not isinstance(request, RegistrationRequest):

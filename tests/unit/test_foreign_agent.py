@@ -340,3 +340,10 @@ def test_flush_and_restore(clock: Clock) -> None:
     assert restored is not None and restored.remaining(later.now) == 200
     assert fresh.data_plane() == [VisitorPlane(MN, Delivery(MN, MAC, HA, COA))]
     assert events(fresh.flush(MN, later.now)) == ["visitor.removed"] and fresh.visitors.active(MN) is None
+
+
+def test_icmp_error_quoting_only_part_of_the_request_still_matches(clock: Clock) -> None:
+    fa = agent(clock)
+    send, _ = relayed(fa.from_node(frame(node_request(clock, before=(MobileNodeNAI(b"x" * 200),))), clock.now))
+    assert denial(fa.relay_failed(send.payload[:60], 3, 1, clock.now)).code == 81
+    assert fa.relay_failed(b"\x01\x00", 3, 1, clock.now) == []  # too short to match anything

@@ -1,19 +1,21 @@
-"""The state file (CONTRACT section 6): round trip, group commit, format version, permissions."""
+"""The state file (CONTRACT section 6): round trip, group commit, format version, migration, permissions."""
 
 from __future__ import annotations
 
 import math
 import os
 import sqlite3
+from dataclasses import replace
 from ipaddress import IPv4Address
 from pathlib import Path
 
 import pytest
 
 from mipd.adapters.state import FORMAT_VERSION, StateError, StateStore
-from mipd.core.actions import PersistNode, ReplayState
+from mipd.core.actions import PersistNode, PersistVisitor, ReplayState
 from mipd.core.bindings import Binding
 from mipd.core.registration import RequestFlags
+from mipd.core.visitors import Visitor
 
 HOME, HOME2 = IPv4Address("10.1.0.10"), IPv4Address("10.1.0.11")
 COA, FA = IPv4Address("10.5.0.5"), IPv4Address("10.2.0.2")
@@ -84,3 +86,83 @@ def test_sqlite_file_of_another_program_is_refused(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(StateError, match="without a mipd format version"):
         StateStore(path)
+
+
+# --- a foreign agent's visitors (format version 2) ---
+
+MN_MAC = bytes.fromhex("02000000a0b1")
+HA = IPv4Address("10.1.0.1")
+
+
+def visitor(home: IPv4Address = HOME, expires: float = 100.0, ident: int = 0xFEDCBA9876543210) -> Visitor:
+    return Visitor(home, HA, FA, MN_MAC, home, IPv4Address("224.0.0.11"), 49152, ident, 600, 300, expires,
+                   RequestFlags.D | RequestFlags.T | RequestFlags.G, "active")
+
+
+def test_visitors_round_trip_with_wall_clock_expiry(tmp_path: Path) -> None:
+    path = tmp_path / "fa.db"
+    store = StateStore(path)
+    infinite = replace(visitor(HOME2, expires=math.inf), state="pending")  # the state is not stored
+    assert store.commit([PersistVisitor(HOME, visitor(), 1000.0), PersistVisitor(HOME2, infinite, 1000.0)]) == 2
+    store.close()
+    first, second = StateStore(path).load_visitors()
+    assert first == visitor(expires=1100.0)  # monotonic 100 + offset: wall-clock 1100
+    assert first.link_address == MN_MAC and first.identification == 0xFEDCBA9876543210
+    assert second.home_address == HOME2 and math.isinf(second.expires) and second.state == "active"
+
+
+def test_mixed_commit_is_one_transaction_and_the_last_word_per_key_wins(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "both.db")
+    store.commit([PersistVisitor(HOME2, visitor(HOME2), 0.0)])
+    written = store.commit([
+        PersistNode(HOME, (binding(),), ReplayState(1, None), 0.0),
+        PersistVisitor(HOME, visitor(ident=1), 0.0),  # same address, other table: both kept
+        PersistVisitor(HOME, visitor(ident=2), 0.0),
+        PersistVisitor(HOME2, None, 0.0),  # None deletes
+        PersistNode(HOME, (binding(),), ReplayState(5, None), 0.0),
+    ])
+    assert written == 3  # one node, two visitor keys
+    assert [v.identification for v in store.load_visitors()] == [2]
+    (record,) = store.load()
+    assert record.replay == ReplayState(5, None)
+    store.commit([PersistVisitor(HOME, None, 0.0)])
+    assert store.load_visitors() == [] and len(store.load()) == 1
+
+
+def test_a_failed_commit_writes_nothing(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "fa.db")
+    broken = visitor()
+    object.__setattr__(broken, "link_address", None)  # .hex() fails half-way through the transaction
+    with pytest.raises(AttributeError):
+        store.commit([PersistNode(HOME, (binding(),), ReplayState(1, None), 0.0), PersistVisitor(HOME, broken, 0.0)])
+    assert store.load() == [] and store.load_visitors() == []
+
+
+VERSION_1 = """
+CREATE TABLE nodes (home_address TEXT PRIMARY KEY, last_identification TEXT, nonce INTEGER);
+CREATE TABLE bindings (home_address TEXT NOT NULL, care_of_address TEXT NOT NULL, lifetime_granted INTEGER NOT NULL,
+    expires REAL, identification TEXT NOT NULL, flags INTEGER NOT NULL, spi INTEGER NOT NULL, foreign_agent TEXT,
+    PRIMARY KEY (home_address, care_of_address));
+INSERT INTO nodes VALUES ('10.1.0.10', 'fedcba9876543210', NULL);
+INSERT INTO bindings VALUES ('10.1.0.10', '10.5.0.5', 600, 1100.0, 'fedcba9876543210', 34, 256, '10.2.0.2');
+PRAGMA user_version=1;
+"""
+
+
+def test_a_version_1_file_is_migrated_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "ha.db"
+    db = sqlite3.connect(path)
+    db.executescript(VERSION_1)
+    db.close()
+    store = StateStore(path)
+    (record,) = store.load()  # what version 1 held is still there
+    assert record.bindings == (binding(expires=1100.0),)
+    assert record.replay == ReplayState(0xFEDCBA9876543210, None)
+    assert store.load_visitors() == []
+    store.commit([PersistVisitor(HOME, visitor(), 0.0)])
+    store.close()
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == FORMAT_VERSION == 2
+    db.close()
+    reopened = StateStore(path)  # a second open finds it current and changes nothing
+    assert reopened.load_visitors() == [visitor()] and len(reopened.load()) == 1

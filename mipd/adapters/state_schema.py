@@ -1,0 +1,54 @@
+"""The state file's tables, one format version at a time, and the migrations between them.
+
+``PRAGMA user_version`` is the format version. Version 1 held a home agent's nodes and bindings;
+version 2 adds a foreign agent's visitors (RFC 5944 3.7.1). A file of an older version is brought
+up to date in place, in one transaction, when it is opened; a newer one is refused.
+"""
+
+from __future__ import annotations
+
+FORMAT_VERSION = 2
+
+_NODES = """
+CREATE TABLE nodes (
+    home_address TEXT PRIMARY KEY,
+    last_identification TEXT,      -- hex; highest accepted timestamp Identification
+    nonce INTEGER                  -- the home agent nonce last sent
+);
+CREATE TABLE bindings (
+    home_address TEXT NOT NULL,
+    care_of_address TEXT NOT NULL,
+    lifetime_granted INTEGER NOT NULL,
+    expires REAL,                  -- wall-clock seconds; NULL for an infinite lifetime
+    identification TEXT NOT NULL,  -- hex
+    flags INTEGER NOT NULL,
+    spi INTEGER NOT NULL,
+    foreign_agent TEXT,
+    PRIMARY KEY (home_address, care_of_address)
+);
+"""
+
+_VISITORS = """
+CREATE TABLE visitors (            -- a foreign agent's current visitors (3.7.1); pending ones are not kept
+    home_address TEXT PRIMARY KEY,
+    home_agent TEXT NOT NULL,
+    care_of_address TEXT NOT NULL,
+    link_address TEXT NOT NULL,    -- hex, the node's link-layer source address
+    source TEXT NOT NULL,          -- IP source of the request
+    destination TEXT NOT NULL,     -- IP destination of the request
+    source_port INTEGER NOT NULL,
+    identification TEXT NOT NULL,  -- hex
+    lifetime_requested INTEGER NOT NULL,
+    lifetime_granted INTEGER NOT NULL,
+    expires REAL,                  -- wall-clock seconds; NULL for an infinite lifetime
+    flags INTEGER NOT NULL
+);
+"""
+
+# The statements that make a new file of the current version.
+SCHEMA = _NODES + _VISITORS
+
+# MIGRATIONS[v]: the statements that turn a version-v file into a version-(v + 1) one.
+MIGRATIONS: dict[int, str] = {
+    1: _VISITORS,
+}
