@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from ipaddress import IPv4Address
 from typing import Protocol
 
-from mipd.core.dataplane import DataPlane
+from mipd.core.dataplane import DataPlane, VisitorPlane
 from mipd.core.security import Encapsulation
 
 RTPROT_MIPD = 77  # rtm_protocol of every route mipd installs (unassigned in rtnetlink.h / rt_protos)
@@ -59,6 +59,40 @@ class TunnelBackend(Protocol):
 
     def close(self) -> None:
         """Remove everything it created (routes, devices, sockets)."""
+        ...
+
+
+class VisitorBackend(Protocol):
+    """A foreign agent's data plane (RFC 5944 4.2.2, RFC 3024): delivers what visitors' home agents
+    tunnel to the care-of address, and reverse-tunnels the visitors' own packets when asked.
+
+    Implementations: mipd.adapters.visitor_kernel (external ipip/gre devices) and
+    mipd.adapters.visitor_userspace (a TUN device plus raw sockets); both keep their routing
+    state through mipd.adapters.visitor_routing, which documents the ownership marks."""
+
+    name: str  # "kernel" or "userspace"
+    encapsulations: frozenset[Encapsulation]  # what it can receive and reverse-tunnel
+
+    def start(self, care_of_address: IPv4Address, interface: str) -> None:
+        """Create devices, sockets and the fixed rules; ``interface`` is the visited link.
+        Runs inside the daemon's asyncio loop. Raises BackendError."""
+        ...
+
+    def reconcile(self, desired: Iterable[VisitorPlane]) -> None:
+        """Make the state exactly ``desired`` (the restored visitors), removing every mipd-owned
+        route, rule and static neighbour entry that no visitor needs."""
+        ...
+
+    def apply(self, change: VisitorPlane) -> None:
+        """Make one visitor's delivery match ``change`` (idempotent; delivery None removes it)."""
+        ...
+
+    def counters(self) -> dict[str, int]:
+        """Packets and drops so far, e.g. decapsulated, reverse_tunnelled, dropped_not_visitor."""
+        ...
+
+    def close(self) -> None:
+        """Remove everything it created (rules, routes, neighbour entries, devices, sockets)."""
         ...
 
 

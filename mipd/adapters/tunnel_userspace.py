@@ -146,6 +146,27 @@ def open_tun(name: str, mtu: int = TUN_MTU) -> int:
     return fd
 
 
+def open_raw_sockets(local: IPv4Address) -> tuple[socket.socket, list[socket.socket]]:
+    """Non-blocking raw sockets: one ``IPPROTO_RAW`` sender (IP_HDRINCL: we write the outer
+    header) and one receiver per tunnel protocol (4, 47, 55) bound to ``local``, so that the
+    kernel hands them only tunnel packets addressed to ``local``. Raises OSError."""
+    sockets: list[socket.socket] = []
+    try:
+        send = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        sockets.append(send)
+        for protocol in (Protocol.IPIP, Protocol.GRE, Protocol.MINIMAL):
+            receiver = socket.socket(socket.AF_INET, socket.SOCK_RAW, protocol)
+            sockets.append(receiver)
+            receiver.bind((str(local), 0))
+        for sock in sockets:
+            sock.setblocking(False)
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets[0], sockets[1:]
+
+
 class UserspaceBackend:
     """TunnelBackend over TUN + raw sockets; the only one that can do minimal encapsulation."""
 
@@ -171,13 +192,7 @@ class UserspaceBackend:
             # Strict reverse-path filtering on the tunnel device (the sysctl module's policy): only
             # datagrams from away home addresses, whose /32 route points back here, come out of it.
             (self.proc / "conf" / self.device / "rp_filter").write_text("1")
-            self._send = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
-            self._send.setblocking(False)
-            for protocol in (Protocol.IPIP, Protocol.GRE, Protocol.MINIMAL):
-                receiver = socket.socket(socket.AF_INET, socket.SOCK_RAW, protocol)
-                self._receivers.append(receiver)
-                receiver.bind((str(local), 0))  # the kernel then delivers only packets addressed to local
-                receiver.setblocking(False)
+            self._send, self._receivers = open_raw_sockets(local)
         except OSError as exc:
             self.close()
             raise BackendError(f"userspace tunnel backend cannot start: {exc}") from exc
