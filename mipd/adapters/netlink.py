@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import errno
 import os
+import socket
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Any, ClassVar, TypeVar
 
 from pyroute2 import IPRoute  # type: ignore[import-untyped]
@@ -148,6 +149,15 @@ def link_address(name: str) -> str:
     def call(ipr: Any) -> str:
         (msg,) = ipr.link("get", index=_index(ipr, name))
         return str(msg.get("IFLA_ADDRESS") or "")
+    return _run(call)
+
+
+def interface_addresses(name: str) -> list[IPv4Interface]:
+    """The IPv4 addresses of ``name`` with their prefix lengths."""
+    def call(ipr: Any) -> list[IPv4Interface]:
+        index = _index(ipr, name)
+        return [IPv4Interface(f"{msg.get('IFA_ADDRESS')}/{msg['prefixlen']}")
+                for msg in ipr.get_addr(family=socket.AF_INET, index=index)]
     return _run(call)
 
 

@@ -16,7 +16,17 @@ from typing import Annotated, Literal
 from pydantic import Field, PrivateAttr, TypeAdapter
 
 from mipd.config.security import AgentAssociation, AssociationFields, NodeAssociation, Strict
-from mipd.config.types import Cidr, Count, Flag, InterfaceName, Lifetime, LogLevel, Seconds, TunnelBackend
+from mipd.config.types import (
+    Cidr,
+    Count,
+    Flag,
+    InterfaceName,
+    Lifetime,
+    LogLevel,
+    ReverseTunnelingPolicy,
+    Seconds,
+    TunnelBackend,
+)
 from mipd.core.security import Encapsulation, ReverseTunneling, SecurityAssociation
 
 # RFC 1256 4.1 (agent advertisements are ICMP router advertisements, RFC 5944 2.1):
@@ -66,7 +76,7 @@ class HomeAgentProfile(Common):
     max_lifetime: Lifetime = 1800
     replay_window: Seconds = 7.0  # RFC 5944 5.7.1: "a default value of 7 seconds MAY be used"
     max_bindings_per_node: Count = 1
-    reverse_tunneling: ReverseTunneling = ReverseTunneling.ALLOWED
+    reverse_tunneling: ReverseTunnelingPolicy = ReverseTunneling.ALLOWED
     advertise: Flag = True
     advertisement_interval: Seconds = 1.0
     advertisement_lifetime: AdvertisementLifetime = 3
@@ -98,7 +108,7 @@ class ForeignAgentProfile(Common):
     advertisement_address: Literal["224.0.0.1", "255.255.255.255"] = "224.0.0.1"  # RFC 5944 2.3
     max_lifetime: Lifetime = 600
     registration_required: Flag = False
-    reverse_tunneling: ReverseTunneling = ReverseTunneling.ALLOWED
+    reverse_tunneling: ReverseTunnelingPolicy = ReverseTunneling.ALLOWED
     max_visitors: Count = 10000
     max_pending_per_node: Count = 5
     pending_timeout: Seconds = 7.0  # RFC 5944 3.7: pending requests time out

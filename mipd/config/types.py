@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, Strict
 
+from mipd.core.security import ReverseTunneling
+
 MIN_KEY_BYTES = 16  # CONTRACT 3: keys of at least 16 bytes (RFC 5944 5.1: 128-bit default keys)
 _HEX = re.compile(r"[0-9a-fA-F]*")
 _INTERFACE = re.compile(r"[^/\s:]{1,15}")  # Linux IFNAMSIZ is 16 with the NUL
@@ -52,4 +54,12 @@ Flag = Annotated[bool, Strict()]
 InterfaceName = Annotated[str, Strict(), AfterValidator(_check_interface)]
 Cidr = Annotated[IPv4Interface, BeforeValidator(_require_prefix)]
 LogLevel = Literal["debug", "info", "notice", "warning", "error"]
+
+
+def _off_is_not_false(value: object) -> object:
+    """YAML 1.1 reads an unquoted ``off`` as the boolean false; the profile means the word."""
+    return "off" if value is False else value
+
+
+ReverseTunnelingPolicy = Annotated[ReverseTunneling, BeforeValidator(_off_is_not_false)]
 TunnelBackend = Literal["auto", "kernel", "userspace"]

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mipd.adapters.state import StateError, StateStore
-from mipd.config import AnyProfile, HomeAgentProfile, ProfileError, load_profile
+from mipd.config import AnyProfile, ForeignAgentProfile, HomeAgentProfile, ProfileError, load_profile
 from mipd.control.handler import ControlError
 from mipd.control.protocol import JSONObject
 from mipd.control.server import ControlServer, ControlSocketError
@@ -93,10 +93,13 @@ class Daemon:
         return load_profile(self.profile_path, self.instance)
 
     def _role_for(self, profile: AnyProfile) -> Role:
-        from mipd.runtime.home_agent import HomeAgentRuntime  # noqa: PLC0415 - one role per process
+        from mipd.runtime.foreign_agent import ForeignAgentRuntime  # noqa: PLC0415 - one role per process
+        from mipd.runtime.home_agent import HomeAgentRuntime  # noqa: PLC0415
 
         if isinstance(profile, HomeAgentProfile):
             return HomeAgentRuntime(self, profile)
+        if isinstance(profile, ForeignAgentProfile):
+            return ForeignAgentRuntime(self, profile)
         raise StartError(f"the {profile.role} role cannot run yet: its runtime is not built")
 
     async def _start(self, profile: AnyProfile) -> None:

@@ -14,7 +14,7 @@ from ipaddress import IPv4Address, IPv4Network
 
 from mipd.adapters import netlink
 from mipd.adapters.broadcast import BroadcastForwarder
-from mipd.adapters.dataplane import BackendError, TunnelBackend
+from mipd.adapters.dataplane import BackendError, TunnelBackend, VisitorBackend
 from mipd.adapters.home_link import HomeLink
 from mipd.adapters.sysctl import HostSettings
 from mipd.core.dataplane import DataPlane
@@ -107,3 +107,20 @@ class HomeAgentDataPlane:
                 part()
             except (OSError, BackendError):
                 self.failures += 1
+
+
+def choose_visitor_backend(requested: str) -> tuple[VisitorBackend, str]:
+    """A foreign agent's data plane for ``tunnel.backend`` and why (BackendError if impossible)."""
+    from mipd.adapters.visitor_kernel import VisitorKernelBackend  # noqa: PLC0415
+    from mipd.adapters.visitor_userspace import VisitorUserspaceBackend  # noqa: PLC0415
+
+    if requested == "userspace":
+        return VisitorUserspaceBackend(), "tunnel.backend is userspace: TUN device and raw sockets"
+    available, why = netlink.kernel_tunnels_available()
+    if requested == "kernel":
+        if not available:
+            raise BackendError(f"tunnel.backend is kernel, but {why}")
+        return VisitorKernelBackend(), f"tunnel.backend is kernel: {why}"
+    if available:
+        return VisitorKernelBackend(), f"auto: {why}"
+    return VisitorUserspaceBackend(), f"auto: {why}; using the userspace backend (TUN device and raw sockets)"

@@ -54,11 +54,13 @@ def profile_text(state: Path, sock: Path, extra_nodes: str = "", **overrides: An
 
 
 class HomeAgentDaemon:
-    """``mipd run`` for a profile written into ``workdir``, inside the journal's namespace."""
+    """``mipd run`` for a profile written into ``workdir``, inside the journal's mount namespace and
+    the network namespace ``namespace`` (any role: write its profile with :meth:`write_profile`)."""
 
-    def __init__(self, journal: Journald, topo: Topology, workdir: Path, instance: str) -> None:
+    def __init__(self, journal: Journald, topo: Topology, workdir: Path, instance: str, namespace: str = "ha") -> None:
         self.journal = journal
         self.topo = topo
+        self.namespace = namespace
         self.instance = instance
         self.profile = workdir / f"{instance}.yaml"
         self.socket = workdir / f"{instance}.sock"
@@ -76,8 +78,9 @@ class HomeAgentDaemon:
             # Network namespace first (its /run/netns handle is only valid in the host's mount
             # namespace), then the journal's mount namespace, then mipd.
             self.process = subprocess.Popen(
-                [tool("ip"), "netns", "exec", self.topo.ns("ha"), tool("nsenter"), "-t", str(self.journal.pid),
-                 "-m", "--", venv_script("mipd"), "run", "--profile", str(self.profile), "--instance", self.instance],
+                [tool("ip"), "netns", "exec", self.topo.ns(self.namespace), tool("nsenter"), "-t",
+                 str(self.journal.pid), "-m", "--", venv_script("mipd"), "run", "--profile", str(self.profile),
+                 "--instance", self.instance],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
             )
         if wait:

@@ -114,3 +114,10 @@ def sysctl(ns: str, name: str) -> str:
                           f"print(open('/proc/sys/net/ipv4/{name}').read().strip())"],
                          capture_output=True, text=True, timeout=30, check=True)
     return out.stdout.strip()
+
+
+def set_sysctl(ns: str, name: str, value: str) -> None:
+    """Write ``/proc/sys/net/ipv4/NAME`` inside namespace ``ns``."""
+    subprocess.run([tool("ip"), "netns", "exec", ns, sys.executable, "-c",
+                    f"open('/proc/sys/net/ipv4/{name}', 'w').write('{value}')"],
+                   capture_output=True, text=True, timeout=30, check=True)

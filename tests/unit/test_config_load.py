@@ -186,3 +186,16 @@ tunnel: {{backend: userspace, encapsulations: [ipip, minimal]}}
     assert (settings.max_lifetime, settings.reverse_tunneling, settings.max_pending_per_node,
             settings.pending_timeout) == (300, ReverseTunneling.REQUIRED, 3, 5.0)
     assert settings.encapsulations == {Encapsulation.IPIP, Encapsulation.MINIMAL}
+
+
+@pytest.mark.parametrize("written", ["off", '"off"'])
+def test_reverse_tunneling_off_unquoted_is_the_word_not_false(tmp_path: Path, written: str) -> None:
+    """YAML 1.1 reads an unquoted off as false; CONTRACT 3's value is the word."""
+    path = write(tmp_path / "fa.yaml", f"role: foreign-agent\ninterface: eth0\ncare_of_address: 10.2.0.2\n"
+                                       f"reverse_tunneling: {written}\n")
+    profile = load_profile(path)
+    assert isinstance(profile, ForeignAgentProfile) and profile.reverse_tunneling is ReverseTunneling.OFF
+    bad = write(tmp_path / "bad.yaml", "role: foreign-agent\ninterface: eth0\ncare_of_address: 10.2.0.2\n"
+                                       "reverse_tunneling: yes\n")
+    with pytest.raises(ProfileError):
+        load_profile(bad)  # true is not a policy

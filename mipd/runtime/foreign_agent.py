@@ -1,0 +1,281 @@
+"""The foreign agent's runtime: the visited link, the relay socket, visitor delivery,
+advertisements with F, and the control answers (RFC 5944 3.7, 2.1, 4.2.2)."""
+
+from __future__ import annotations
+
+import errno
+import time
+from dataclasses import replace
+from ipaddress import IPv4Address, IPv4Interface
+from typing import TYPE_CHECKING
+
+from mipd.adapters import netlink
+from mipd.adapters.dataplane import BackendError, VisitorBackend
+from mipd.adapters.relay import RelaySocket
+from mipd.adapters.sysctl import HostSettings
+from mipd.adapters.visited_link import VisitedLink
+from mipd.config import AnyProfile, ForeignAgentProfile, foreign_agent_settings
+from mipd.control.handler import ControlError, ControlHandler
+from mipd.control.protocol import JSONObject
+from mipd.control.shapes import flush_json, stats_json, status_json, visitor_json, visitors_json
+from mipd.core.actions import Action, Datagram, SendDatagram, SendIcmp, SendToNode
+from mipd.core.advertiser import INFINITE_REGISTRATION_LIFETIME, AdvertiserConfig
+from mipd.core.arp import mac_text
+from mipd.core.dataplane import VisitorPlane
+from mipd.core.foreign_agent import ForeignAgent, ForeignAgentSettings, NodeRequest
+from mipd.core.icmp import AdvertisementCode, AdvertisementFlags
+from mipd.core.security import Encapsulation, ReverseTunneling
+from mipd.core.visitors import Visitor
+from mipd.runtime.advertising import Advertising
+from mipd.runtime.dataplane import choose_visitor_backend
+from mipd.runtime.role import StartError, Timed
+
+if TYPE_CHECKING:
+    from mipd.runtime.daemon import Daemon
+
+RESTART_KEYS = ("interface", "care_of_address", "state_directory", "control_socket")
+_LOCAL_ERRORS = {errno.ENETUNREACH: 0, errno.EHOSTUNREACH: 1}  # errno -> the ICMP unreachable code
+
+
+def advertiser_config(profile: ForeignAgentProfile, settings: ForeignAgentSettings,
+                      routers: tuple[IPv4Interface, ...]) -> AdvertiserConfig:
+    """What a foreign agent advertises on its visited link (RFC 5944 2.1.1): F with its care-of
+    address; R when registration_required; T unless reverse tunneling is off (RFC 3024); M and G for
+    what the running backend can receive. Code 16: it forwards only for registered visitors (4.2.2)."""
+    flags = AdvertisementFlags.F
+    if profile.registration_required:
+        flags |= AdvertisementFlags.R
+    if settings.reverse_tunneling is not ReverseTunneling.OFF:
+        flags |= AdvertisementFlags.T
+    if Encapsulation.MINIMAL in settings.encapsulations:
+        flags |= AdvertisementFlags.M
+    if Encapsulation.GRE in settings.encapsulations:
+        flags |= AdvertisementFlags.G
+    return AdvertiserConfig(
+        routers=routers,
+        flags=flags,
+        care_of_addresses=(profile.care_of_address,),
+        registration_lifetime=min(settings.max_lifetime, INFINITE_REGISTRATION_LIFETIME),
+        lifetime=profile.advertisement_lifetime,
+        code=AdvertisementCode.MOBILITY_AGENT_ONLY,
+        destination=IPv4Address(profile.advertisement_address),
+        interval=profile.advertisement_interval,
+    )
+
+
+class ForeignAgentRuntime:
+    """The foreign agent role (mipd.runtime.role.Role)."""
+
+    def __init__(self, daemon: Daemon, profile: ForeignAgentProfile) -> None:
+        self.daemon = daemon
+        self.profile = profile
+        self.host = HostSettings()
+        self.relay = RelaySocket(profile.care_of_address)
+        self.link: VisitedLink | None = None
+        self.visitor_backend: VisitorBackend | None = None
+        self.reason = ""
+        self.host_report = ""
+        self.advertising: Advertising | None = None
+        self.engine: ForeignAgent | None = None
+        self.routers: tuple[IPv4Interface, ...] = ()
+        self.failures = 0
+
+    @property
+    def backend(self) -> str:
+        return self.visitor_backend.name if self.visitor_backend is not None else "none"
+
+    async def start(self) -> None:
+        profile, daemon = self.profile, self.daemon
+        try:
+            self.routers = tuple(netlink.interface_addresses(profile.interface))
+        except OSError as exc:
+            raise StartError(f"interface {profile.interface}: {exc}") from exc
+        if profile.care_of_address not in {r.ip for r in self.routers}:
+            raise StartError(f"care_of_address {profile.care_of_address} is not an address of {profile.interface}")
+        try:
+            self.host_report = self.host.apply(profile.interface)
+            self.visitor_backend, self.reason = choose_visitor_backend(profile.tunnel.backend)
+            self.visitor_backend.start(profile.care_of_address, profile.interface)
+        except (BackendError, OSError) as exc:
+            raise StartError(f"data plane: {exc}") from exc
+        engine = self.engine = ForeignAgent(self._settings(profile), wall_clock=time.time)
+        daemon.execute(engine.restore(daemon.store.load_visitors(), daemon.now()))
+        try:
+            self.visitor_backend.reconcile(engine.data_plane())
+        except (BackendError, OSError) as exc:
+            raise StartError(f"data plane: cannot reinstall the restored visitors: {exc}") from exc
+        self.link = VisitedLink(profile.interface, accepted=frozenset(r.ip for r in self.routers))
+        try:
+            self.link.start(self._on_requests)
+            self.relay.start(self._on_replies, self._on_relay_error)
+        except OSError as exc:
+            raise StartError(f"cannot serve the visited link {profile.interface}: {exc.strerror or exc}") from exc
+        self.advertising = Advertising(advertiser_config(profile, engine.settings, self.routers), profile.interface,
+                                       profile.care_of_address, daemon.now, daemon.execute)
+        try:
+            self.advertising.start()
+        except OSError as exc:
+            raise StartError(f"cannot advertise on {profile.interface}: {exc.strerror or exc}") from exc
+
+    def _settings(self, profile: ForeignAgentProfile) -> ForeignAgentSettings:
+        """What the running backend cannot receive is not offered (72)."""
+        settings = foreign_agent_settings(profile, frozenset(r.ip for r in self.routers))
+        can = self.visitor_backend.encapsulations if self.visitor_backend is not None else frozenset()
+        return replace(settings, encapsulations=settings.encapsulations & can)
+
+    # --- inputs ---
+
+    def _on_requests(self, batch: list[NodeRequest]) -> None:
+        assert self.engine is not None
+        now = self.daemon.now()
+        actions: list[Action] = []
+        for request in batch:
+            actions += self.engine.from_node(request, now)
+        self.daemon.execute(actions)
+
+    def _on_replies(self, batch: list[Datagram]) -> None:
+        assert self.engine is not None
+        now = self.daemon.now()
+        actions: list[Action] = []
+        for datagram in batch:
+            actions += self.engine.from_home_agent(datagram, now)
+        self.daemon.execute(actions)
+
+    def _on_relay_error(self, payload: bytes, icmp_type: int, icmp_code: int) -> None:
+        assert self.engine is not None
+        self.daemon.execute(self.engine.relay_failed(payload, icmp_type, icmp_code, self.daemon.now()))
+
+    # --- the Role protocol ---
+
+    def timed(self) -> list[Timed]:
+        timed: list[Timed] = [self.engine] if self.engine is not None else []
+        return timed + ([self.advertising] if self.advertising is not None else [])
+
+    def send_now(self, action: Action) -> None:
+        if isinstance(action, SendIcmp) and self.advertising is not None:
+            self.advertising.send(action)
+
+    def after_commit(self, actions: list[Action], replies: bool) -> None:
+        """Delivery first (a visitor told it is registered can be reached), then the datagrams."""
+        assert self.visitor_backend is not None and self.link is not None
+        for action in actions:
+            if isinstance(action, VisitorPlane):
+                try:
+                    self.visitor_backend.apply(action)
+                except (BackendError, OSError) as exc:
+                    self.failures += 1
+                    self.daemon.events.logger().error(
+                        "dataplane.failed", message=f"delivery to {action.home_address} failed: {exc}",
+                        reason=str(exc), home_address=str(action.home_address))
+        if not replies:
+            return
+        for action in actions:
+            if isinstance(action, SendDatagram):
+                error = self.relay.send(action)
+                if error is not None and self.engine is not None:
+                    # Our own routing cannot reach the home agent: answer as an ICMP error would
+                    # (3.7.3: 80 net, 81 host unreachable; 88 otherwise) rather than time out (78).
+                    code = _LOCAL_ERRORS.get(error.errno or 0, 255)
+                    self.daemon.execute(self.engine.relay_failed(action.payload, 3, code, self.daemon.now()))
+            elif isinstance(action, SendToNode):
+                self.link.send(action)
+
+    def started(self) -> tuple[str, str, dict[str, str]]:
+        assert self.engine is not None
+        offered = ",".join(sorted(self.engine.settings.encapsulations))
+        message = (f"serving care-of address {self.profile.care_of_address} on {self.profile.interface} with "
+                   f"{len(self.engine.visitors)} restored visitors; tunnel backend {self.backend} ({offered})")
+        reason = f"backend {self.backend}: {self.reason}; host: {self.host_report}"
+        return message, reason, {"foreign_agent": str(self.profile.care_of_address)}
+
+    def status_line(self) -> str:
+        visitors = len(self.engine.visitors) if self.engine is not None else 0
+        return f"{visitors} visitors, backend {self.backend}"
+
+    def reload(self, profile: AnyProfile) -> tuple[dict[str, object], list[str]]:
+        """Associations and limits apply to the next request; current visitors stay."""
+        if not isinstance(profile, ForeignAgentProfile):
+            raise ControlError(f"reload refused: the role cannot change from foreign-agent to {profile.role}")
+        assert self.engine is not None
+        settings = self._settings(profile)
+        self.engine.reconfigure(settings)
+        if self.advertising is not None:
+            self.advertising.reconfigure(advertiser_config(profile, settings, self.routers))
+        restart_needed = [k for k in RESTART_KEYS if getattr(profile, k) != getattr(self.profile, k)]
+        self.profile = profile
+        return {"home_agents": len(settings.home_agents)}, restart_needed
+
+    @property
+    def control(self) -> ControlHandler:
+        assert self.engine is not None
+        return ForeignAgentControl(self.daemon, self, self.engine)
+
+    def close(self) -> None:
+        for part in (self.link, self.relay, self.advertising, self.visitor_backend):
+            if part is not None:
+                try:
+                    part.close()
+                except (OSError, BackendError):
+                    self.failures += 1
+        self.host.restore()
+
+
+def _visitor(visitor: Visitor, now: float) -> JSONObject:
+    active = visitor.state == "active"
+    return visitor_json(home_address=visitor.home_address, home_agent=visitor.home_agent,
+                        care_of_address=visitor.care_of_address, link_address=mac_text(visitor.link_address),
+                        state="active" if active else "pending",
+                        lifetime_granted=visitor.lifetime_granted if active else 0,
+                        lifetime_remaining=visitor.remaining(now) if active else 0, flags=visitor.flags)
+
+
+class ForeignAgentControl:
+    """Answers mipctl for a foreign agent (mipd.control.handler.ControlHandler)."""
+
+    def __init__(self, daemon: Daemon, runtime: ForeignAgentRuntime, engine: ForeignAgent) -> None:
+        self.daemon = daemon
+        self.runtime = runtime
+        self.engine = engine
+
+    async def status(self) -> JSONObject:
+        return status_json(role="foreign-agent", instance=self.daemon.instance, uptime=self.daemon.uptime(),
+                           backend=self.runtime.backend, visitors=len(self.engine.visitors),
+                           care_of_address=self.runtime.profile.care_of_address)
+
+    async def bindings(self) -> JSONObject:
+        raise ControlError("a foreign agent has no mobility bindings; see mipctl visitors, or ask the home agent")
+
+    async def visitors(self) -> JSONObject:
+        now = self.daemon.now()
+        entries = sorted(self.engine.visitors.all_active() + self.engine.visitors.all_pending(),
+                         key=lambda v: (v.home_address, v.state != "active", v.expires))
+        return visitors_json(_visitor(v, now) for v in entries)
+
+    async def stats(self) -> JSONObject:
+        """CONTRACT 4's counters (``relayed`` counts requests relayed to home agents), plus the
+        visited link's, the relay socket's, the data plane's and the advertisements'."""
+        result = stats_json(self.engine.counters, relayed=self.engine.counters.relayed)
+        counters = result["counters"]
+        if self.runtime.visitor_backend is not None:
+            counters["data_plane"] = self.runtime.visitor_backend.counters()
+        if self.runtime.link is not None:
+            counters["visited_link"] = self.runtime.link.counters()
+        counters["relay"] = self.runtime.relay.counters()
+        if self.runtime.advertising is not None:
+            counters["advertisements"] = self.runtime.advertising.counters()
+        return result
+
+    async def flush(self, home_address: IPv4Address) -> JSONObject:
+        current = self.engine.visitors.active(home_address)
+        removed = (current is not None) + len(self.engine.visitors.pending(home_address))
+        if not removed:
+            raise ControlError(f"no visitor entry for {home_address}")
+        await self.daemon.run_actions(self.engine.flush(home_address, self.daemon.now()))
+        return flush_json(home_address, removed)
+
+    async def reload(self) -> JSONObject:
+        return await self.daemon.reload()
+
+    async def log_level(self, level: str) -> JSONObject:
+        self.daemon.events.set_level(level)
+        return {"log_level": level}
