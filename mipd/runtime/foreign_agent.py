@@ -38,11 +38,14 @@ _LOCAL_ERRORS = {errno.ENETUNREACH: 0, errno.EHOSTUNREACH: 1}  # errno -> the IC
 
 
 def advertiser_config(profile: ForeignAgentProfile, settings: ForeignAgentSettings,
-                      routers: tuple[IPv4Interface, ...]) -> AdvertiserConfig:
+                      routers: tuple[IPv4Interface, ...], busy: bool = False) -> AdvertiserConfig:
     """What a foreign agent advertises on its visited link (RFC 5944 2.1.1): F with its care-of
-    address; R when registration_required; T unless reverse tunneling is off (RFC 3024); M and G for
-    what the running backend can receive. Code 16: it forwards only for registered visitors (4.2.2)."""
+    address; R when registration_required; B while busy (its visitor list is full: new nodes would
+    get 66); T unless reverse tunneling is off (RFC 3024); M and G for what the running backend can
+    receive. Code 16: it forwards only for registered visitors (4.2.2)."""
     flags = AdvertisementFlags.F
+    if busy:
+        flags |= AdvertisementFlags.B
     if profile.registration_required:
         flags |= AdvertisementFlags.R
     if settings.reverse_tunneling is not ReverseTunneling.OFF:
@@ -78,6 +81,7 @@ class ForeignAgentRuntime:
         self.advertising: Advertising | None = None
         self.engine: ForeignAgent | None = None
         self.routers: tuple[IPv4Interface, ...] = ()
+        self.busy = False
         self.failures = 0
 
     @property
@@ -167,6 +171,7 @@ class ForeignAgentRuntime:
                     self.daemon.events.logger().error(
                         "dataplane.failed", message=f"delivery to {action.home_address} failed: {exc}",
                         reason=str(exc), home_address=str(action.home_address))
+        self._update_busy()
         if not replies:
             return
         for action in actions:
@@ -179,6 +184,15 @@ class ForeignAgentRuntime:
                     self.daemon.execute(self.engine.relay_failed(action.payload, 3, code, self.daemon.now()))
             elif isinstance(action, SendToNode):
                 self.link.send(action)
+
+    def _update_busy(self) -> None:
+        """Advertise B while the visitor list is full (a busy agent keeps advertising, 2.1.1)."""
+        if self.engine is None or self.advertising is None:
+            return
+        busy = len(self.engine.visitors) >= self.engine.settings.max_visitors
+        if busy != self.busy:
+            self.busy = busy
+            self.advertising.reconfigure(advertiser_config(self.profile, self.engine.settings, self.routers, busy))
 
     def started(self) -> tuple[str, str, dict[str, str]]:
         assert self.engine is not None
@@ -200,7 +214,8 @@ class ForeignAgentRuntime:
         settings = self._settings(profile)
         self.engine.reconfigure(settings)
         if self.advertising is not None:
-            self.advertising.reconfigure(advertiser_config(profile, settings, self.routers))
+            self.busy = len(self.engine.visitors) >= settings.max_visitors
+            self.advertising.reconfigure(advertiser_config(profile, settings, self.routers, self.busy))
         restart_needed = [k for k in RESTART_KEYS if getattr(profile, k) != getattr(self.profile, k)]
         self.profile = profile
         return {"home_agents": len(settings.home_agents)}, restart_needed

@@ -87,7 +87,8 @@ tunnel: {{backend: userspace, encapsulations: [ipip, gre]}}
 """
 
 
-def fa_profile(workdir: Path, reverse: str = "allowed", fa_ha_key: bytes = KFH, fake_home_agent: bool = False) -> str:
+def fa_profile(workdir: Path, reverse: str = "allowed", fa_ha_key: bytes = KFH, fake_home_agent: bool = False,
+               max_visitors: int = 10000) -> str:
     fake = f"  - {{address: {FAKE_HA}, spi: 502, key: \"{KFH.hex()}\"}}\n" if fake_home_agent else ""
     return f"""\
 role: foreign-agent
@@ -100,6 +101,7 @@ advertisement_lifetime: 3
 max_lifetime: 600
 pending_timeout: 2
 max_pending_per_node: 1
+max_visitors: {max_visitors}
 reverse_tunneling: {reverse}
 home_agents:
   - {{address: {HA}, spi: 500, key: "{fa_ha_key.hex()}"}}
@@ -351,6 +353,34 @@ def test_restart_keeps_visitors_and_their_delivery(agents: Any, node: Node, topo
     assert all(0 < after[h]["lifetime_remaining"] <= before[h]["lifetime_remaining"] for h in after)
     result = ping(topo.ns("home"), MN1)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def capture_advertisements(topo: Topology, path: Path, seconds: int = 2) -> list[list[str]]:
+    """(icmp.mip.f, icmp.mip.b) of each advertisement seen on the visited link for ``seconds``."""
+    tshark = subprocess.Popen([tool("ip"), "netns", "exec", topo.ns("mn"), tool("tshark"), "-i", "eth0", "-f",
+                               "icmp", "-a", f"duration:{seconds}", "-F", "pcap", "-w", str(path)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert tshark.wait(timeout=30) == 0
+    out = subprocess.run([tool("tshark"), "-n", "-r", str(path), "-Y", "icmp.type == 9", "-T", "fields",
+                          "-e", "icmp.mip.f", "-e", "icmp.mip.b"], capture_output=True, text=True, timeout=60,
+                         check=True)
+    return [line.split("\t") for line in out.stdout.splitlines() if line]
+
+
+def test_a_full_visitor_list_is_advertised_busy(agents: Any, node: Node, topo: Topology, tmp_path: Path) -> None:
+    _, fa = agents
+    workdir = fa.profile.parent
+    assert register_mn1(node, flags=T)["code"] == 0
+    try:
+        fa.write_profile(fa_profile(workdir, max_visitors=1))
+        assert fa.mipctl("reload").returncode == 0
+        rows = capture_advertisements(topo, tmp_path / "busy.pcap")
+        assert rows and all(row == ["1", "1"] for row in rows)  # F and B (RFC 5944 2.1.1)
+    finally:
+        fa.write_profile(fa_profile(workdir))
+        assert fa.mipctl("reload").returncode == 0
+    rows = capture_advertisements(topo, tmp_path / "free.pcap")
+    assert rows and all(row == ["1", "0"] for row in rows)
 
 
 def test_flush_removes_the_visitor(agents: Any, node: Node, journald: Journald) -> None:
