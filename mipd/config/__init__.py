@@ -5,7 +5,7 @@
 into the engine's settings.
 """
 
-from mipd.config.convert import ConversionError, foreign_agent_settings, home_agent_settings
+from mipd.config.convert import ConversionError, foreign_agent_settings, home_agent_settings, mobile_node_settings
 from mipd.config.errors import Problem, ProfileError
 from mipd.config.loader import load_profile
 from mipd.config.models import (
@@ -35,4 +35,5 @@ __all__ = [
     "home_agent_settings",
     "json_schema",
     "load_profile",
+    "mobile_node_settings",
 ]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address
 
-from mipd.config.models import ForeignAgentProfile, HomeAgentProfile
+from mipd.config.models import ForeignAgentProfile, HomeAgentProfile, MobileNodeProfile
 from mipd.config.security import AgentAssociation, NodeAssociation
 from mipd.core.foreign_agent import ForeignAgentSettings
 from mipd.core.home_agent import HomeAgentSettings
+from mipd.core.mobile_types import MobileNodeSettings
 from mipd.core.security import SecurityAssociation
 
 
@@ -69,4 +70,21 @@ def foreign_agent_settings(profile: ForeignAgentProfile, addresses: frozenset[IP
         max_visitors=profile.max_visitors,
         max_pending_per_node=profile.max_pending_per_node,
         pending_timeout=profile.pending_timeout,
+    )
+
+
+def mobile_node_settings(profile: MobileNodeProfile) -> MobileNodeSettings:
+    """The mobile-node engine's settings: its MN-HA association (the profile's top-level spi,
+    key, algorithm, replay) and its MN-FA associations by foreign agent address."""
+    return MobileNodeSettings(
+        home_address=profile.home_address,
+        home_network=profile.home_network,
+        home_agent=profile.home_agent,
+        sa=profile.home_agent_association(),
+        lifetime=profile.lifetime,
+        care_of=profile.care_of,
+        colocated_address=profile.colocated_address,
+        reverse_tunneling=profile.reverse_tunneling,
+        deregister_on_stop=profile.deregister_on_stop,
+        foreign_agents={a.address: a.to_core() for a in profile.foreign_agents},
     )

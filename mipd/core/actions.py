@@ -14,7 +14,7 @@ from enum import IntEnum
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING
 
-from mipd.core.dataplane import DataPlane, VisitorPlane
+from mipd.core.dataplane import AnnounceHome, DataPlane, MobilePlane, VisitorPlane
 
 if TYPE_CHECKING:
     from mipd.core.bindings import Binding
@@ -44,13 +44,17 @@ class Datagram:
 
 @dataclass(frozen=True, slots=True)
 class SendDatagram:
-    """Send ``payload`` over UDP from ``source`` (port ``source_port``) to ``destination``."""
+    """Send ``payload`` over UDP from ``source`` (port ``source_port``) to ``destination``.
+
+    ``ttl`` None leaves the system default; a mobile node sets it (255 towards a foreign agent,
+    RFC 3024; 1 for a deregistration from home, RFC 5944 App. C)."""
 
     payload: bytes
     source: IPv4Address
     source_port: int
     destination: IPv4Address
     destination_port: int
+    ttl: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,4 +131,13 @@ class SendIcmp:
     ttl: int = 1
 
 
-Action = SendDatagram | Emit | PersistNode | DataPlane | SendIcmp | SendToNode | PersistVisitor | VisitorPlane
+@dataclass(frozen=True, slots=True)
+class PersistMobile:
+    """Durably record the mobile node's registration and Identification state (CONTRACT 6):
+    ``state`` is a JSON-able dict the engine alone reads back (wall-clock times inside)."""
+
+    state: dict[str, object]
+
+
+Action = (SendDatagram | Emit | PersistNode | DataPlane | SendIcmp | SendToNode | PersistVisitor | VisitorPlane
+          | MobilePlane | AnnounceHome | PersistMobile)

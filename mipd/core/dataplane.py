@@ -80,3 +80,36 @@ class VisitorPlane:
 
     home_address: IPv4Address
     delivery: Delivery | None
+
+
+@dataclass(frozen=True, slots=True)
+class MobilePlane:
+    """The mobile node's desired routing state (RFC 5944 4.6, 4.2.1).
+
+    - ``home``: ARP for the home address as usual; the node's own routes (nothing of mipd's).
+    - ``foreign-agent``: the home address kept; the default route via ``agent`` (on-link, with a
+      static neighbour entry for ``agent_link_address`` taken from its advertisement), and no
+      ARP at all on the link: "MUST NOT transmit any broadcast ARP Request or ARP Reply" while
+      away (4.6).
+    - ``colocated``: the node decapsulates what its home agent tunnels to ``care_of_address``
+      (held on the interface as ``colocated``) itself; with ``reverse`` its own packets go back
+      through the tunnel to ``home_agent``.
+    - ``unknown``: away but not registered (between agents): no ARP, no mipd routes.
+    """
+
+    location: str  # "home" | "foreign-agent" | "colocated" | "unknown"
+    home_address: IPv4Address
+    home_agent: IPv4Address
+    agent: IPv4Address | None = None
+    agent_link_address: bytes | None = None
+    care_of_address: IPv4Address | None = None
+    reverse: bool = False
+    encapsulation: Encapsulation = Encapsulation.IPIP
+
+
+@dataclass(frozen=True, slots=True)
+class AnnounceHome:
+    """Gratuitous ARPs for the home address with the node's own link-layer address: the first
+    thing a node back home sends, before its deregistration (4.6)."""
+
+    home_address: IPv4Address

@@ -17,6 +17,7 @@ from mipd.config import (
     foreign_agent_settings,
     home_agent_settings,
     load_profile,
+    mobile_node_settings,
 )
 from mipd.core.auth import Algorithm
 from mipd.core.security import Encapsulation, ReplayProtection, ReverseTunneling, SecurityAssociation
@@ -199,3 +200,32 @@ def test_reverse_tunneling_off_unquoted_is_the_word_not_false(tmp_path: Path, wr
                                        "reverse_tunneling: yes\n")
     with pytest.raises(ProfileError):
         load_profile(bad)  # true is not a policy
+
+
+def test_mobile_node_settings(tmp_path: Path) -> None:
+    key, fa_key = secrets.token_hex(16), secrets.token_hex(16)
+    path = write(tmp_path / "mn.yaml", f"""\
+role: mobile-node
+interface: eth0
+home_address: 10.1.0.10
+home_network: 10.1.0.0/24
+home_agent: 10.1.0.1
+spi: 256
+key: "{key}"
+replay: nonce
+lifetime: 600
+care_of: colocated
+colocated_address: 10.9.0.5/24
+reverse_tunneling: true
+deregister_on_stop: false
+foreign_agents:
+  - {{address: 10.2.0.1, spi: 700, key: "{fa_key}"}}
+""")
+    profile = load_profile(path)
+    assert isinstance(profile, MobileNodeProfile)
+    settings = mobile_node_settings(profile)
+    assert (settings.sa.spi, settings.sa.key, settings.sa.peer, settings.sa.replay) == \
+        (256, bytes.fromhex(key), IPv4Address("10.1.0.10"), ReplayProtection.NONCE)
+    assert (settings.lifetime, settings.care_of, str(settings.colocated_address), settings.reverse_tunneling,
+            settings.deregister_on_stop) == (600, "colocated", "10.9.0.5/24", True, False)
+    assert settings.foreign_agents[IPv4Address("10.2.0.1")].key == bytes.fromhex(fa_key)

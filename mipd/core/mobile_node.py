@@ -1,0 +1,465 @@
+"""The mobile node (RFC 5944 sections 2.4, 3.6, 4.6), as a sans-I/O engine.
+
+Inputs: advertisements heard on the link (with the sender's link-layer address), registration
+replies, link up/down and address changes, the timer, stop. Outputs: Agent Solicitations,
+registration requests, the routing state to be in (MobilePlane), gratuitous ARP when home,
+journal events and state to persist.
+
+Where to be (decided again after every input, :meth:`MobileNode._decide`):
+
+    home agent's advertisement (H) heard, or a home-prefix address ...... home: ARP on, announce, deregister (4.6)
+    a foreign agent heard (F), care_of auto/foreign-agent ............... register through it (3.1)
+    no foreign agent, a co-located address, care_of auto/colocated ...... register directly, D set (3.1)
+    nothing ............................................................. unknown: solicit (2.4)
+
+A foreign agent advertising R is used even when a co-located address exists (2.4.1). While the
+current agent still advertises, another agent's advertisement does not move the node (3.6),
+unless both carry prefixes and they differ (2.4.2, algorithm 2) or the link went down and up.
+
+Registration (3.6): a request at most once a second; retransmitted after 1 s, then each time
+after twice the previous interval, capped at the requested lifetime (3.6.3): timestamps get a
+new Identification each time, nonces are resent unchanged. A reply must match the request's
+Identification in its low 32 bits, carry exactly one valid MN-HA when the home agent answered,
+and exactly one valid MN-FA when the node shares an SA with the foreign agent (3.6.2.1). 133
+resynchronises the Identification (timestamps: the clock offset; nonces: the new nonce), 69
+retries with the offered lifetime, 136 adopts the home agent address given (3.6.2.3). The
+registration is renewed before it ends, counted from when the request was sent (3.6.2.2).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
+from ipaddress import IPv4Address, IPv4Interface
+
+from mipd.core import identification as ident
+from mipd.core import mobile_state
+from mipd.core.actions import Action, Datagram, Emit, PersistMobile, Priority, SendDatagram, SendIcmp
+from mipd.core.auth import append_authentication, verify
+from mipd.core.codes import ReplyCode, denied_by_foreign_agent, is_accepted
+from mipd.core.dataplane import AnnounceHome, MobilePlane
+from mipd.core.discovery import Agent, AgentTable, Heard, Solicitation, prefixes_differ
+from mipd.core.errors import DecodeError
+from mipd.core.extensions import ExtensionType
+from mipd.core.icmp import (
+    ALL_MOBILITY_AGENTS,
+    SOLICITATION_TTL,
+    AdvertisementFlags,
+    AgentAdvertisement,
+    AgentSolicitation,
+)
+from mipd.core.mobile_types import (
+    DENIED_RETRY,
+    MIN_REGISTRATION_GAP,
+    MIN_RETRANSMISSION,
+    TTL_TO_FOREIGN_AGENT,
+    Attempt,
+    MobileNodeSettings,
+    Registration,
+)
+from mipd.core.registration import (
+    INFINITE_LIFETIME,
+    REGISTRATION_PORT,
+    RegistrationReply,
+    RegistrationRequest,
+    RequestFlags,
+    decode_registration,
+)
+from mipd.core.security import ReplayProtection
+
+
+class MobileNode:
+    """Discovery, movement detection, registration and return home of one mobile node."""
+
+    def __init__(self, settings: MobileNodeSettings, *, wall_clock: Callable[[], float],
+                 random32: Callable[[], int], random: Callable[[], float]) -> None:
+        self.settings = settings
+        self.home_agent = settings.home_agent
+        self.agents = AgentTable()
+        self.solicitation = Solicitation(random)
+        self.location = "unknown"
+        self.registration: Registration | None = None
+        self.attempt: Attempt | None = None
+        self.link_up = True
+        self.colocated: IPv4Interface | None = settings.colocated_address
+        self._home_prefix_address = False
+        self._wall_clock = wall_clock
+        self._random32 = random32
+        self._clock_offset = 0.0
+        self._last_identification = 0
+        self._ha_nonce: int | None = None
+        self._last_sent = -math.inf
+        # A request waiting for the once-a-second rule: (when, lifetime, care-of address, agent).
+        self._deferred: tuple[float, int, IPv4Address, Agent | None] | None = None
+        self._retry_at: float | None = None  # after a denial
+        self._requested_lifetime = settings.lifetime
+        self._prefer: IPv4Address | None = None  # an agent to move to (prefixes changed)
+
+    # --- inputs ---
+
+    def start(self, now: float) -> list[Action]:
+        """Begin: solicit at once (2.4), and state where the node is (unknown until heard)."""
+        self.solicitation.start(now)
+        return self._decide(now)
+
+    def advertisement(self, advertisement: AgentAdvertisement, source: IPv4Address, link_address: bytes,
+                      now: float) -> list[Action]:
+        """An Agent Advertisement heard on the link (decoded and checksum-checked)."""
+        mobility = advertisement.mobility
+        if mobility is None or advertisement.unrecognised_nonskippable is not None:
+            return []  # not an agent advertisement, or one with an unknown 0-127 extension (1.8)
+        agent = Agent(source, link_address, advertisement, mobility, now + advertisement.lifetime)
+        current = self._current_agent()
+        heard = self.agents.heard(agent)
+        actions: list[Action] = []
+        if heard is Heard.NEW:
+            actions.append(self._event("agent.discovered", f"agent {source} heard", agent=source,
+                                       care_of=agent.care_of_address))
+        if heard is Heard.REBOOTED and current is not None and current.address == source:
+            actions.append(self._movement("the foreign agent rebooted (2.4.4)"))
+            self.registration = None  # it lost its visitor list: register again
+        elif current is not None and current.address != source and prefixes_differ(current, agent):
+            actions.append(self._movement(f"prefixes of {source} differ from {current.address} (2.4.2)"))
+            self.registration = None
+            self._prefer = source
+        self.solicitation.stop()
+        return actions + self._decide(now)
+
+    def reply(self, datagram: Datagram, now: float) -> list[Action]:
+        """A registration reply received on the node's socket."""
+        try:
+            reply = decode_registration(datagram.payload)
+        except DecodeError:
+            return []
+        attempt = self.attempt
+        if not isinstance(reply, RegistrationReply) or attempt is None:
+            return []
+        if not ident.reply_matches(attempt.request.identification, reply.identification):
+            return []  # 3.6.2.1: not the answer to our request
+        if not self._authentic(reply, attempt):
+            return [self._event("packet.dropped", f"reply from {datagram.source} failed authentication",
+                                Priority.WARNING, reason="bad-authenticator")]
+        self.attempt = None
+        if not denied_by_foreign_agent(reply.code) and self.settings.sa.replay is ReplayProtection.NONCE:
+            self._ha_nonce = ident.high32(reply.identification)  # every home agent reply carries one (5.7.2)
+        if is_accepted(reply.code):
+            return self._accepted(reply, attempt, now)
+        return self._denied(reply, attempt, now)
+
+    def link(self, up: bool, now: float) -> list[Action]:
+        """The link's carrier changed. Coming up is a hint the node may have moved: forget the
+        agents heard before and solicit at once (2.4)."""
+        self.link_up = up
+        if not up:
+            return []
+        self.agents.clear()
+        self.solicitation.start(now)
+        return self._decide(now)
+
+    def addresses(self, addresses: Iterable[IPv4Interface], now: float) -> list[Action]:
+        """The interface's IPv4 addresses changed: a co-located care-of address, or the home prefix."""
+        listed = list(addresses)
+        s = self.settings
+        self._home_prefix_address = any(a.ip in s.home_network and a.ip != s.home_address
+                                        and a.network == s.home_network for a in listed)
+        if s.colocated_address is None:
+            foreign = [a for a in listed if a.ip not in s.home_network and not a.ip.is_loopback]
+            self.colocated = foreign[0] if foreign else None
+        return self._decide(now)
+
+    def next_timer(self) -> float | None:
+        deadlines = [self.agents.next_expiry(), self.solicitation.next_at, self._retry_at,
+                     self._deferred[0] if self._deferred is not None else None]
+        if self.attempt is not None:
+            deadlines.append(self.attempt.sent_at + self.attempt.interval)
+        if self.registration is not None:
+            deadlines.append(self.registration.expires)
+            if self.attempt is None:  # a renewal in flight has its own retransmission deadline
+                deadlines.append(self.registration.renew_at)
+        return min((d for d in deadlines if d is not None and not math.isinf(d)), default=None)
+
+    def on_timer(self, now: float) -> list[Action]:
+        actions: list[Action] = []
+        for agent in self.agents.expire(now):
+            actions.append(self._event("agent.lost", f"agent {agent.address} not heard for its lifetime (2.4.2)",
+                                       agent=agent.address))
+        if self.registration is not None and now >= self.registration.expires:
+            actions.append(self._event("registration.expired", "registration lifetime over",
+                                       care_of=self.registration.care_of_address))
+            self.registration = None
+            actions.append(self._persist(now))
+        if self.attempt is not None and now >= self.attempt.sent_at + self.attempt.interval:
+            actions += self._retransmit(now)
+        if self._retry_at is not None and now >= self._retry_at:
+            self._retry_at = None
+        if self._deferred is not None and now >= self._deferred[0]:
+            _, lifetime, care_of, waiting_for = self._deferred
+            self._deferred = None
+            actions += self._send(now, lifetime=lifetime, care_of=care_of, agent=waiting_for)
+        if not self.agents.all() and self.solicitation.next_at is None and self.location != "home":
+            self.solicitation.start(now)
+        if self.solicitation.due(now):
+            actions.append(SendIcmp(AgentSolicitation().encode(), ALL_MOBILITY_AGENTS, SOLICITATION_TTL))
+        return actions + self._decide(now)
+
+    def stop(self, now: float) -> list[Action]:
+        """Stopping: deregister if away and registered (``deregister_on_stop``)."""
+        reg = self.registration
+        if not self.settings.deregister_on_stop or reg is None or self.location == "home":
+            return []
+        return self._send(now, lifetime=0, care_of=reg.care_of_address, agent=reg.agent)
+
+    # --- deciding where to be ---
+
+    def _current_agent(self) -> Agent | None:
+        reg = self.registration
+        if reg is not None and reg.agent is not None:
+            return self.agents.get(reg.agent.address)
+        if self.attempt is not None and self.attempt.agent is not None:
+            return self.agents.get(self.attempt.agent.address)
+        return None
+
+    def _home_agent_heard(self) -> bool:
+        s = self.settings
+        return any(a.mobility.flags & AdvertisementFlags.H and (a.address == self.home_agent or a.address in
+                   s.home_network) for a in self.agents.all())
+
+    def _choose_agent(self) -> Agent | None:
+        if self.settings.care_of == "colocated":
+            return None
+        current = self._current_agent()
+        if current is not None and current.foreign and self._prefer in (None, current.address):
+            return current
+        foreign = [a for a in self.agents.all() if a.foreign]
+        preferred = [a for a in foreign if a.address == self._prefer]
+        if preferred or foreign:
+            return (preferred or foreign)[0]
+        reg = self.registration
+        # Restored after a restart and not heard again yet: keep the agent of the registration.
+        return reg.agent if reg is not None and reg.agent is not None and self._prefer is None else None
+
+    def _decide(self, now: float) -> list[Action]:
+        s = self.settings
+        if self._home_agent_heard() or self._home_prefix_address:
+            return self._go_home(now)
+        agent = self._choose_agent()
+        requires_agent = agent is not None and bool(agent.mobility.flags & AdvertisementFlags.R)
+        use_colocated = self.colocated is not None and s.care_of != "foreign-agent" and (
+            agent is None or (s.care_of == "colocated" and not requires_agent))
+        if agent is not None and not use_colocated:
+            care_of = agent.care_of_address
+            assert care_of is not None
+            return self._be_registered(now, "foreign-agent", care_of, agent)
+        if use_colocated and self.colocated is not None:
+            return self._be_registered(now, "colocated", self.colocated.ip, None)
+        if self.location != "unknown" and self.registration is None and self.attempt is None:
+            self.location = "unknown"
+            return [self._plane()]
+        return []
+
+    def _be_registered(self, now: float, location: str, care_of: IPv4Address, agent: Agent | None
+                       ) -> list[Action]:
+        actions: list[Action] = []
+        reg, attempt = self.registration, self.attempt
+        if reg is not None and reg.care_of_address == care_of:
+            if self.location != location:
+                self.location = location
+                actions.append(self._plane())
+            if now >= reg.renew_at and attempt is None:
+                actions += self._send(now, lifetime=self._requested(agent), care_of=care_of, agent=agent)
+            return actions
+        if attempt is not None and attempt.request.care_of_address == care_of and not attempt.deregistration:
+            return actions  # already on its way
+        if self._deferred is not None and self._deferred[2] == care_of:
+            return actions  # on its way as soon as the once-a-second rule lets it
+        if self._retry_at is not None and now < self._retry_at:
+            return actions
+        if self.location not in ("unknown", location) or (reg is not None and reg.care_of_address != care_of):
+            actions.append(self._movement(f"now at care-of address {care_of}"))
+        self.location = location
+        actions.append(self._plane(agent=agent, care_of=care_of))
+        return actions + self._send(now, lifetime=self._requested(agent), care_of=care_of, agent=agent)
+
+    def _go_home(self, now: float) -> list[Action]:
+        """4.6: re-enable ARP, gratuitous ARP, then the deregistration."""
+        if self.location == "home":
+            return []
+        was_away = self.registration is not None or self.attempt is not None or self.location != "unknown"
+        self.location = "home"
+        self.solicitation.stop()
+        actions: list[Action] = [self._plane(), AnnounceHome(self.settings.home_address)]
+        if was_away:
+            actions.append(self._event("home.returned", "back on the home link"))
+            actions += self._send(now, lifetime=0, care_of=self.settings.home_address, agent=None)
+        return actions
+
+    def _requested(self, agent: Agent | None) -> int:
+        lifetime = self._requested_lifetime
+        if agent is not None and agent.mobility.registration_lifetime != INFINITE_LIFETIME:
+            lifetime = min(lifetime, agent.mobility.registration_lifetime)  # 3.6.1.2: "SHOULD NOT exceed"
+        return lifetime
+
+    # --- sending ---
+
+    def _send(self, now: float, *, lifetime: int, care_of: IPv4Address, agent: Agent | None) -> list[Action]:
+        if now - self._last_sent < MIN_REGISTRATION_GAP:
+            self._deferred = (self._last_sent + MIN_REGISTRATION_GAP, lifetime, care_of, agent)
+            if self.attempt is not None and self.attempt.request.care_of_address != care_of:
+                self.attempt = None  # superseded: its reply would be for a place the node left
+            return []
+        s = self.settings
+        home = care_of == s.home_address
+        flags = RequestFlags(0)
+        if agent is None and not home:
+            flags |= RequestFlags.D  # 3.6.1.2: co-located
+        if s.reverse_tunneling and not home and (agent is None or agent.mobility.flags & AdvertisementFlags.T):
+            flags |= RequestFlags.T
+        request = RegistrationRequest(flags, lifetime, s.home_address, self.home_agent, care_of,
+                                      self._identification())
+        request = append_authentication(request, ExtensionType.MOBILE_HOME_AUTHENTICATION, s.sa.spi, s.sa.key,
+                                        s.sa.algorithm)
+        fa_sa = s.foreign_agents.get(agent.address) if agent is not None else None
+        if fa_sa is not None:
+            request = append_authentication(request, ExtensionType.MOBILE_FOREIGN_AUTHENTICATION, fa_sa.spi,
+                                            fa_sa.key, fa_sa.algorithm)
+        if agent is not None:  # 3.6.1.1: through the agent, from the home address
+            destination, source, ttl = agent.address, s.home_address, TTL_TO_FOREIGN_AGENT
+        elif home:
+            destination, source, ttl = self.home_agent, s.home_address, 1  # App. C: TTL 1 from home
+        else:
+            destination, source, ttl = self.home_agent, care_of, None
+        interval = self.attempt.interval * 2 if self.attempt is not None and \
+            self.attempt.request.care_of_address == care_of else MIN_RETRANSMISSION
+        self.attempt = Attempt(request, destination, source, ttl, agent, now,
+                               min(interval, max(MIN_RETRANSMISSION, float(lifetime or MIN_RETRANSMISSION))))
+        self._last_sent = now
+        return [
+            self._event("registration.sent", f"registration via {destination} for {lifetime} s",
+                        care_of=care_of, agent=agent.address if agent else None, lifetime=lifetime),
+            SendDatagram(request.encode(), source, 0, destination, REGISTRATION_PORT, ttl),
+            self._persist(now),
+        ]
+
+    def _retransmit(self, now: float) -> list[Action]:
+        attempt = self.attempt
+        assert attempt is not None
+        if self.settings.sa.replay is ReplayProtection.NONCE:
+            # 3.6.3: with nonces the request is resent unchanged.
+            self.attempt = replace(attempt, sent_at=now, interval=min(attempt.interval * 2, max(
+                MIN_RETRANSMISSION, float(attempt.request.lifetime or MIN_RETRANSMISSION))))
+            self._last_sent = now
+            return [SendDatagram(attempt.request.encode(), attempt.source, 0, attempt.destination, REGISTRATION_PORT,
+                                 attempt.ttl)]
+        # With timestamps each retransmission is a new registration with a new Identification.
+        return self._send(now, lifetime=attempt.request.lifetime, care_of=attempt.request.care_of_address,
+                          agent=attempt.agent)
+
+    def _identification(self) -> int:
+        if self.settings.sa.replay is ReplayProtection.NONCE:
+            high = self._ha_nonce if self._ha_nonce is not None else self._random32()
+            return ident.nonce_request(high, self._random32())
+        value = ident.timestamp(self._wall_clock() + self._clock_offset, self._random32())
+        value = max(value, self._last_identification + 1)  # 5.7.1: greater than any before
+        self._last_identification = value
+        return value
+
+    # --- replies ---
+
+    def _authentic(self, reply: RegistrationReply, attempt: Attempt) -> bool:
+        """3.6.2.1: exactly one valid MN-FA when we share an SA with the agent; exactly one valid
+        MN-HA when the home agent answered (a foreign agent's denial carries none)."""
+        if attempt.agent is not None:
+            fa_sa = self.settings.foreign_agents.get(attempt.agent.address)
+            if fa_sa is not None:
+                mn_fa = reply.authentications(ExtensionType.MOBILE_FOREIGN_AUTHENTICATION)
+                if len(mn_fa) != 1 or not verify(reply, mn_fa[0][0], fa_sa.key, fa_sa.algorithm):
+                    return False
+        if denied_by_foreign_agent(reply.code):
+            return True
+        mn_ha = reply.authentications(ExtensionType.MOBILE_HOME_AUTHENTICATION)
+        sa = self.settings.sa
+        return len(mn_ha) == 1 and mn_ha[0][1].spi == sa.spi and verify(reply, mn_ha[0][0], sa.key, sa.algorithm)
+
+    def _accepted(self, reply: RegistrationReply, attempt: Attempt, now: float) -> list[Action]:
+        if attempt.deregistration:
+            self.registration = None
+            return [self._event("registration.accepted", "deregistered", code=reply.code, lifetime=0),
+                    self._persist(now)]
+        lifetime = min(reply.lifetime, attempt.request.lifetime)
+        # 3.6.2.2: the lifetime counts from when the request was sent.
+        expires = math.inf if lifetime == INFINITE_LIFETIME else attempt.sent_at + lifetime
+        margin = min(max(MIN_RETRANSMISSION, 0.2 * lifetime), 0.5 * lifetime)
+        self.registration = Registration(attempt.request.care_of_address, attempt.agent, lifetime, expires,
+                                         expires - margin, attempt.request.identification, attempt.request.flags)
+        self._requested_lifetime = self.settings.lifetime
+        self._prefer = None
+        return [self._event("registration.accepted", f"registered at {attempt.request.care_of_address} for "
+                            f"{lifetime} s", code=reply.code, lifetime=lifetime,
+                            care_of=attempt.request.care_of_address,
+                            agent=attempt.agent.address if attempt.agent else None),
+                self._plane(), self._persist(now)]
+
+    def _denied(self, reply: RegistrationReply, attempt: Attempt, now: float) -> list[Action]:
+        code = reply.code
+        actions: list[Action] = [self._event("registration.denied", f"registration denied with {code}",
+                                             Priority.NOTICE, code=code, care_of=attempt.request.care_of_address)]
+        if code == ReplyCode.HA_REGISTRATION_IDENTIFICATION_MISMATCH:
+            if self.settings.sa.replay is ReplayProtection.TIMESTAMP:
+                # 3.6.2.3: take the home agent's time; the old (too high) values no longer bound ours.
+                self._clock_offset = ident.clock_offset(reply.identification, self._wall_clock())
+                self._last_identification = 0
+        elif code == ReplyCode.FA_REQUESTED_LIFETIME_TOO_LONG and reply.lifetime:
+            self._requested_lifetime = reply.lifetime
+        elif code == ReplyCode.HA_UNKNOWN_HOME_AGENT_ADDRESS:
+            self.home_agent = reply.home_agent
+        else:
+            self._retry_at = now + DENIED_RETRY  # retrying at once would be denied again
+            actions.append(self._persist(now))
+            return actions + self._decide(now)
+        actions.append(self._persist(now))
+        return actions + self._send(now, lifetime=self._requested(attempt.agent),
+                                    care_of=attempt.request.care_of_address, agent=attempt.agent)
+
+    # --- outputs ---
+
+    def _plane(self, agent: Agent | None = None, care_of: IPv4Address | None = None) -> MobilePlane:
+        reg = self.registration
+        if agent is None and reg is not None:
+            agent = reg.agent
+        if care_of is None and reg is not None:
+            care_of = reg.care_of_address
+        s = self.settings
+        if self.location in ("home", "unknown"):
+            return MobilePlane(self.location, s.home_address, self.home_agent)
+        return MobilePlane(self.location, s.home_address, self.home_agent,
+                           agent.address if agent else None, agent.link_address if agent else None, care_of,
+                           s.reverse_tunneling)
+
+    def restore(self, stored: Mapping[str, object] | None, now: float) -> None:
+        """Take back what :meth:`state` wrote (mipd.core.mobile_state)."""
+        mobile_state.restore(self, stored, now)
+
+    def plane(self) -> MobilePlane:
+        """The routing state the node should be in now (for the runtime at start)."""
+        return self._plane()
+
+    def _movement(self, why: str) -> Emit:
+        return self._event("movement.detected", f"movement detected: {why}", reason=why)
+
+    def _event(self, event: str, message: str, priority: Priority = Priority.INFO, *,
+               agent: IPv4Address | None = None, care_of: IPv4Address | None = None, **extra: str | int) -> Emit:
+        fields: dict[str, str | int] = {"home_address": str(self.settings.home_address),
+                                        "home_agent": str(self.home_agent), **extra}
+        if agent is not None:
+            fields["foreign_agent"] = str(agent)
+        if care_of is not None:
+            fields["care_of_address"] = str(care_of)
+        return Emit(event, message, priority, fields)
+
+    def _persist(self, now: float) -> PersistMobile:
+        return PersistMobile(self.state(now))
+
+    def state(self, now: float) -> dict[str, object]:
+        """What survives a restart (CONTRACT 6), as mipd.core.mobile_state writes it."""
+        return mobile_state.save(self, now)

@@ -1,0 +1,62 @@
+"""The mobile node's settings and the records its engine keeps (RFC 5944 3.6)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+
+from mipd.core.discovery import Agent
+from mipd.core.registration import RegistrationRequest, RequestFlags
+from mipd.core.security import SecurityAssociation
+
+MIN_RETRANSMISSION = 1.0  # 3.6.3: "MUST NOT be less than 1 second"
+MIN_REGISTRATION_GAP = 1.0  # 2.4.2: "MUST NOT register more frequently than once per second on average"
+DENIED_RETRY = 30.0  # after a denial that retrying cannot fix at once
+TTL_TO_FOREIGN_AGENT = 255  # RFC 3024: so the agent can tell the node is on its link (code 76)
+
+
+@dataclass(frozen=True)
+class MobileNodeSettings:
+    """What the engine needs of a mobile-node profile."""
+
+    home_address: IPv4Address
+    home_network: IPv4Network
+    home_agent: IPv4Address
+    sa: SecurityAssociation  # with the home agent
+    lifetime: int = 1800
+    care_of: str = "auto"  # "auto" | "foreign-agent" | "colocated"
+    colocated_address: IPv4Interface | None = None
+    reverse_tunneling: bool = False
+    deregister_on_stop: bool = True
+    foreign_agents: Mapping[IPv4Address, SecurityAssociation] = field(default_factory=dict)  # MN-FA by agent
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """A registration request in flight."""
+
+    request: RegistrationRequest
+    destination: IPv4Address
+    source: IPv4Address
+    ttl: int | None
+    agent: Agent | None
+    sent_at: float
+    interval: float
+
+    @property
+    def deregistration(self) -> bool:
+        return self.request.lifetime == 0
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """The registration in force."""
+
+    care_of_address: IPv4Address
+    agent: Agent | None  # the foreign agent, or None when co-located
+    lifetime: int
+    expires: float  # monotonic; inf for an infinite lifetime
+    renew_at: float
+    identification: int
+    flags: RequestFlags
