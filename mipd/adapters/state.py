@@ -9,11 +9,14 @@ older file is migrated in place, a newer one or a foreign one is refused rather 
 A home agent's nodes (:class:`PersistNode`) and a foreign agent's current visitors
 (:class:`PersistVisitor`, RFC 5944 3.7.1) share the file and the transaction of a turn. Expiry is
 stored as wall-clock time, so that remaining lifetimes survive a restart. The 64-bit Identification
-is stored as 16 hex digits (SQLite integers are signed 64-bit), a link-layer address as hex.
+is stored as 16 hex digits (SQLite integers are signed 64-bit), a link-layer address as hex. A mobile
+node's state (:class:`PersistMobile`, format version 3) is one JSON document its engine alone reads,
+written in the same transaction as the rest.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sqlite3
@@ -22,7 +25,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 from mipd.adapters.state_schema import FORMAT_VERSION, MIGRATIONS, SCHEMA
-from mipd.core.actions import PersistNode, PersistVisitor, ReplayState
+from mipd.core.actions import PersistMobile, PersistNode, PersistVisitor, ReplayState
 from mipd.core.bindings import Binding
 from mipd.core.home_agent import NodeRecord
 from mipd.core.registration import RequestFlags
@@ -30,6 +33,7 @@ from mipd.core.visitors import Visitor
 
 __all__ = ["FORMAT_VERSION", "StateError", "StateStore"]
 
+_MOBILE_KEY = "state"
 _VISITOR_COLUMNS = ("home_address, home_agent, care_of_address, link_address, source, destination, source_port,"
                     " identification, lifetime_requested, lifetime_granted, expires, flags")
 
@@ -108,17 +112,32 @@ class StateStore:
             in self._db.execute(f"SELECT {_VISITOR_COLUMNS} FROM visitors ORDER BY rowid")
         ]
 
-    def commit(self, changes: Iterable[PersistNode | PersistVisitor]) -> int:
-        """Write the latest state of each changed node and visitor in one transaction; returns the
-        number of records written. The last word on a node (or on a visitor) wins."""
+    def load_mobile(self) -> dict[str, object] | None:
+        """The mobile node's state as last committed, or None if none ever was."""
+        row = self._db.execute("SELECT value FROM mobile WHERE key = ?", (_MOBILE_KEY,)).fetchone()
+        if row is None:
+            return None
+        state = json.loads(row[0])
+        if not isinstance(state, dict):
+            raise StateError(f"{self.path}: the mobile node's state is not a JSON object")
+        return state
+
+    def commit(self, changes: Iterable[PersistNode | PersistVisitor | PersistMobile]) -> int:
+        """Write the latest state of each changed node, visitor and the mobile node in one
+        transaction; returns the number of records written. The last word on each wins."""
         nodes: dict[IPv4Address, PersistNode] = {}
         visitors: dict[IPv4Address, PersistVisitor] = {}
+        last_mobile: PersistMobile | None = None
         for change in changes:
             if isinstance(change, PersistNode):
                 nodes[change.home_address] = change
-            else:
+            elif isinstance(change, PersistVisitor):
                 visitors[change.home_address] = change
-        if not nodes and not visitors:
+            else:
+                last_mobile = change
+        # Serialised before BEGIN: a state that is not JSON-able (a TypeError) writes nothing at all.
+        mobile = None if last_mobile is None else json.dumps(last_mobile.state, sort_keys=True)
+        if not nodes and not visitors and mobile is None:
             return 0
         db = self._db
         db.execute("BEGIN IMMEDIATE")
@@ -127,11 +146,13 @@ class StateStore:
                 self._write_node(node)
             for visitor in visitors.values():
                 self._write_visitor(visitor)
+            if mobile is not None:
+                db.execute("INSERT OR REPLACE INTO mobile (key, value) VALUES (?, ?)", (_MOBILE_KEY, mobile))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        return len(nodes) + len(visitors)
+        return len(nodes) + len(visitors) + (mobile is not None)
 
     def _write_node(self, change: PersistNode) -> None:
         db, key = self._db, str(change.home_address)

@@ -1,13 +1,15 @@
 """The state file's tables, one format version at a time, and the migrations between them.
 
 ``PRAGMA user_version`` is the format version. Version 1 held a home agent's nodes and bindings;
-version 2 adds a foreign agent's visitors (RFC 5944 3.7.1). A file of an older version is brought
-up to date in place, in one transaction, when it is opened; a newer one is refused.
+version 2 adds a foreign agent's visitors (RFC 5944 3.7.1); version 3 adds a mobile node's state
+(its registration and Identification, 3.6 and 5.7), one JSON document only its engine reads. A file
+of an older version is brought up to date in place, in one transaction, when it is opened; a newer
+one is refused.
 """
 
 from __future__ import annotations
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 _NODES = """
 CREATE TABLE nodes (
@@ -45,10 +47,18 @@ CREATE TABLE visitors (            -- a foreign agent's current visitors (3.7.1)
 );
 """
 
+_MOBILE = """
+CREATE TABLE mobile (              -- a mobile node's state: one row, key 'state'
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL            -- JSON (mipd.core.actions.PersistMobile.state)
+);
+"""
+
 # The statements that make a new file of the current version.
-SCHEMA = _NODES + _VISITORS
+SCHEMA = _NODES + _VISITORS + _MOBILE
 
 # MIGRATIONS[v]: the statements that turn a version-v file into a version-(v + 1) one.
 MIGRATIONS: dict[int, str] = {
     1: _VISITORS,
+    2: _MOBILE,
 }

@@ -6,6 +6,11 @@ reachable by routing straight at that link-layer address (3.7.2.3, 4.2.2). So bo
 whole frames: :func:`decode_udp_frame` validates one (IPv4 header checksum, UDP length and checksum,
 RFC 791 / RFC 768) and :func:`encode_udp_frame` builds one with both checksums computed.
 
+A mobile node does the same with ICMP router discovery (RFC 5944 2.4): it hears Agent Advertisements
+with their link-layer source (:func:`decode_ip_frame`) and sends Agent Solicitations as whole frames
+(:func:`encode_ip_frame`, :func:`link_destination`), since away from home it may have no address
+that the IP stack would route from.
+
 A UDP checksum of zero means "none was computed" (RFC 768) and is accepted; a non-zero one that does
 not verify makes the datagram one to "silently discard" (3.7.2.1), reported as :class:`DecodeError`.
 """
@@ -16,7 +21,7 @@ import struct
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
-from mipd.core.arp import ETH_P_IP
+from mipd.core.arp import BROADCAST_MAC, ETH_P_IP
 from mipd.core.errors import DecodeError
 from mipd.core.icmp import checksum
 from mipd.core.ipv4 import MIN_HEADER, Flags, IPv4Header, Protocol, parse
@@ -89,3 +94,46 @@ def encode_udp_frame(payload: bytes, *, destination_mac: bytes, source_mac: byte
     header = IPv4Header(0, MIN_HEADER + length, identification & 0xFFFF, Flags(0), 0, ttl, Protocol.UDP,
                         source, destination)
     return _ETHERNET.pack(destination_mac, source_mac, ETH_P_IP) + header.encode() + segment
+
+
+@dataclass(frozen=True, slots=True)
+class IpFrame:
+    """A decoded Ethernet frame carrying an IPv4 datagram of any protocol."""
+
+    destination_mac: bytes
+    source_mac: bytes
+    ip: IPv4Header
+    payload: bytes  # the IP payload, bounded by the header's total length
+
+
+def decode_ip_frame(frame: bytes) -> IpFrame:
+    """Decode an Ethernet frame carrying an IPv4 datagram (header checksum verified). Raises DecodeError."""
+    if len(frame) < ETHERNET_HEADER:
+        raise DecodeError(f"frame of {len(frame)} bytes is shorter than an Ethernet header", 0)
+    destination_mac, source_mac, ethertype = _ETHERNET.unpack_from(frame)
+    if ethertype != ETH_P_IP:
+        raise DecodeError(f"ethertype 0x{ethertype:04x} is not IPv4", 12)
+    header, payload = parse(frame[ETHERNET_HEADER:])
+    return IpFrame(destination_mac, source_mac, header, payload)
+
+
+def encode_ip_frame(payload: bytes, *, destination_mac: bytes, source_mac: bytes, source: IPv4Address,
+                    destination: IPv4Address, protocol: int, ttl: int = 64, identification: int = 0) -> bytes:
+    """An Ethernet frame with an IPv4 datagram (DF clear, no options) around ``payload``, which must
+    already carry its own checksum (an ICMP message from mipd.core.icmp does)."""
+    if len(payload) > 0xFFFF - MIN_HEADER:
+        raise ValueError(f"payload of {len(payload)} bytes does not fit in an IPv4 datagram")
+    header = IPv4Header(0, MIN_HEADER + len(payload), identification & 0xFFFF, Flags(0), 0, ttl, protocol,
+                        source, destination)
+    return _ETHERNET.pack(destination_mac, source_mac, ETH_P_IP) + header.encode() + payload
+
+
+def link_destination(destination: IPv4Address) -> bytes:
+    """The Ethernet destination of a datagram to a multicast or broadcast ``destination``: the
+    group's MAC, 01:00:5e and the group's low 23 bits (RFC 1112 6.4), or ff:ff:ff:ff:ff:ff for
+    255.255.255.255. A unicast destination has no fixed one (that takes ARP): ValueError."""
+    if destination == IPv4Address("255.255.255.255"):
+        return BROADCAST_MAC
+    if destination.is_multicast:
+        return b"\x01\x00\x5e" + (int(destination) & 0x7FFFFF).to_bytes(3, "big")
+    raise ValueError(f"{destination} is unicast: its link-layer address takes ARP")

@@ -17,11 +17,12 @@ DRIVER = str(Path(__file__).resolve().parent / "foreign_link_driver.py")
 
 
 class LinkDriver:
-    """The driver subprocess in namespace ``ns``; stop it with :meth:`stop` (also on failure)."""
+    """The driver subprocess in namespace ``ns``; stop it with :meth:`stop` (also on failure).
+    ``script`` is another driver speaking the same protocol (tests/support/mobile_link_driver.py)."""
 
-    def __init__(self, ns: str) -> None:
+    def __init__(self, ns: str, script: str = DRIVER) -> None:
         self.process = subprocess.Popen(
-            [tool("ip"), "netns", "exec", ns, sys.executable, DRIVER],
+            [tool("ip"), "netns", "exec", ns, sys.executable, script],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         self.events: list[dict[str, Any]] = []

@@ -1,4 +1,6 @@
-"""The state file (CONTRACT section 6): round trip, group commit, format version, migration, permissions."""
+"""The state file (CONTRACT section 6): round trip, group commit, format version, migration, permissions.
+
+A home agent's nodes (format version 1), a foreign agent's visitors (2) and a mobile node's state (3)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from mipd.adapters.state import FORMAT_VERSION, StateError, StateStore
-from mipd.core.actions import PersistNode, PersistVisitor, ReplayState
+from mipd.core.actions import PersistMobile, PersistNode, PersistVisitor, ReplayState
 from mipd.core.bindings import Binding
 from mipd.core.registration import RequestFlags
 from mipd.core.visitors import Visitor
@@ -162,7 +164,77 @@ def test_a_version_1_file_is_migrated_in_place(tmp_path: Path) -> None:
     store.commit([PersistVisitor(HOME, visitor(), 0.0)])
     store.close()
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == FORMAT_VERSION == 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == FORMAT_VERSION == 3
     db.close()
     reopened = StateStore(path)  # a second open finds it current and changes nothing
     assert reopened.load_visitors() == [visitor()] and len(reopened.load()) == 1
+
+    assert reopened.load_mobile() is None  # version 1 -> 3 in one go: the mobile table is there, empty
+
+
+# --- a mobile node's state (format version 3) ---
+
+MOBILE_STATE: dict[str, object] = {
+    "home_address": "10.1.0.10", "care_of_address": "10.2.0.1", "expires": 1700000123.25,
+    "identification": "fedcba9876543210", "flags": ["T"], "lifetime": float("inf"), "nested": {"a": [1, None]},
+}
+
+
+def test_mobile_state_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "mn.db"
+    store = StateStore(path)
+    assert store.load_mobile() is None
+    assert store.commit([PersistMobile(MOBILE_STATE)]) == 1
+    store.close()
+    reopened = StateStore(path)
+    assert reopened.load_mobile() == MOBILE_STATE  # infinity too: Python's json writes and reads it
+    reopened.commit([PersistMobile({})])
+    assert reopened.load_mobile() == {}
+
+
+def test_mixed_commit_with_the_mobile_node_keeps_its_last_word(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "all.db")
+    written = store.commit([
+        PersistMobile({"step": 1}),
+        PersistNode(HOME, (binding(),), ReplayState(1, None), 0.0),
+        PersistMobile({"step": 2}),
+        PersistVisitor(HOME, visitor(), 0.0),
+    ])
+    assert written == 3  # one node, one visitor, one mobile state
+    assert store.load_mobile() == {"step": 2}
+    assert len(store.load()) == 1 and len(store.load_visitors()) == 1
+
+
+def test_a_mobile_state_that_is_not_json_writes_nothing(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "mn.db")
+    store.commit([PersistMobile({"step": 1})])
+    with pytest.raises(TypeError):
+        store.commit([PersistNode(HOME, (binding(),), ReplayState(1, None), 0.0), PersistMobile({"x": object()})])
+    assert store.load_mobile() == {"step": 1} and store.load() == []
+
+
+VERSION_2_VISITORS = """
+CREATE TABLE visitors (home_address TEXT PRIMARY KEY, home_agent TEXT NOT NULL, care_of_address TEXT NOT NULL,
+    link_address TEXT NOT NULL, source TEXT NOT NULL, destination TEXT NOT NULL, source_port INTEGER NOT NULL,
+    identification TEXT NOT NULL, lifetime_requested INTEGER NOT NULL, lifetime_granted INTEGER NOT NULL,
+    expires REAL, flags INTEGER NOT NULL);
+INSERT INTO visitors VALUES ('10.1.0.10', '10.1.0.1', '10.2.0.2', '02000000a0b1', '10.1.0.10', '224.0.0.11', 49152,
+    'fedcba9876543210', 600, 300, 1100.0, 42);
+PRAGMA user_version=2;
+"""
+
+
+def test_a_version_2_file_is_migrated_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "fa.db"
+    db = sqlite3.connect(path)
+    db.executescript(VERSION_1.replace("PRAGMA user_version=1;", "") + VERSION_2_VISITORS)
+    db.close()
+    store = StateStore(path)
+    assert store.load_visitors() == [visitor(expires=1100.0)]  # what version 2 held is still there
+    assert len(store.load()) == 1 and store.load_mobile() is None
+    store.commit([PersistMobile({"step": 1})])
+    store.close()
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == FORMAT_VERSION == 3
+    db.close()
+    assert StateStore(path).load_mobile() == {"step": 1}
