@@ -25,6 +25,7 @@ from mipd.adapters.netlink import NetlinkError, _absent, _index, _link_names, _r
 
 NUD_PERMANENT = 0x80  # linux/neighbour.h
 FR_ACT_TO_TBL, FR_ACT_BLACKHOLE = 1, 6  # linux/fib_rules.h
+_NO_SUPPRESS = 0xFFFF_FFFF  # FRA_SUPPRESS_PREFIXLEN of a rule without suppress_prefixlength
 _AF_INET = 2
 
 
@@ -99,13 +100,16 @@ def owned_neighbours(protocol: int = RTPROT_MIPD) -> list[Neighbour]:
 @dataclass(frozen=True, slots=True)
 class Rule:
     """One IPv4 rule: ``priority``, optional ``source`` and ``iif`` selectors, and either
-    ``lookup table`` or (``blackhole``) a silent discard."""
+    ``lookup table`` or (``blackhole``) a silent discard. ``suppress_prefixlength`` N makes the
+    lookup ignore routes of prefix length N or less (``suppress_prefixlength 0``: all but the
+    default route, Linux >= 3.12)."""
 
     priority: int
     table: int = 0
     source: IPv4Network | None = None
     iif: str | None = None
     blackhole: bool = False
+    suppress_prefixlength: int | None = None
 
     def _fields(self) -> dict[str, Any]:
         fields: dict[str, Any] = {"priority": self.priority, "family": _AF_INET}
@@ -118,6 +122,8 @@ class Rule:
             fields.update(src=str(self.source.network_address), src_len=self.source.prefixlen)
         if self.iif is not None:
             fields["iifname"] = self.iif
+        if self.suppress_prefixlength is not None:
+            fields["FRA_SUPPRESS_PREFIXLEN"] = self.suppress_prefixlength
         return fields
 
 
@@ -144,9 +150,11 @@ def _rules(ipr: Any, protocol: int | None, priorities: range | None = None) -> l
         if protocol is not None and marked is not None and int(marked) != protocol:
             continue
         source = msg.get("FRA_SRC")
+        suppress = msg.get("FRA_SUPPRESS_PREFIXLEN")  # the kernel reports -1 (as u32) for "none"
         out.append(Rule(priority, int(msg.get("FRA_TABLE") or msg["table"]) if msg["action"] == FR_ACT_TO_TBL else 0,
                         IPv4Network(f"{source}/{msg['src_len']}") if source else None,
-                        msg.get("FRA_IIFNAME"), msg["action"] == FR_ACT_BLACKHOLE))
+                        msg.get("FRA_IIFNAME"), msg["action"] == FR_ACT_BLACKHOLE,
+                        None if suppress is None or int(suppress) >= _NO_SUPPRESS else int(suppress)))
     return out
 
 
