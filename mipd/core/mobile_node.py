@@ -42,6 +42,7 @@ from mipd.core.dataplane import AnnounceHome, MobilePlane
 from mipd.core.discovery import Agent, AgentTable, Heard, Solicitation, prefixes_differ
 from mipd.core.errors import DecodeError
 from mipd.core.extensions import ExtensionType
+from mipd.core.home_agent import Counters
 from mipd.core.icmp import (
     ALL_MOBILITY_AGENTS,
     SOLICITATION_TTL,
@@ -77,6 +78,8 @@ class MobileNode:
         self.settings = settings
         self.home_agent = settings.home_agent
         self.agents = AgentTable()
+        # For mipctl stats: requests_received counts the replies this node received.
+        self.counters = Counters()
         self.solicitation = Solicitation(random)
         self.location = "unknown"
         self.registration: Registration | None = None
@@ -133,18 +136,24 @@ class MobileNode:
         except DecodeError:
             return []
         attempt = self.attempt
+        self.counters.requests_received += 1
         if not isinstance(reply, RegistrationReply) or attempt is None:
+            self.counters.dropped["unexpected"] += 1
             return []
         if not ident.reply_matches(attempt.request.identification, reply.identification):
+            self.counters.dropped["identification-mismatch"] += 1
             return []  # 3.6.2.1: not the answer to our request
         if not self._authentic(reply, attempt):
+            self.counters.dropped["bad-authenticator"] += 1
             return [self._event("packet.dropped", f"reply from {datagram.source} failed authentication",
                                 Priority.WARNING, reason="bad-authenticator")]
         self.attempt = None
         if not denied_by_foreign_agent(reply.code) and self.settings.sa.replay is ReplayProtection.NONCE:
             self._ha_nonce = ident.high32(reply.identification)  # every home agent reply carries one (5.7.2)
         if is_accepted(reply.code):
+            self.counters.accepted += 1
             return self._accepted(reply, attempt, now)
+        self.counters.denied[reply.code] += 1
         return self._denied(reply, attempt, now)
 
     def link(self, up: bool, now: float) -> list[Action]:
@@ -254,8 +263,10 @@ class MobileNode:
         if use_colocated and self.colocated is not None:
             return self._be_registered(now, "colocated", self.colocated.ip, None)
         if self.location != "unknown" and self.registration is None and self.attempt is None:
+            left_home = self.location == "home"
             self.location = "unknown"
-            return [self._plane()]
+            moved = [self._movement("left the home link")] if left_home else []
+            return [*moved, self._plane()]
         return []
 
     def _be_registered(self, now: float, location: str, care_of: IPv4Address, agent: Agent | None

@@ -24,7 +24,7 @@ from mipd.config import AnyProfile, ForeignAgentProfile, HomeAgentProfile, Profi
 from mipd.control.handler import ControlError
 from mipd.control.protocol import JSONObject
 from mipd.control.server import ControlServer, ControlSocketError
-from mipd.core.actions import Action, Emit, PersistNode, PersistVisitor, Priority, SendIcmp
+from mipd.core.actions import Action, Emit, PersistMobile, PersistNode, PersistVisitor, Priority, SendIcmp
 from mipd.obs import EventLog, configure, notify
 from mipd.runtime.role import Role, StartError
 
@@ -39,7 +39,7 @@ class Daemon:
         self.role: Role | None = None
         self._started = time.monotonic()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._persist: list[PersistNode | PersistVisitor] = []
+        self._persist: list[PersistNode | PersistVisitor | PersistMobile] = []
         self._pending: list[Action] = []
         self._flush_handle: asyncio.Handle | None = None
         self._flushed: list[asyncio.Future[None]] = []
@@ -86,6 +86,8 @@ class Daemon:
         await self._stop.wait()
         self.emit("daemon.stopping", f"{self.instance} stopping")
         notify.stopping()
+        if self.role is not None:
+            await self.role.stop()  # e.g. a mobile node's deregistration, answered or timed out
         await self._shutdown()
         return 0
 
@@ -95,12 +97,13 @@ class Daemon:
     def _role_for(self, profile: AnyProfile) -> Role:
         from mipd.runtime.foreign_agent import ForeignAgentRuntime  # noqa: PLC0415 - one role per process
         from mipd.runtime.home_agent import HomeAgentRuntime  # noqa: PLC0415
+        from mipd.runtime.mobile_node import MobileNodeRuntime  # noqa: PLC0415
 
         if isinstance(profile, HomeAgentProfile):
             return HomeAgentRuntime(self, profile)
         if isinstance(profile, ForeignAgentProfile):
             return ForeignAgentRuntime(self, profile)
-        raise StartError(f"the {profile.role} role cannot run yet: its runtime is not built")
+        return MobileNodeRuntime(self, profile)
 
     async def _start(self, profile: AnyProfile) -> None:
         assert self._loop is not None
@@ -178,7 +181,7 @@ class Daemon:
         for action in actions:
             if isinstance(action, Emit):
                 self.events.emit(action)
-            elif isinstance(action, PersistNode | PersistVisitor):
+            elif isinstance(action, PersistNode | PersistVisitor | PersistMobile):
                 self._persist.append(action)
             elif isinstance(action, SendIcmp):
                 self.role.send_now(action)  # announces no state: not held back for the commit

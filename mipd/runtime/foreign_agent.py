@@ -225,6 +225,9 @@ class ForeignAgentRuntime:
         assert self.engine is not None
         return ForeignAgentControl(self.daemon, self, self.engine)
 
+    async def stop(self) -> None:
+        """Nothing to say before closing: bindings and visitors stay on record for the restart."""
+
     def close(self) -> None:
         for part in (self.link, self.relay, self.advertising, self.visitor_backend):
             if part is not None:

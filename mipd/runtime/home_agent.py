@@ -166,6 +166,9 @@ class HomeAgentRuntime:
         assert self.engine is not None
         return HomeAgentControl(self.daemon, self, self.engine)
 
+    async def stop(self) -> None:
+        """Nothing to say before closing: bindings and visitors stay on record for the restart."""
+
     def close(self) -> None:
         self.udp.close()
         if self.advertising is not None:

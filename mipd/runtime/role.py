@@ -67,6 +67,10 @@ class Role(Protocol):
     def control(self) -> ControlHandler:
         ...
 
+    async def stop(self) -> None:
+        """The last words before closing (a mobile node deregisters and waits a little)."""
+        ...
+
     def close(self) -> None:
         """Remove what the role made (data plane), close its sockets. Never raises."""
         ...

@@ -1,0 +1,163 @@
+"""Three roles as real ``mipd run`` processes: a mobile node roams home -> visited 1 -> visited 2
+-> home -> a visited link with no agent (co-located), moved at link level between bridges. At each
+step its ``mipctl status``, the home agent's bindings, the foreign agents' visitors and the journal
+agree, and a correspondent on the home link reaches the node's home address."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import journal as journal_support
+from tests.support import roaming
+from tests.support.daemon import HomeAgentDaemon
+from tests.support.journal import Journald
+from tests.support.netns import Topology, topology
+from tests.support.tools import tool
+
+journald = journal_support.journald
+K1 = bytes(range(1, 17)).hex()
+KF1, KF2 = bytes(range(40, 56)).hex(), bytes(range(60, 76)).hex()
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 15.0, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def ping(topo: Topology, ns: str, target: str, count: int = 3) -> bool:
+    out = subprocess.run([tool("ip"), "netns", "exec", topo.ns(ns), tool("ping"), "-n", "-c", str(count), "-i",
+                          "0.2", "-W", "2", target], capture_output=True, text=True, timeout=60, check=False)
+    return out.returncode == 0
+
+
+def common(workdir: Path, name: str) -> str:
+    return f"state_directory: {workdir / 'state'}\ncontrol_socket: {workdir / (name + '.sock')}\n"
+
+
+@pytest.fixture(scope="module")
+def world(journald: Journald, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    with topology() as topo:
+        roaming.build(topo)
+        daemons: dict[str, HomeAgentDaemon] = {}
+        profiles = {
+            "ha": f"""role: home-agent
+interface: home0
+address: {roaming.HA}
+home_network: 10.1.0.0/24
+advertisement_interval: 0.5
+advertisement_lifetime: 3
+mobile_nodes:
+  - {{home_address: {roaming.MN}, spi: 256, key: "{K1}"}}
+foreign_agents:
+  - {{address: {roaming.FA1}, spi: 500, key: "{KF1}"}}
+  - {{address: {roaming.FA2}, spi: 501, key: "{KF2}"}}
+tunnel: {{backend: userspace}}
+""",
+            "fa1": f"""role: foreign-agent
+interface: visit0
+care_of_address: {roaming.FA1}
+advertisement_interval: 0.5
+advertisement_lifetime: 3
+home_agents:
+  - {{address: {roaming.HA}, spi: 500, key: "{KF1}"}}
+tunnel: {{backend: userspace}}
+""",
+            "fa2": f"""role: foreign-agent
+interface: visit0
+care_of_address: {roaming.FA2}
+advertisement_interval: 0.5
+advertisement_lifetime: 3
+home_agents:
+  - {{address: {roaming.HA}, spi: 501, key: "{KF2}"}}
+tunnel: {{backend: userspace}}
+""",
+            "mn": f"""role: mobile-node
+interface: eth0
+home_address: {roaming.MN}
+home_network: 10.1.0.0/24
+home_agent: {roaming.HA}
+spi: 256
+key: "{K1}"
+lifetime: 120
+care_of: auto
+reverse_tunneling: true
+""",
+        }
+        try:
+            for name in ("ha", "fa1", "fa2", "mn"):
+                workdir = tmp_path_factory.mktemp(name)
+                daemon = HomeAgentDaemon(journald, topo, workdir, f"roam-{name}", namespace=name)
+                daemon.write_profile(profiles[name] + common(workdir, f"roam-{name}"))
+                daemon.start()
+                daemons[name] = daemon
+            yield {"topo": topo, **daemons}
+        finally:
+            for daemon in reversed(list(daemons.values())):
+                daemon.close()
+
+
+def status(world: dict[str, Any]) -> dict[str, Any]:
+    return world["mn"].json("status")  # type: ignore[no-any-return]
+
+
+def binding(world: dict[str, Any]) -> dict[str, Any] | None:
+    found = [b for b in world["ha"].json("bindings")["bindings"] if b["home_address"] == roaming.MN]
+    return found[0] if found else None
+
+
+def test_starts_at_home(world: dict[str, Any]) -> None:
+    wait_for(lambda: status(world)["location"] == "home", what="the node to know it is home")
+    assert status(world)["registered"] is False and binding(world) is None
+    assert ping(world["topo"], "cn", roaming.MN)
+
+
+@pytest.mark.parametrize(("bridge", "agent", "other"), [("br-v1", roaming.FA1, "fa1"), ("br-v2", roaming.FA2, "fa2")])
+def test_registers_through_the_foreign_agent_where_it_lands(world: dict[str, Any], journald: Journald,
+                                                            bridge: str, agent: str, other: str) -> None:
+    roaming.move(world["topo"], bridge)
+    state = wait_for(lambda: (s := status(world))["registered"] and s["care_of_address"] == agent and s,
+                     what=f"registration through {agent}")
+    assert (state["location"], state["agent"]) == ("away", agent) and 0 < state["lifetime_remaining"] <= 120
+    wait_for(lambda: (b := binding(world)) is not None and b["care_of_address"] == agent, what="the binding")
+    visitors = world[other].json("visitors")["visitors"]
+    assert any(v["home_address"] == roaming.MN and v["state"] == "active" for v in visitors)
+    for event in ("agent.discovered", "movement.detected", "registration.sent", "registration.accepted"):
+        assert journald.entries(MIP_EVENT=event, MIP_INSTANCE="roam-mn"), event
+    assert journald.entries(MIP_EVENT="visitor.added", MIP_INSTANCE=f"roam-{other}")
+    assert wait_for(lambda: ping(world["topo"], "cn", roaming.MN), what="pings through the tunnel")
+
+
+def test_returns_home_and_deregisters(world: dict[str, Any], journald: Journald) -> None:
+    roaming.move(world["topo"], "br-home")
+    wait_for(lambda: status(world)["location"] == "home" and binding(world) is None, what="deregistration")
+    assert journald.entries(MIP_EVENT="home.returned", MIP_INSTANCE="roam-mn")
+    assert journald.entries(MIP_EVENT="binding.removed", MIP_INSTANCE="roam-ha", MIP_REASON="deregistered")
+    assert wait_for(lambda: ping(world["topo"], "cn", roaming.MN), what="pings at home")
+
+
+def test_colocated_where_no_agent_advertises(world: dict[str, Any]) -> None:
+    topo = world["topo"]
+    roaming.move(topo, "br-v3")
+    roaming.ip("-n", topo.ns("mn"), "addr", "add", f"{roaming.COLOCATED}/24", "dev", "eth0")  # as DHCP would
+    state = wait_for(lambda: (s := status(world))["registered"] and s["care_of_address"] == roaming.COLOCATED and s,
+                     timeout=20, what="a co-located registration")
+    assert state["agent"] is None and state["location"] == "away"
+    def colocated_binding() -> dict[str, Any] | None:
+        found = binding(world)
+        return found if found is not None and found["care_of_address"] == roaming.COLOCATED else None
+
+    b = wait_for(colocated_binding, what="the co-located binding")
+    assert b["care_of_address"] == roaming.COLOCATED and "D" in b["flags"]
+    assert wait_for(lambda: ping(topo, "cn", roaming.MN), what="pings to the co-located node")
