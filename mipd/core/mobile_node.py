@@ -230,9 +230,16 @@ class MobileNode:
         return None
 
     def _home_agent_heard(self) -> bool:
+        """Home: our home agent advertises here (H), or an agent's advertised prefix is the home
+        network's (2.4.2 algorithm 2 / 2.4.3: the node knows its home prefix)."""
         s = self.settings
-        return any(a.mobility.flags & AdvertisementFlags.H and (a.address == self.home_agent or a.address in
-                   s.home_network) for a in self.agents.all())
+        for agent in self.agents.all():
+            if agent.mobility.flags & AdvertisementFlags.H and (agent.address == self.home_agent
+                                                                or agent.address in s.home_network):
+                return True
+            if agent.prefixes is not None and s.home_network in agent.prefixes:
+                return True
+        return False
 
     def _choose_agent(self) -> Agent | None:
         if self.settings.care_of == "colocated":

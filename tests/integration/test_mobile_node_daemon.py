@@ -5,6 +5,7 @@ agree, and a correspondent on the home link reaches the node's home address."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -161,3 +162,27 @@ def test_colocated_where_no_agent_advertises(world: dict[str, Any]) -> None:
     b = wait_for(colocated_binding, what="the co-located binding")
     assert b["care_of_address"] == roaming.COLOCATED and "D" in b["flags"]
     assert wait_for(lambda: ping(topo, "cn", roaming.MN), what="pings to the co-located node")
+
+
+def test_kill_9_keeps_the_registration(world: dict[str, Any], journald: Journald) -> None:
+    before = status(world)
+    assert before["registered"] and before["care_of_address"] == roaming.COLOCATED
+    sent_before = len(journald.entries(count=0, MIP_EVENT="registration.sent", MIP_INSTANCE="roam-mn", timeout=0))
+    world["mn"].kill9()
+    world["mn"].start()
+    after = status(world)  # at once: from the state file, not from a new registration
+    assert after["registered"] and after["care_of_address"] == roaming.COLOCATED
+    assert 0 < after["lifetime_remaining"] <= before["lifetime_remaining"]
+    assert len(journald.entries(count=0, MIP_EVENT="registration.sent", MIP_INSTANCE="roam-mn",
+                                timeout=0)) == sent_before
+    assert wait_for(lambda: ping(world["topo"], "cn", roaming.MN), what="pings after the restart")
+
+
+def test_sigterm_deregisters(world: dict[str, Any], journald: Journald) -> None:
+    removed = len(journald.entries(count=0, MIP_EVENT="binding.removed", MIP_INSTANCE="roam-ha",
+                                   MIP_REASON="deregistered", timeout=0))
+    world["mn"].signal(signal.SIGTERM)
+    assert world["mn"].wait() == 0
+    assert binding(world) is None  # deregister_on_stop (default true)
+    assert len(journald.entries(count=removed + 1, MIP_EVENT="binding.removed", MIP_INSTANCE="roam-ha",
+                                MIP_REASON="deregistered")) > removed

@@ -233,3 +233,17 @@ def test_state_survives_a_restart() -> None:
     next_request = request_of(sends(fresh.on_timer(reg.renew_at))[0])
     assert next_request.identification > int(str(stored["last_identification"]), 16)
     assert ident.high32(next_request.identification) > 0 and replace is not None
+
+
+def test_home_is_known_from_the_home_agent_or_the_home_prefix() -> None:
+    _, mobile = node()
+    answer(mobile, request_of(sends(hear(mobile, 0.0))[0]), 0.1)
+    assert mobile.location == "foreign-agent"
+    # A foreign agent (no H) whose advertised prefix is the home network: the node is home.
+    home_router = IPv4Address("10.1.0.254")
+    actions = mobile.advertisement(advertisement(home_router, prefix=24), home_router, bytes(6), 1.5)
+    assert mobile.location == "home"
+    assert [request_of(s).lifetime for s in sends(actions)] == [0]  # deregistration
+    _, other = node()
+    other.advertisement(advertisement(FA2, prefix=16), FA2, bytes(6), 0.0)  # 10.3.0.0/16: not home
+    assert other.location != "home"
