@@ -40,11 +40,11 @@ from pathlib import Path
 from mipd.adapters import netlink, netlink_mobile, netlink_policy
 from mipd.adapters.netlink_mobile import Address
 from mipd.adapters.netlink_policy import Rule
-from mipd.adapters.tunnel_userspace import BATCH, MAX_PACKET, open_raw_sockets, open_tun
+from mipd.adapters.tunnel_userspace import BATCH, MAX_PACKET, decapsulate_counted, open_raw_sockets, open_tun
 from mipd.core import ipv4
 from mipd.core.errors import DecodeError
 from mipd.core.security import Encapsulation
-from mipd.core.tunnel import DropReason, TunnelRefused, decapsulate, encapsulate
+from mipd.core.tunnel import DropReason, TunnelRefused, encapsulate
 
 DEVICE = "mipm0"
 REVERSE_TABLE = 760_001
@@ -92,13 +92,8 @@ class ColocatedTable:
         if colocation is None or packet[16:20] != colocation.care_of_address.packed:
             self.counts["ignored_other_destination"] += 1
             return None
-        try:
-            taken = decapsulate(packet)
-        except DecodeError:
-            self.counts["dropped_malformed"] += 1
-            return None
-        except TunnelRefused as refused:
-            self.counts[f"dropped_{refused.reason}"] += 1
+        taken = decapsulate_counted(packet, self.counts)
+        if taken is None:
             return None
         if taken.source != colocation.home_agent:
             self.counts["dropped_not_home_agent"] += 1

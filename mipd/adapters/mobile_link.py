@@ -51,7 +51,8 @@ from mipd.adapters.visited_link import (
     TP_STATUS_CSUMNOTREADY,
     TP_STATUS_VLAN_VALID,
     Instruction,
-    attach_filter,
+    drain_frames,
+    open_filtered,
 )
 from mipd.core.actions import SendIcmp
 from mipd.core.arp import ETH_P_IP
@@ -126,12 +127,8 @@ class MobileLink:
         self._loop.add_reader(self._packet.fileno(), self._drain, on_advertisements)
 
     def _open(self) -> socket.socket:
-        # Protocol 0 receives nothing until bind() names ETH_P_IP: no unfiltered frame gets queued.
-        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+        sock = open_filtered(self.interface, advertisement_filter())
         try:
-            attach_filter(sock, advertisement_filter())
-            sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
-            sock.bind((self.interface, ETH_P_IP))
             hatype = sock.getsockname()[3]
             if hatype != ARPHRD_ETHER:
                 raise OSError(f"{self.interface} is not an Ethernet interface (ARPHRD {hatype})")
@@ -146,18 +143,7 @@ class MobileLink:
 
     def _drain(self, deliver: Callable[[list[HeardAdvertisement]], None]) -> None:
         assert self._packet is not None
-        batch: list[HeardAdvertisement] = []
-        for _ in range(BATCH):
-            try:
-                frame, ancillary, flags, address = self._packet.recvmsg(MAX_FRAME, socket.CMSG_SPACE(_AUXDATA.size))
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:
-                self._counts["receive_errors"] += 1
-                continue
-            heard = self._heard(frame, ancillary, flags, address[2])
-            if heard is not None:
-                batch.append(heard)
+        batch = drain_frames(self._packet, self._counts, lambda f: self._heard(*f))
         if batch:
             self._counts["delivered"] += len(batch)
             deliver(batch)

@@ -37,7 +37,7 @@ from mipd.core.dataplane import DataPlane, Endpoint
 from mipd.core.errors import DecodeError
 from mipd.core.ipv4 import Protocol
 from mipd.core.security import Encapsulation
-from mipd.core.tunnel import DropReason, TunnelRefused, decapsulate, encapsulate
+from mipd.core.tunnel import Decapsulated, DropReason, TunnelRefused, decapsulate, encapsulate
 
 DEVICE = "mip0"
 BATCH = 256  # packets drained per wake-up and descriptor, so one busy socket cannot starve the rest
@@ -63,6 +63,18 @@ COUNTERS = (
     "send_errors",
     "write_errors",
 )
+
+
+def decapsulate_counted(packet: bytes, counts: Counter[str]) -> Decapsulated | None:
+    """``decapsulate(packet)``, a refusal or a malformed packet counted in ``counts`` as
+    ``dropped_<reason>`` / ``dropped_malformed`` instead (drops are counted, never raised)."""
+    try:
+        return decapsulate(packet)
+    except DecodeError:
+        counts["dropped_malformed"] += 1
+    except TunnelRefused as refused:
+        counts[f"dropped_{refused.reason}"] += 1
+    return None
 
 
 class TunnelTable:
@@ -111,13 +123,8 @@ class TunnelTable:
         if packet[16:20] != self.local.packed:  # raw sockets see every tunnel packet to this host
             self.counts["ignored_other_destination"] += 1
             return None
-        try:
-            taken = decapsulate(packet)
-        except DecodeError:
-            self.counts["dropped_malformed"] += 1
-            return None
-        except TunnelRefused as refused:
-            self.counts[f"dropped_{refused.reason}"] += 1
+        taken = decapsulate_counted(packet, self.counts)
+        if taken is None:
             return None
         # RFC 3024: only from the care-of address of a binding of the inner source's home address.
         home = IPv4Address(taken.inner[12:16])

@@ -31,6 +31,7 @@ import struct
 from collections import Counter
 from collections.abc import Callable
 from ipaddress import IPv4Address
+from typing import TypeVar
 
 from mipd.adapters import netlink
 from mipd.core.actions import SendToNode
@@ -42,6 +43,7 @@ from mipd.core.ipv4 import Protocol
 
 BATCH = 256
 MAX_FRAME = 65536 + 64
+T = TypeVar("T")
 REPLY_TTL = 64
 
 # <linux/if_packet.h>, <linux/socket.h>, <asm-generic/socket.h>: not all exported by Python's socket.
@@ -93,6 +95,43 @@ def attach_filter(sock: socket.socket, program: list[Instruction]) -> None:
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)  # the kernel copies the program
 
 
+Frame = tuple[bytes, list[tuple[int, int, bytes]], int, int]  # frame, ancillary data, flags, packet type
+
+
+def open_filtered(interface: str, program: list[Instruction]) -> socket.socket:
+    """An AF_PACKET socket on ``interface`` that sees only what ``program`` passes, with the
+    kernel's per-frame auxiliary data (checksum status). Opened with protocol 0, which receives
+    nothing until bind() names ETH_P_IP, so no unfiltered frame can be queued in between."""
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    try:
+        attach_filter(sock, program)
+        sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
+        sock.bind((interface, ETH_P_IP))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def drain_frames(sock: socket.socket, counts: Counter[str], parse: Callable[[Frame], T | None]) -> list[T]:
+    """Read up to BATCH frames now waiting on ``sock`` and return what ``parse`` makes of them;
+    receive errors are counted, never raised."""
+    batch: list[T] = []
+    for _ in range(BATCH):
+        try:
+            frame, ancillary, flags, address = sock.recvmsg(MAX_FRAME, socket.CMSG_SPACE(_AUXDATA.size))
+        except (BlockingIOError, InterruptedError):
+            break
+        except OSError:
+            counts["receive_errors"] += 1
+            continue
+        parsed = parse((frame, ancillary, flags, address[2]))
+        if parsed is not None:
+            batch.append(parsed)
+    return batch
+
+
 class VisitedLink:
     """Registration requests from, and replies to, the nodes on one visited link."""
 
@@ -122,18 +161,7 @@ class VisitedLink:
         self._loop.add_reader(self._discard.fileno(), self._drain_discard)
 
     def _open_packet(self) -> socket.socket:
-        # Protocol 0 receives nothing until bind() names ETH_P_IP, so no unfiltered frame from any
-        # interface can be queued in between.
-        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
-        try:
-            attach_filter(sock, registration_filter(self.port))
-            sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
-            sock.bind((self.interface, ETH_P_IP))
-            sock.setblocking(False)
-        except OSError:
-            sock.close()
-            raise
-        return sock
+        return open_filtered(self.interface, registration_filter(self.port))
 
     def _open_discard(self) -> socket.socket:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -150,18 +178,7 @@ class VisitedLink:
 
     def _drain(self, deliver: Callable[[list[NodeRequest]], None]) -> None:
         assert self._packet is not None
-        batch: list[NodeRequest] = []
-        for _ in range(BATCH):
-            try:
-                frame, ancillary, flags, address = self._packet.recvmsg(MAX_FRAME, socket.CMSG_SPACE(_AUXDATA.size))
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:
-                self._counts["receive_errors"] += 1
-                continue
-            request = self._request(frame, ancillary, flags, address[2])
-            if request is not None:
-                batch.append(request)
+        batch = drain_frames(self._packet, self._counts, lambda f: self._request(*f))
         if batch:
             self._counts["delivered"] += len(batch)
             deliver(batch)

@@ -36,13 +36,13 @@ from pathlib import Path
 
 from mipd.adapters import netlink
 from mipd.adapters.dataplane import BackendError
-from mipd.adapters.tunnel_userspace import BATCH, MAX_PACKET, open_raw_sockets, open_tun
+from mipd.adapters.tunnel_userspace import BATCH, MAX_PACKET, decapsulate_counted, open_raw_sockets, open_tun
 from mipd.adapters.visitor_routing import DEFAULT, VisitorRouting, wanted
 from mipd.core import ipv4
 from mipd.core.dataplane import Delivery, VisitorPlane
 from mipd.core.errors import DecodeError
 from mipd.core.security import Encapsulation
-from mipd.core.tunnel import DropReason, TunnelRefused, decapsulate, encapsulate
+from mipd.core.tunnel import DropReason, TunnelRefused, encapsulate
 
 DEVICE = "mipv0"
 PROC = Path("/proc/sys/net/ipv4")
@@ -82,13 +82,8 @@ class VisitorTable:
         if packet[16:20] != self.care_of_address.packed:  # raw sockets see tunnel packets to any address
             self.counts["ignored_other_destination"] += 1
             return None
-        try:
-            taken = decapsulate(packet)
-        except DecodeError:
-            self.counts["dropped_malformed"] += 1
-            return None
-        except TunnelRefused as refused:
-            self.counts[f"dropped_{refused.reason}"] += 1
+        taken = decapsulate_counted(packet, self.counts)
+        if taken is None:
             return None
         delivery = self.deliveries.get(IPv4Address(taken.inner[16:20]))
         if delivery is None:
