@@ -37,10 +37,10 @@ from ipaddress import IPv4Address
 from mipd.core.actions import Action, Datagram, Emit, PersistVisitor, Priority, SendDatagram, SendToNode
 from mipd.core.auth import append_authentication, verify
 from mipd.core.codes import ReplyCode, is_accepted
+from mipd.core.counters import Counters
 from mipd.core.dataplane import Delivery, VisitorPlane
 from mipd.core.errors import DecodeError
 from mipd.core.extensions import EncapsulatingDeliveryStyle, ExtensionType
-from mipd.core.home_agent import Counters
 from mipd.core.registration import (
     REGISTRATION_PORT,
     RegistrationReply,

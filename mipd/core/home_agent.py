@@ -31,19 +31,20 @@ A Registration Request passes these checks, in this order (section 3.8.2.1, then
 from __future__ import annotations
 
 import math
-from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
-from ipaddress import IPv4Address, IPv4Network
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from ipaddress import IPv4Address
 
 from mipd.core import identification as ident
 from mipd.core.actions import Action, Datagram, Emit, PersistNode, Priority, ReplayState, SendDatagram
 from mipd.core.auth import append_authentication, verify
 from mipd.core.bindings import Binding, BindingTable
 from mipd.core.codes import ReplyCode
+from mipd.core.counters import Counters
 from mipd.core.dataplane import DataPlane, Endpoint
 from mipd.core.errors import DecodeError
 from mipd.core.extensions import ExtensionType
+from mipd.core.home_agent_types import HomeAgentSettings, NodeRecord
 from mipd.core.registration import (
     INFINITE_LIFETIME,
     REGISTRATION_PORT,
@@ -54,44 +55,11 @@ from mipd.core.registration import (
 )
 from mipd.core.security import Encapsulation, ReplayProtection, ReverseTunneling, SecurityAssociation
 
+__all__ = ["Counters", "HomeAgent", "HomeAgentSettings", "NodeRecord"]
+
 UNSPECIFIED = IPv4Address("0.0.0.0")
 LIMITED_BROADCAST = IPv4Address("255.255.255.255")
 _RESERVED_FLAGS = RequestFlags.r | RequestFlags.x
-
-
-@dataclass(frozen=True)
-class HomeAgentSettings:
-    """What the engine needs of a home-agent profile (mipd.config builds it)."""
-
-    address: IPv4Address
-    home_network: IPv4Network
-    mobile_nodes: Mapping[int, SecurityAssociation]  # by SPI
-    foreign_agents: Mapping[IPv4Address, Mapping[int, SecurityAssociation]] = field(default_factory=dict)
-    max_lifetime: int = 1800
-    replay_window: float = ident.DEFAULT_REPLAY_WINDOW
-    max_bindings_per_node: int = 1
-    reverse_tunneling: ReverseTunneling = ReverseTunneling.ALLOWED
-    encapsulations: frozenset[Encapsulation] = frozenset({Encapsulation.IPIP})
-
-
-@dataclass
-class Counters:
-    """Totals since start, as ``mipctl stats`` shows them (CONTRACT section 4)."""
-
-    requests_received: int = 0
-    accepted: int = 0
-    denied: Counter[int] = field(default_factory=Counter)
-    dropped: Counter[str] = field(default_factory=Counter)
-    relayed: int = 0  # a foreign agent's requests relayed to home agents
-
-
-@dataclass(frozen=True, slots=True)
-class NodeRecord:
-    """A node's durable state as read back from storage; expiry times are wall-clock."""
-
-    home_address: IPv4Address
-    bindings: tuple[Binding, ...]  # ``expires`` here is wall-clock time
-    replay: ReplayState
 
 
 @dataclass(frozen=True, slots=True)

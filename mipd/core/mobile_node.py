@@ -38,11 +38,11 @@ from mipd.core import mobile_state
 from mipd.core.actions import Action, Datagram, Emit, PersistMobile, Priority, SendDatagram, SendIcmp
 from mipd.core.auth import append_authentication, verify
 from mipd.core.codes import ReplyCode, denied_by_foreign_agent, is_accepted
+from mipd.core.counters import Counters
 from mipd.core.dataplane import AnnounceHome, MobilePlane
 from mipd.core.discovery import Agent, AgentTable, Heard, Solicitation, prefixes_differ
 from mipd.core.errors import DecodeError
 from mipd.core.extensions import ExtensionType
-from mipd.core.home_agent import Counters
 from mipd.core.icmp import (
     ALL_MOBILITY_AGENTS,
     SOLICITATION_TTL,

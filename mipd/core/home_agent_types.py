@@ -1,0 +1,36 @@
+"""The home agent engine's settings, and a node's state as read back from storage."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+
+from mipd.core import identification as ident
+from mipd.core.actions import ReplayState
+from mipd.core.bindings import Binding
+from mipd.core.security import Encapsulation, ReverseTunneling, SecurityAssociation
+
+
+@dataclass(frozen=True)
+class HomeAgentSettings:
+    """What the engine needs of a home-agent profile (mipd.config builds it)."""
+
+    address: IPv4Address
+    home_network: IPv4Network
+    mobile_nodes: Mapping[int, SecurityAssociation]  # by SPI
+    foreign_agents: Mapping[IPv4Address, Mapping[int, SecurityAssociation]] = field(default_factory=dict)
+    max_lifetime: int = 1800
+    replay_window: float = ident.DEFAULT_REPLAY_WINDOW
+    max_bindings_per_node: int = 1
+    reverse_tunneling: ReverseTunneling = ReverseTunneling.ALLOWED
+    encapsulations: frozenset[Encapsulation] = frozenset({Encapsulation.IPIP})
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRecord:
+    """A node's durable state as read back from storage; expiry times are wall-clock."""
+
+    home_address: IPv4Address
+    bindings: tuple[Binding, ...]  # ``expires`` here is wall-clock time
+    replay: ReplayState
