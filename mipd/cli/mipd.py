@@ -12,16 +12,16 @@ from collections.abc import Callable
 from types import ModuleType
 
 from mipd import __version__
-from mipd.cli import check, keygen, run, schema
+from mipd.cli import check, demo, keygen, run, schema
 from mipd.cli.subcommand import Handler, Subparsers
 
 DESCRIPTION = (
     "mipd is a Mobile IPv4 (RFC 5944) daemon for Linux: it runs a home agent, a foreign agent or a "
     "mobile node, each configured by a YAML profile."
 )
-EPILOG = "Run 'mipd COMMAND --help' for a command's options. The demo command arrives with a later release."
+EPILOG = "Run 'mipd COMMAND --help' for a command's options."
 
-SUBCOMMANDS: tuple[ModuleType, ...] = (run, check, keygen, schema)
+SUBCOMMANDS: tuple[ModuleType, ...] = (run, check, keygen, schema, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,65 @@
+"""``mipd demo [--moves N] [--interval-ms MS] [--reverse-tunneling] [--keep]``: the one-machine roaming demo."""
+
+from __future__ import annotations
+
+import argparse
+
+from mipd.cli.subcommand import Subparsers
+
+HELP = "the one-machine roaming demo (as root): a mobile node roams while a correspondent pings it"
+DESCRIPTION = """\
+Builds a throwaway topology of network namespaces (names mipdemo-XXXXXX-*), runs every role as a real
+'mipd run --profile ...' process from generated profiles, and moves the mobile node between links while a
+correspondent pings its home address and keeps one TCP connection sending to it:
+
+  cn 10.1.0.2 --- home link --- 10.1.0.1 [home agent] 10.6.0.1 --- visited 3 (no agent: co-located 10.6.0.50)
+                                          |          \\
+                                 [foreign agent 1]  [foreign agent 2]
+                                   10.2.0.1 visited 1   10.3.0.1 visited 2
+  mn 10.1.0.10 (home address): its link moves between the four links (carrier down, other bridge, up)
+
+The tour: home -> visited 1 -> visited 2 -> home -> co-located (4 moves). On the co-located link the demo
+gives the node an address and a default route, as DHCP would. A progress line shows where the node is; at
+the end a table shows per move the handoff time (link change to the first ping answered over the new path),
+pings lost and the registration round trip, then the summary line:
+
+  roaming: moves=N delivered=X/Y lost=L handoff_ms_median=M tcp_survived=yes|no
+
+Everything (namespaces, links, processes, files) is removed at the end, on failure and on Ctrl-C.
+Exit status: 0 the tour completed, 1 it failed, 130 interrupted."""
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _interval(text: str) -> float:
+    value = float(text)
+    if not 5 <= value <= 1000:
+        raise argparse.ArgumentTypeError("must be between 5 and 1000")
+    return value
+
+
+def register(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
+    """Add ``demo`` to the ``mipd`` command line."""
+    parser = subparsers.add_parser("demo", help=HELP, description=DESCRIPTION,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--moves", type=_positive, default=4, metavar="N",
+                        help="number of moves; the tour's moves repeat in order until N are made (default 4)")
+    parser.add_argument("--interval-ms", type=_interval, default=20.0, metavar="MS",
+                        help="the correspondent's ping interval in milliseconds (default 20)")
+    parser.add_argument("--reverse-tunneling", action="store_true",
+                        help="the mobile node asks for reverse tunneling (its profile's reverse_tunneling: true)")
+    parser.add_argument("--keep", action="store_true",
+                        help="leave the topology and daemons up at the end and print how to look at them")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mipd.demo.session import Options  # noqa: PLC0415 - keeps other commands light
+    from mipd.demo.session import run as run_demo  # noqa: PLC0415
+
+    return run_demo(Options(args.moves, args.interval_ms, args.reverse_tunneling, args.keep))

@@ -1,0 +1,136 @@
+"""Programs the demo runs inside its namespaces: ``mipd run`` for each role and the traffic helpers.
+
+Each is started with ``ip netns exec`` in a session of its own (a Ctrl-C at the terminal reaches the demo,
+which stops them in order). Their output lines are read by a thread, kept with the time they came in
+and copied to a log file in the demo's directory. When journald is running, the daemons are started in a
+private mount namespace where its socket is hidden, so that their events come on stderr as JSON lines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+from mipd.demo.topology import ip_path
+
+JOURNAL_DIRECTORY = "/run/systemd/journal"
+
+
+def mipd_command() -> list[str]:
+    script = Path(sys.executable).parent / "mipd"
+    if script.is_file() and os.access(script, os.X_OK):
+        return [str(script)]
+    return [sys.executable, "-m", "mipd.cli.mipd"]
+
+
+def mipctl_command() -> list[str]:
+    script = Path(sys.executable).parent / "mipctl"
+    if script.is_file() and os.access(script, os.X_OK):
+        return [str(script)]
+    return [sys.executable, "-m", "mipd.cli.mipctl"]
+
+
+def _hide_journal(command: list[str]) -> list[str]:
+    if not os.path.exists(os.path.join(JOURNAL_DIRECTORY, "socket")):
+        return command
+    return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+            f'mount -t tmpfs demo {JOURNAL_DIRECTORY} && exec "$@"', "sh", *command]
+
+
+@dataclass
+class Child:
+    """One program in a namespace and the lines it printed, as ``(arrival time, line)``."""
+
+    name: str
+    process: subprocess.Popen[str]
+    log: IO[str]
+    lines: list[tuple[float, str]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            with self.lock:
+                self.lines.append((time.time(), line.rstrip("\n")))
+            with contextlib.suppress(ValueError):
+                self.log.write(line)
+                self.log.flush()
+
+    def snapshot(self) -> list[tuple[float, str]]:
+        with self.lock:
+            return list(self.lines)
+
+    def events(self) -> list[dict[str, Any]]:
+        """The JSON event lines (mipd's stderr without journald), each with ``time`` from its TIMESTAMP."""
+        found = []
+        for _, line in self.snapshot():
+            if not line.startswith("{"):
+                continue
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if "TIMESTAMP" in event:
+                event["time"] = datetime.fromisoformat(event["TIMESTAMP"]).timestamp()
+            found.append(event)
+        return found
+
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, timeout: float = 10) -> None:
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    self.process.kill()
+                self.process.wait(timeout=10)
+        with contextlib.suppress(ValueError):
+            self.log.close()
+
+
+def start(name: str, namespace: str, command: list[str], log: Path, *, stderr_lines: bool = False,
+          hide_journal: bool = False) -> Child:
+    """Run ``command`` in ``namespace``; its stdout (or, with ``stderr_lines``, stderr) is collected."""
+    full = [ip_path(), "netns", "exec", namespace, *(_hide_journal(command) if hide_journal else command)]
+    out = log.open("w")
+    process = subprocess.Popen(
+        full, stdin=subprocess.DEVNULL, text=True, start_new_session=True,
+        stdout=out if stderr_lines else subprocess.PIPE, stderr=subprocess.PIPE if stderr_lines else out)
+    child = Child(name, process, out)
+    stream = process.stderr if stderr_lines else process.stdout
+    assert stream is not None
+    threading.Thread(target=child._read, args=(stream,), daemon=True).start()
+    return child
+
+
+def daemon(name: str, namespace: str, profile: Path, log: Path) -> Child:
+    """``mipd run --profile PROFILE --instance demo-NAME`` in ``namespace``; its events on stderr."""
+    command = [*mipd_command(), "run", "--profile", str(profile), "--instance", f"demo-{name}"]
+    return start(name, namespace, command, log, stderr_lines=True, hide_journal=True)
+
+
+def helper(name: str, namespace: str, args: list[str], log: Path) -> Child:
+    """``python -m mipd.demo.agents ARGS`` in ``namespace``."""
+    return start(name, namespace, [sys.executable, "-m", "mipd.demo.agents", *args], log)
+
+
+def mipctl(socket_path: Path, *args: str) -> Any:
+    """``mipctl --socket PATH ARGS --json``, parsed; None if the instance does not answer."""
+    out = subprocess.run([*mipctl_command(), "--socket", str(socket_path), *args, "--json"],
+                         capture_output=True, text=True, timeout=15, check=False)
+    if out.returncode:
+        return None
+    return json.loads(out.stdout)

@@ -1,0 +1,194 @@
+"""One run of the demo: set up, tour, measure, clean up (on success, failure, Ctrl-C and SIGTERM)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+from mipd.demo import processes, report
+from mipd.demo.processes import Child
+from mipd.demo.profiles import write_profiles
+from mipd.demo.topology import CN, MN, Topology, TopologyError
+from mipd.demo.tour import Move, Tour, TourError, measure
+from mipd.demo.traffic import Pings, Tcp
+
+TCP_PORT = 5001
+START_TIMEOUT = 20.0
+
+
+class DemoError(RuntimeError):
+    """The demo could not run to the end."""
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM."""
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+@dataclass
+class Options:
+    moves: int = 4
+    interval_ms: float = 20.0
+    reverse_tunneling: bool = False
+    keep: bool = False
+
+
+@dataclass
+class Session:
+    options: Options
+    progress: report.Progress = field(default_factory=report.Progress)
+    topology: Topology = field(default_factory=Topology)
+    directory: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="mipd-demo-")))
+    daemons: dict[str, Child] = field(default_factory=dict)
+    helpers: dict[str, Child] = field(default_factory=dict)
+
+    def _wait(self, what: str, ready: object) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while not (ready() if callable(ready) else ready):
+            for child in (*self.daemons.values(), *self.helpers.values()):
+                if not child.running():
+                    raise DemoError(f"{child.name} exited while waiting for {what}: "
+                                    + " | ".join(line for _, line in child.snapshot()[-5:]))
+            if time.monotonic() > deadline:
+                raise DemoError(f"timed out waiting for {what}")
+            time.sleep(0.05)
+
+    def _line(self, child: Child, first: str) -> bool:
+        return any(line.split()[:1] == [first] for _, line in child.snapshot())
+
+    def start_roles(self) -> str:
+        profiles = write_profiles(
+            self.directory, reverse_tunneling=self.options.reverse_tunneling)
+        for name in ("ha", "fa1", "fa2", "mn"):
+            self.progress(f"starting {name}: mipd run --profile {profiles[name]}")
+            child = processes.daemon(name, self.topology.ns(name), profiles[name], self.directory / f"{name}.log")
+            self.daemons[name] = child
+            sock = self.directory / f"{name}.sock"
+            self._wait(f"{name} to answer mipctl", lambda s=sock: processes.mipctl(s, "status") is not None)
+        return self.backend()
+
+    def backend(self) -> str:
+        """Which tunnel backend the agents use and why (their ``daemon.started`` reasons, briefly)."""
+        reasons: dict[str, list[str]] = {}
+        for name in ("ha", "fa1", "fa2"):
+            started = [e for e in self.daemons[name].events() if e.get("MIP_EVENT") == "daemon.started"]
+            reason = str(started[-1].get("MIP_REASON", "unknown")) if started else "unknown"
+            reasons.setdefault(reason.split(";")[0].removeprefix("backend "), []).append(name)
+        return "; ".join(f"{reason} ({', '.join(names)})" for reason, names in reasons.items())
+
+    def start_traffic(self) -> None:
+        d, interval = self.directory, str(self.options.interval_ms)
+        server = processes.helper("tcp server", self.topology.ns("mn"), ["serve", MN, str(TCP_PORT)], d / "serve.log")
+        self.helpers["server"] = server
+        self._wait("the TCP server", lambda: self._line(server, "L"))
+        self.helpers["pinger"] = processes.helper("pinger", self.topology.ns("cn"), ["ping", MN, interval],
+                                                  d / "ping.log")
+        client = processes.helper("tcp client", self.topology.ns("cn"), ["send", MN, str(TCP_PORT), interval],
+                                  d / "send.log")
+        self.helpers["client"] = client
+        self._wait("the TCP connection", lambda: self._line(client, "C") and self._line(server, "A"))
+
+    def tcp(self) -> Tcp:
+        return Tcp.parse(self.helpers["server"], self.helpers["client"])
+
+    def tour(self) -> tuple[list[Move], Pings, bool]:
+        node = self.daemons["mn"]
+        tour = Tour(self.topology, self.directory / "mn.sock", node, self.helpers["pinger"], self.progress)
+        tour.wait_home()
+        time.sleep(1.0)  # a second of pings at home first
+        moves = tour.run(self.options.moves, self.tcp)
+        pinger = self.helpers["pinger"]
+        pinger.process.send_signal(signal.SIGUSR1)  # stop sending; late replies still count
+        end = time.time()
+        time.sleep(1.0)
+        tcp = self.tcp()
+        windows = zip([m.at for m in moves], [m.at for m in moves[1:]] + [end + 1], strict=True)
+        survived = (tcp.accepted is not None and tcp.ended is None
+                    and all(any(a < when <= b for when, _ in tcp.data) for a, b in windows))
+        pings = Pings.parse(pinger)
+        measure(moves, pings, node.events(), end)
+        return moves, pings, survived
+
+    def keep_instructions(self) -> str:
+        t, d = self.topology, self.directory
+        mipctl = " ".join(processes.mipctl_command())
+        names = " ".join(t.created)
+        agents = " ".join(str(self.daemons[n].process.pid) for n in ("ha", "fa1", "fa2"))
+        return (f"The topology stays up (namespaces {t.prefix}-*; files in {d}). Try:\n"
+                f"  ip netns exec {t.ns('cn')} ping {MN}\n"
+                f"  {mipctl} --socket {d / 'mn.sock'} status\n"
+                f"  {mipctl} --socket {d / 'ha.sock'} bindings\n"
+                f"  ip netns exec {t.ns('mn')} ip route; ip netns exec {t.ns('sw')} bridge link\n"
+                f"  ip -n {t.ns('sw')} link set mnp down; ip -n {t.ns('sw')} link set mnp master br-v1; "
+                f"ip -n {t.ns('sw')} link set mnp up   (move the node)\n"
+                f"Remove it all with (the node first, so that it can deregister):\n"
+                f"  kill {self.daemons['mn'].process.pid}; sleep 3; kill {agents}; sleep 2\n"
+                f"  for ns in {names}; do ip netns del $ns; done; rm -rf {d}")
+
+    def cleanup(self, keep: bool) -> None:
+        for helper in self.helpers.values():
+            helper.stop(timeout=3)
+        if keep:
+            return
+        for name in ("mn", "fa2", "fa1", "ha"):
+            if name in self.daemons:
+                self.daemons[name].stop()
+        for pid in self.topology.pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.topology.close()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def run(options: Options) -> int:
+    """The whole demo; returns the exit status."""
+    if os.geteuid() != 0:
+        print("mipd demo: must run as root (it creates network namespaces)", file=sys.stderr)
+        return 1
+    previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
+    session = Session(options)
+    result: tuple[list[Move], Pings, bool] | None = None
+    status, keep = 1, False
+    try:
+        session.progress.note(f"building the topology (namespaces {session.topology.prefix}-*)")
+        session.topology.build()
+        backend = session.start_roles()
+        session.progress.note(f"tunnel backend: {backend}")
+        session.start_traffic()
+        session.progress.note(f"roaming: {options.moves} moves; the correspondent pings {MN} every "
+                              f"{options.interval_ms:g} ms from {CN} and keeps one TCP connection sending")
+        result = session.tour()
+        status, keep = 0, options.keep
+    except (DemoError, TourError, TopologyError) as error:
+        session.progress.note(f"mipd demo: {error}")
+        for name, child in session.daemons.items():
+            for _, line in child.snapshot()[-5:]:
+                print(f"  {name}: {line}", file=sys.stderr)
+    except Interrupted as signum:
+        session.progress.note(f"mipd demo: interrupted ({signum}); cleaning up")
+        status = 130
+    finally:
+        for s in previous:
+            signal.signal(s, signal.SIG_IGN)  # clean-up is not interrupted
+        session.progress.note("cleaning up" if not keep else "stopping the traffic")
+        session.cleanup(keep)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if keep:
+        print(session.keep_instructions())
+    if result is not None:
+        moves, pings, survived = result
+        print(report.table(moves))
+        print(report.summary(moves, len(pings.sent), len(pings.answered), survived))
+    return status

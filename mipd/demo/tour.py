@@ -1,0 +1,144 @@
+"""The tour: moves the node at link level and measures each move.
+
+- handoff time: from the link change to the first echo reply to an echo sent after it (the new path);
+- packets lost: echoes sent from this move's link change to the next one (or the end) never answered;
+- registration round trip: the node's ``registration.sent`` to the ``registration.accepted`` that followed,
+  both after the link change (from the node's JSON event lines; a move home counts its deregistration).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mipd.demo.processes import Child, mipctl
+from mipd.demo.topology import COLOCATED, FA1, FA2, Topology
+from mipd.demo.traffic import Pings, Tcp
+
+# stop -> (bridge, label, the care-of address the node should register, None for home)
+STOPS: dict[str, tuple[str, str, str | None]] = {
+    "home": ("br-home", "home", None),
+    "v1": ("br-v1", "visited 1", FA1),
+    "v2": ("br-v2", "visited 2", FA2),
+    "colocated": ("br-v3", "co-located", COLOCATED),
+}
+TOUR = ("v1", "v2", "home", "colocated")
+
+
+class TourError(RuntimeError):
+    """A move did not complete in time."""
+
+
+def plan(moves: int) -> list[str]:
+    """The tour's stops in order, repeated until ``moves`` moves are made."""
+    return list(itertools.islice(itertools.cycle(TOUR), moves))
+
+
+@dataclass
+class Move:
+    number: int
+    origin: str
+    stop: str
+    at: float  # the link change: the node's carrier went down (wall clock)
+    settled: float | None = None  # the node's status showed the new place
+    first_answer: float | None = None
+    sent: int = 0
+    answered: int = 0
+    registration_ms: float | None = None
+
+    @property
+    def handoff_ms(self) -> float | None:
+        return None if self.first_answer is None else (self.first_answer - self.at) * 1000
+
+    @property
+    def lost(self) -> int:
+        return self.sent - self.answered
+
+
+def _settled(status: Any, stop: str) -> bool:
+    if not isinstance(status, dict):
+        return False
+    coa = STOPS[stop][2]
+    if coa is None:
+        return status.get("location") == "home" and not status.get("registered")
+    return bool(status.get("registered")) and status.get("care_of_address") == coa
+
+
+def registration_ms(events: list[dict[str, Any]], start: float, end: float) -> float | None:
+    """From the last ``registration.sent`` before the first ``registration.accepted`` in ``[start, end)``."""
+    sent: float | None = None
+    for event in sorted((e for e in events if "time" in e), key=lambda e: float(e["time"])):
+        when = float(event["time"])
+        if not start <= when < end:
+            continue
+        if event.get("MIP_EVENT") == "registration.sent":
+            sent = when
+        elif event.get("MIP_EVENT") == "registration.accepted" and sent is not None:
+            return (when - sent) * 1000
+    return None
+
+
+@dataclass
+class Tour:
+    topology: Topology
+    node_socket: Path
+    node: Child
+    pinger: Child
+    progress: Callable[[str], None]
+    dwell: float = 1.5
+    timeout: float = 20.0
+
+    def wait_home(self) -> None:
+        deadline = time.monotonic() + self.timeout
+        while not _settled(mipctl(self.node_socket, "status"), "home"):
+            if time.monotonic() > deadline:
+                raise TourError("the mobile node did not report itself at home")
+            time.sleep(0.1)
+
+    def make(self, number: int, origin: str, stop: str, tcp_check: Callable[[float], bool]) -> Move:
+        bridge, label, _ = STOPS[stop]
+        move = Move(number, origin, stop, self.topology.move(bridge))
+        if origin == "colocated":
+            self.topology.dhcp_release()
+        if stop == "colocated":
+            self.topology.dhcp_colocated()
+        deadline = time.monotonic() + self.timeout
+        while move.settled is None or move.first_answer is None:
+            if not self.node.running():
+                raise TourError("the mobile node's mipd exited")
+            if time.monotonic() > deadline:
+                where = "registered" if move.settled else "not registered"
+                raise TourError(f"move {number} to {label}: no answer over the new path within "
+                                f"{self.timeout:.0f} s (node {where})")
+            if move.settled is None and _settled(mipctl(self.node_socket, "status"), stop):
+                move.settled = time.time()
+            move.first_answer = Pings.parse(self.pinger).first_answer_after(move.at)
+            self.progress(f"move {number}: {STOPS[origin][1]} -> {label}: "
+                          f"{'registered' if move.settled else 'registering'}, "
+                          f"{'pings answered' if move.first_answer else 'waiting for pings'}")
+            time.sleep(0.05)
+        self.progress(f"move {number}: {STOPS[origin][1]} -> {label}: handoff {move.handoff_ms:.1f} ms")
+        # Stay a while, until the TCP stream has delivered data over the new path too (or give up on it).
+        stay_until, give_up = time.monotonic() + self.dwell, time.monotonic() + self.timeout
+        while time.monotonic() < stay_until or (not tcp_check(move.at) and time.monotonic() < give_up):
+            time.sleep(0.05)
+        return move
+
+    def run(self, moves: int, tcp: Callable[[], Tcp]) -> list[Move]:
+        made: list[Move] = []
+        origin = "home"
+        for number, stop in enumerate(plan(moves), start=1):
+            made.append(self.make(number, origin, stop, lambda at: tcp().delivered_after(at)))
+            origin = stop
+        return made
+
+
+def measure(made: list[Move], pings: Pings, events: list[dict[str, Any]], end: float) -> None:
+    """Fill each move's loss and registration round trip, now that all replies are in."""
+    for move, after in zip(made, [m.at for m in made[1:]] + [end], strict=True):
+        move.sent, move.answered = pings.between(move.at, after)
+        move.registration_ms = registration_ms(events, move.at, after)

@@ -1,0 +1,56 @@
+"""``mipd demo`` end to end, as a user runs it: the venv's script, the default tour and a longer one.
+
+It must finish within a minute, end with CONTRACT §7's summary line, lose few pings, keep its TCP connection,
+and leave no namespace, process or file of its own behind.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.support.tools import tool, venv_script
+
+SUMMARY = re.compile(
+    r"roaming: moves=(?P<moves>\d+) delivered=(?P<x>\d+)/(?P<y>\d+) lost=(?P<lost>\d+) "
+    r"handoff_ms_median=(?P<median>\d+\.\d) tcp_survived=(?P<tcp>yes|no)"
+)
+
+
+def leftovers() -> list[str]:
+    namespaces = subprocess.run([tool("ip"), "netns", "list"], capture_output=True, text=True, check=True).stdout
+    found = [line.split()[0] for line in namespaces.splitlines() if line.startswith("mipdemo-")]
+    found += [str(p) for p in Path(tempfile.gettempdir()).glob("mipd-demo-*")]
+    procs = subprocess.run([tool("pgrep"), "-af", "mipd.demo.agents|/mipd-demo-"], capture_output=True, text=True,
+                           check=False).stdout
+    return found + procs.splitlines()
+
+
+@pytest.mark.parametrize(("moves", "args"), [(4, []), (8, ["--moves", "8"]), (4, ["--reverse-tunneling"])],
+                         ids=["default tour", "--moves 8", "--reverse-tunneling"])
+def test_demo_tours_and_cleans_up(moves: int, args: list[str]) -> None:
+    before = leftovers()
+    out = subprocess.run([venv_script("mipd"), "demo", *args], capture_output=True, text=True, timeout=240,
+                         check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    last = out.stdout.splitlines()[-1]
+    match = SUMMARY.fullmatch(last)
+    assert match, last
+    sent, answered, lost = int(match["y"]), int(match["x"]), int(match["lost"])
+    assert int(match["moves"]) == moves and lost == sent - answered and sent > 0
+    assert lost < 0.1 * sent, out.stdout
+    assert match["tcp"] == "yes", out.stdout + out.stderr
+    assert "tunnel backend:" in out.stderr
+    assert len([line for line in out.stdout.splitlines() if re.match(r"\s+\d+\s", line)]) == moves  # the table
+    assert leftovers() == before
+
+
+def test_help_explains_the_topology() -> None:
+    out = subprocess.run([venv_script("mipd"), "demo", "--help"], capture_output=True, text=True, timeout=30,
+                         check=True)
+    for word in ("--moves", "--interval-ms", "--reverse-tunneling", "--keep", "co-located", "roaming: moves="):
+        assert word in out.stdout
