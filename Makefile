@@ -1,6 +1,6 @@
 # mipd's set-up and checks (GNU make). Works as root on a fresh Debian 12 machine:
 #   make test   installs what is missing (debian-packages.txt, then .venv) and runs every check
-#   make check  the fast inner loop: lint, types, import contracts, tests without the conformance ones
+#   make check  the fast inner loop: lint, types, import contracts, unit and property tests (~1 min)
 #   make demo   the one-machine roaming demo (as root)
 #   make clean  removes .venv, stamps and caches
 
@@ -20,7 +20,7 @@ VENV_STAMP := $(VENV)/.stamp-installed
 
 help:
 	@echo "make test    set up (Debian packages, .venv) and run ruff, mypy, lint-imports and all tests"
-	@echo "make check   the fast loop: ruff, mypy, lint-imports, pytest -x -q without conformance tests"
+	@echo "make check   the fast loop: ruff, mypy, lint-imports, unit and property tests (-x -q)"
 	@echo "make demo    the one-machine roaming demo (as root): mipd demo"
 	@echo "make clean   remove .venv, stamps and caches"
 
@@ -68,7 +68,7 @@ test: lint
 	$(BIN)/pytest tests
 
 check: lint
-	$(BIN)/pytest -x -q -m "not conformance" tests
+	$(BIN)/pytest -x -q tests/unit tests/property
 
 # The one-machine roaming demo (as root); `$(BIN)/mipd demo --help` lists its options.
 demo: bootstrap
