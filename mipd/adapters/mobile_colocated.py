@@ -40,7 +40,14 @@ from pathlib import Path
 from mipd.adapters import netlink, netlink_mobile, netlink_policy
 from mipd.adapters.netlink_mobile import Address
 from mipd.adapters.netlink_policy import Rule
-from mipd.adapters.tunnel_userspace import BATCH, MAX_PACKET, decapsulate_counted, open_raw_sockets, open_tun
+from mipd.adapters.tunnel_userspace import (
+    BATCH,
+    MAX_PACKET,
+    decapsulate_counted,
+    drain_into_tun,
+    open_raw_sockets,
+    open_tun,
+)
 from mipd.core import ipv4
 from mipd.core.errors import DecodeError
 from mipd.core.security import Encapsulation
@@ -200,18 +207,7 @@ class ColocatedTunnel:
                 self.table.counts["reverse_tunnelled"] += 1
 
     def _drain_tunnel(self, receiver: socket.socket) -> None:
-        for _ in range(BATCH):
-            try:
-                packet = receiver.recv(MAX_PACKET)
-            except (BlockingIOError, InterruptedError):
-                return
-            inner = self.table.deliver(packet)
-            if inner is None or self._tun is None:
-                continue
-            try:
-                os.write(self._tun, inner)
-            except OSError:
-                self.table.counts["write_errors"] += 1
+        drain_into_tun(receiver, self._tun, self.table.deliver, self.table.counts)
 
     def _close_sockets(self) -> None:
         for receiver in self._receivers:

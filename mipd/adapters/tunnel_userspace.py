@@ -26,7 +26,7 @@ import os
 import socket
 import struct
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
@@ -75,6 +75,24 @@ def decapsulate_counted(packet: bytes, counts: Counter[str]) -> Decapsulated | N
     except TunnelRefused as refused:
         counts[f"dropped_{refused.reason}"] += 1
     return None
+
+
+def drain_into_tun(receiver: socket.socket, tun: int | None, decide: Callable[[bytes], bytes | None],
+                   counts: Counter[str]) -> None:
+    """Read up to BATCH tunnel packets from ``receiver``; write to the TUN device each inner packet
+    ``decide`` lets through (the kernel then forwards or delivers it). Write errors are counted."""
+    for _ in range(BATCH):
+        try:
+            packet = receiver.recv(MAX_PACKET)
+        except (BlockingIOError, InterruptedError):
+            return
+        inner = decide(packet)
+        if inner is None or tun is None:
+            continue
+        try:
+            os.write(tun, inner)
+        except OSError:
+            counts["write_errors"] += 1
 
 
 class TunnelTable:
@@ -263,19 +281,7 @@ class UserspaceBackend:
                     self.table.counts["encapsulated"] += 1
 
     def _drain_tunnel(self, receiver: socket.socket) -> None:
-        assert self._tun is not None
-        for _ in range(BATCH):
-            try:
-                packet = receiver.recv(MAX_PACKET)
-            except (BlockingIOError, InterruptedError):
-                return
-            inner = self.table.reverse(packet)
-            if inner is None:
-                continue
-            try:
-                os.write(self._tun, inner)
-            except OSError:
-                self.table.counts["write_errors"] += 1
+        drain_into_tun(receiver, self._tun, self.table.reverse, self.table.counts)
 
     def close(self) -> None:
         """Stop reading, close the sockets and the TUN descriptor. Closing it deletes ``mip0``, and

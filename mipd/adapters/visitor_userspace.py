@@ -36,7 +36,14 @@ from pathlib import Path
 
 from mipd.adapters import netlink
 from mipd.adapters.dataplane import BackendError
-from mipd.adapters.tunnel_userspace import BATCH, MAX_PACKET, decapsulate_counted, open_raw_sockets, open_tun
+from mipd.adapters.tunnel_userspace import (
+    BATCH,
+    MAX_PACKET,
+    decapsulate_counted,
+    drain_into_tun,
+    open_raw_sockets,
+    open_tun,
+)
 from mipd.adapters.visitor_routing import DEFAULT, VisitorRouting, wanted
 from mipd.core import ipv4
 from mipd.core.dataplane import Delivery, VisitorPlane
@@ -198,19 +205,7 @@ class VisitorUserspaceBackend:
                 self.table.counts["reverse_tunnelled"] += 1
 
     def _drain_tunnel(self, receiver: socket.socket) -> None:
-        assert self._tun is not None
-        for _ in range(BATCH):
-            try:
-                packet = receiver.recv(MAX_PACKET)
-            except (BlockingIOError, InterruptedError):
-                return
-            inner = self.table.deliver(packet)
-            if inner is None:
-                continue
-            try:
-                os.write(self._tun, inner)
-            except OSError:
-                self.table.counts["write_errors"] += 1
+        drain_into_tun(receiver, self._tun, self.table.deliver, self.table.counts)
 
     def close(self) -> None:
         """Remove every owned rule, route and neighbour entry, stop reading, close the sockets and
