@@ -43,6 +43,8 @@ from mipd.adapters.netlink_policy import Rule
 from mipd.adapters.tunnel_userspace import (
     BATCH,
     MAX_PACKET,
+    close_raw_sockets,
+    close_tun,
     decapsulate_counted,
     drain_into_tun,
     open_raw_sockets,
@@ -210,14 +212,8 @@ class ColocatedTunnel:
         drain_into_tun(receiver, self._tun, self.table.deliver, self.table.counts)
 
     def _close_sockets(self) -> None:
-        for receiver in self._receivers:
-            if self._loop is not None:
-                self._loop.remove_reader(receiver.fileno())
-            receiver.close()
-        self._receivers.clear()
-        if self._send is not None:
-            self._send.close()
-            self._send = None
+        close_raw_sockets(self._loop, self._send, self._receivers)
+        self._send = None
         self._bound = None
 
     def close(self) -> None:
@@ -232,7 +228,5 @@ class ColocatedTunnel:
         finally:
             self._close_sockets()
             if self._tun is not None:
-                if self._loop is not None:
-                    self._loop.remove_reader(self._tun)
-                os.close(self._tun)
+                close_tun(self._loop, self._tun)
                 self._tun = None

@@ -95,6 +95,25 @@ def drain_into_tun(receiver: socket.socket, tun: int | None, decide: Callable[[b
             counts["write_errors"] += 1
 
 
+def close_raw_sockets(loop: asyncio.AbstractEventLoop | None, send: socket.socket | None,
+                      receivers: list[socket.socket]) -> None:
+    """Stop reading ``receivers`` and close them (the list is emptied) and the ``send`` socket."""
+    for receiver in receivers:
+        if loop is not None:
+            loop.remove_reader(receiver.fileno())
+        receiver.close()
+    receivers.clear()
+    if send is not None:
+        send.close()
+
+
+def close_tun(loop: asyncio.AbstractEventLoop | None, tun: int) -> None:
+    """Stop reading the TUN descriptor and close it, which deletes the device and its routes."""
+    if loop is not None:
+        loop.remove_reader(tun)
+    os.close(tun)
+
+
 class TunnelTable:
     """The endpoints of every away node and the per-packet decisions, without I/O."""
 
@@ -286,17 +305,9 @@ class UserspaceBackend:
     def close(self) -> None:
         """Stop reading, close the sockets and the TUN descriptor. Closing it deletes ``mip0``, and
         the kernel removes every route through a deleted device with it."""
-        for receiver in self._receivers:
-            if self._loop is not None:
-                self._loop.remove_reader(receiver.fileno())
-            receiver.close()
-        self._receivers.clear()
-        if self._send is not None:
-            self._send.close()
-            self._send = None
+        close_raw_sockets(self._loop, self._send, self._receivers)
+        self._send = None
         if self._tun is not None:
-            if self._loop is not None:
-                self._loop.remove_reader(self._tun)
-            os.close(self._tun)
+            close_tun(self._loop, self._tun)
             self._tun = None
         self.table.endpoints.clear()

@@ -39,6 +39,8 @@ from mipd.adapters.dataplane import BackendError
 from mipd.adapters.tunnel_userspace import (
     BATCH,
     MAX_PACKET,
+    close_raw_sockets,
+    close_tun,
     decapsulate_counted,
     drain_into_tun,
     open_raw_sockets,
@@ -215,17 +217,9 @@ class VisitorUserspaceBackend:
                 self.routing.close()
         finally:
             self.routing = None
-            for receiver in self._receivers:
-                if self._loop is not None:
-                    self._loop.remove_reader(receiver.fileno())
-                receiver.close()
-            self._receivers.clear()
-            if self._send is not None:
-                self._send.close()
-                self._send = None
+            close_raw_sockets(self._loop, self._send, self._receivers)
+            self._send = None
             if self._tun is not None:
-                if self._loop is not None:
-                    self._loop.remove_reader(self._tun)
-                os.close(self._tun)
+                close_tun(self._loop, self._tun)
                 self._tun = None
             self.table.deliveries.clear()
