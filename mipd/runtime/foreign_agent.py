@@ -28,7 +28,7 @@ from mipd.core.security import Encapsulation, ReverseTunneling
 from mipd.core.visitors import Visitor
 from mipd.runtime.advertising import Advertising
 from mipd.runtime.dataplane import choose_visitor_backend
-from mipd.runtime.role import StartError, Timed
+from mipd.runtime.role import DaemonControl, StartError, Timed
 
 if TYPE_CHECKING:
     from mipd.runtime.daemon import Daemon
@@ -247,11 +247,11 @@ def _visitor(visitor: Visitor, now: float) -> JSONObject:
                         lifetime_remaining=visitor.remaining(now) if active else 0, flags=visitor.flags)
 
 
-class ForeignAgentControl:
+class ForeignAgentControl(DaemonControl):
     """Answers mipctl for a foreign agent (mipd.control.handler.ControlHandler)."""
 
     def __init__(self, daemon: Daemon, runtime: ForeignAgentRuntime, engine: ForeignAgent) -> None:
-        self.daemon = daemon
+        super().__init__(daemon)
         self.runtime = runtime
         self.engine = engine
 
@@ -290,10 +290,3 @@ class ForeignAgentControl:
             raise ControlError(f"no visitor entry for {home_address}")
         await self.daemon.run_actions(self.engine.flush(home_address, self.daemon.now()))
         return flush_json(home_address, removed)
-
-    async def reload(self) -> JSONObject:
-        return await self.daemon.reload()
-
-    async def log_level(self, level: str) -> JSONObject:
-        self.daemon.events.set_level(level)
-        return {"log_level": level}

@@ -22,7 +22,7 @@ from mipd.core.icmp import ALL_SYSTEMS, AdvertisementCode, AdvertisementFlags
 from mipd.core.security import Encapsulation, ReverseTunneling
 from mipd.runtime.advertising import Advertising
 from mipd.runtime.dataplane import HomeAgentDataPlane
-from mipd.runtime.role import StartError, Timed
+from mipd.runtime.role import DaemonControl, StartError, Timed
 
 if TYPE_CHECKING:
     from mipd.runtime.daemon import Daemon
@@ -176,11 +176,11 @@ class HomeAgentRuntime:
         self.dataplane.close()
 
 
-class HomeAgentControl:
+class HomeAgentControl(DaemonControl):
     """Answers mipctl for a home agent (mipd.control.handler.ControlHandler)."""
 
     def __init__(self, daemon: Daemon, runtime: HomeAgentRuntime, engine: HomeAgent) -> None:
-        self.daemon = daemon
+        super().__init__(daemon)
         self.runtime = runtime
         self.engine = engine
 
@@ -210,10 +210,3 @@ class HomeAgentControl:
             raise ControlError(f"no binding for {home_address}")
         await self.daemon.run_actions(self.engine.flush(home_address, self.daemon.now()))
         return flush_json(home_address, removed)
-
-    async def reload(self) -> JSONObject:
-        return await self.daemon.reload()
-
-    async def log_level(self, level: str) -> JSONObject:
-        self.daemon.events.set_level(level)
-        return {"log_level": level}

@@ -24,7 +24,7 @@ from mipd.control.shapes import stats_json, status_json
 from mipd.core.actions import Action, Datagram, SendDatagram, SendIcmp
 from mipd.core.dataplane import AnnounceHome, MobilePlane
 from mipd.core.mobile_node import MobileNode
-from mipd.runtime.role import StartError, Timed
+from mipd.runtime.role import DaemonControl, StartError, Timed
 
 if TYPE_CHECKING:
     from mipd.runtime.daemon import Daemon
@@ -224,11 +224,11 @@ class MobileNodeRuntime:
                 continue
 
 
-class MobileNodeControl:
+class MobileNodeControl(DaemonControl):
     """Answers mipctl for a mobile node (mipd.control.handler.ControlHandler)."""
 
     def __init__(self, daemon: Daemon, runtime: MobileNodeRuntime) -> None:
-        self.daemon = daemon
+        super().__init__(daemon)
         self.runtime = runtime
 
     async def status(self) -> JSONObject:
@@ -263,10 +263,3 @@ class MobileNodeControl:
 
     async def flush(self, home_address: IPv4Address) -> JSONObject:
         raise ControlError("a mobile node has nothing to flush; stop it to deregister")
-
-    async def reload(self) -> JSONObject:
-        return await self.daemon.reload()
-
-    async def log_level(self, level: str) -> JSONObject:
-        self.daemon.events.set_level(level)
-        return {"log_level": level}

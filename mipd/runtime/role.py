@@ -8,11 +8,15 @@ owns its engine and adapters, and says what to do with its actions once they are
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from mipd.config import AnyProfile
 from mipd.control.handler import ControlHandler
+from mipd.control.protocol import JSONObject
 from mipd.core.actions import Action
+
+if TYPE_CHECKING:
+    from mipd.runtime.daemon import Daemon
 
 
 class StartError(Exception):
@@ -74,3 +78,18 @@ class Role(Protocol):
     def close(self) -> None:
         """Remove what the role made (data plane), close its sockets. Never raises."""
         ...
+
+
+class DaemonControl:
+    """What every role answers to mipctl the same way: reload and log-level go to the daemon.
+    Each role's control class adds status, bindings, visitors, stats and flush."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+
+    async def reload(self) -> JSONObject:
+        return await self.daemon.reload()
+
+    async def log_level(self, level: str) -> JSONObject:
+        self.daemon.events.set_level(level)
+        return {"log_level": level}
