@@ -46,6 +46,8 @@ class Daemon:
         self._timer: asyncio.TimerHandle | None = None
         self._deadline: float | None = None
         self._stop = asyncio.Event()
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._status = ""
         self.commit_failures = 0
 
     @property
@@ -126,9 +128,30 @@ class Daemon:
         message, reason, fields = self.role.started()
         self.events.emit(Emit("daemon.started", f"{self.instance} {message}", Priority.INFO,
                               {"reason": reason, **fields}))
-        notify.ready(self.role.status_line())
+        self._status = self.role.status_line()
+        notify.ready(self._status)
+        interval = notify.watchdog_interval()
+        if interval is not None:
+            self._watchdog_ping(interval / 2)
+
+    def _watchdog_ping(self, every: float) -> None:
+        """WATCHDOG=1 from the event loop itself: a loop that hangs stops the pings and systemd restarts us."""
+        assert self._loop is not None
+        notify.watchdog()
+        self._watchdog = self._loop.call_later(every, self._watchdog_ping, every)
+
+    def _update_status(self) -> None:
+        """STATUS= for ``systemctl status``, sent only when the one-line summary changed."""
+        if self.role is None:
+            return
+        line = self.role.status_line()
+        if line != self._status:
+            self._status = line
+            notify.status(line)
 
     async def _shutdown(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         if self._timer is not None:
             self._timer.cancel()
         with contextlib.suppress(AttributeError):
@@ -207,6 +230,7 @@ class Daemon:
                                            reason=str(exc))
         if pending and self.role is not None:
             self.role.after_commit(pending, replies=committed)
+        self._update_status()
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)

@@ -31,6 +31,8 @@ DEBIAN_PACKAGES: dict[str, str] = {
     "pgrep": "procps",
     "ping": "iputils-ping",
     "sleep": "coreutils",
+    "systemctl": "systemd",
+    "systemd-analyze": "systemd",
     "systemd-journald": "systemd",
     "tcpdump": "tcpdump",
     "tshark": "tshark",
