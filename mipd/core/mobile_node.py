@@ -131,12 +131,14 @@ class MobileNode:
 
     def reply(self, datagram: Datagram, now: float) -> list[Action]:
         """A registration reply received on the node's socket."""
+        self.counters.requests_received += 1
         try:
             reply = decode_registration(datagram.payload)
-        except DecodeError:
-            return []
+        except DecodeError as exc:
+            self.counters.dropped["malformed"] += 1
+            return [self._event("packet.dropped", f"malformed datagram from {datagram.source}: {exc.reason}",
+                                Priority.WARNING, reason="malformed")]
         attempt = self.attempt
-        self.counters.requests_received += 1
         if not isinstance(reply, RegistrationReply) or attempt is None:
             self.counters.dropped["unexpected"] += 1
             return []

@@ -247,3 +247,13 @@ def test_home_is_known_from_the_home_agent_or_the_home_prefix() -> None:
     _, other = node()
     other.advertisement(advertisement(FA2, prefix=16), FA2, bytes(6), 0.0)  # 10.3.0.0/16: not home
     assert other.location != "home"
+
+
+def test_a_malformed_reply_is_a_counted_logged_drop() -> None:
+    _, mobile = node()
+    req = request_of(sends(hear(mobile, 0.0))[0])
+    dropped = mobile.reply(Datagram(b"\x03\x00\x02", HA, 434, MN), 0.1)  # a reply cut off after 3 bytes
+    assert [(a.event, a.fields["reason"]) for a in dropped] == [("packet.dropped", "malformed")]  # type: ignore[attr-defined]
+    assert mobile.counters.dropped["malformed"] == 1 and mobile.counters.requests_received == 1
+    answer(mobile, req, 0.2)
+    assert mobile.registration is not None  # the attempt in flight was not disturbed
