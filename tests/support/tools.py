@@ -31,6 +31,7 @@ DEBIAN_PACKAGES: dict[str, str] = {
     "pgrep": "procps",
     "ping": "iputils-ping",
     "sleep": "coreutils",
+    "ss": "iproute2",
     "systemctl": "systemd",
     "systemd-analyze": "systemd",
     "systemd-journald": "systemd",
