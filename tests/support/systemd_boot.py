@@ -43,7 +43,7 @@ MASKED = (
 )
 
 BOOT = """#!/bin/sh
-# PID 1 of the test's namespaces (tests/support/systemd.py): a private /run, host-touching units masked.
+# PID 1 of the test's namespaces (tests/support/systemd_boot.py): a private /run, host-touching units masked.
 mount -t tmpfs -o mode=755 tmpfs /run
 mkdir -p /run/systemd/system /run/lock /run/systemd/journald.conf.d
 for u in {masked}; do ln -sf /dev/null /run/systemd/system/$u; done
