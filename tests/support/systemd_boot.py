@@ -68,14 +68,11 @@ class Systemd:
 
     # --- inside ---
 
-    def command(self, argv: Sequence[str]) -> list[str]:
-        return [tool("nsenter"), "-t", str(self.pid), "-p", "-m", "-n", "--", *argv]
-
     def run(self, argv: Sequence[str], *, check: bool = True, timeout: float = 60,
             input: str | None = None) -> subprocess.CompletedProcess[str]:
         """``argv`` inside the namespaces; raises with its output when ``check`` and it fails."""
-        out = subprocess.run(self.command(argv), capture_output=True, text=True, timeout=timeout, check=False,
-                             input=input)
+        out = subprocess.run([tool("nsenter"), "-t", str(self.pid), "-p", "-m", "-n", "--", *argv],
+                             capture_output=True, text=True, timeout=timeout, check=False, input=input)
         if check and out.returncode:
             raise SystemdError(f"{' '.join(argv)} (exit {out.returncode}): {out.stdout}{out.stderr}")
         return out
@@ -112,9 +109,11 @@ class Systemd:
              str(script)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
+        parent = str(self.unshare.pid)
+
         def child() -> bool:
-            found = subprocess.run([tool("pgrep"), "-P", str(self.unshare.pid)] if self.unshare else [],
-                                   capture_output=True, text=True, check=False).stdout.split()
+            found = subprocess.run([tool("pgrep"), "-P", parent], capture_output=True, text=True,
+                                   check=False).stdout.split()
             if found:
                 self.pid = int(found[0])
             return bool(found)
