@@ -26,6 +26,7 @@ from mipd.control.protocol import JSONObject
 from mipd.control.server import ControlServer, ControlSocketError
 from mipd.core.actions import Action, Emit, PersistMobile, PersistNode, PersistVisitor, Priority, SendIcmp
 from mipd.obs import EventLog, configure, notify
+from mipd.runtime.clock import TimeOfDay
 from mipd.runtime.role import Role, StartError
 
 
@@ -46,6 +47,7 @@ class Daemon:
         self._timer: asyncio.TimerHandle | None = None
         self._deadline: float | None = None
         self._stop = asyncio.Event()
+        self.time_of_day = TimeOfDay()  # the engines' wall clock (Identification timestamps, stored expiry)
         self._watchdog: asyncio.TimerHandle | None = None
         self._status = ""
         self.commit_failures = 0

@@ -4,7 +4,6 @@ advertisements with F, and the control answers (RFC 5944 3.7, 2.1, 4.2.2)."""
 from __future__ import annotations
 
 import errno
-import time
 from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Interface
 from typing import TYPE_CHECKING
@@ -102,7 +101,7 @@ class ForeignAgentRuntime:
             self.visitor_backend.start(profile.care_of_address, profile.interface)
         except (BackendError, OSError) as exc:
             raise StartError(f"data plane: {exc}") from exc
-        engine = self.engine = ForeignAgent(self._settings(profile), wall_clock=time.time)
+        engine = self.engine = ForeignAgent(self._settings(profile), wall_clock=daemon.time_of_day)
         daemon.execute(engine.restore(daemon.store.load_visitors(), daemon.now()))
         try:
             self.visitor_backend.reconcile(engine.data_plane())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import time
 from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Interface
 from typing import TYPE_CHECKING
@@ -14,6 +13,7 @@ from mipd.config import AnyProfile, HomeAgentProfile, home_agent_settings
 from mipd.control.handler import ControlError, ControlHandler
 from mipd.control.protocol import JSONObject
 from mipd.control.shapes import bindings_json, flush_json, stats_json, status_json
+from mipd.core import identification as ident
 from mipd.core.actions import Action, Datagram, SendDatagram, SendIcmp
 from mipd.core.advertiser import INFINITE_REGISTRATION_LIFETIME, AdvertiserConfig
 from mipd.core.dataplane import DataPlane
@@ -85,9 +85,14 @@ class HomeAgentRuntime:
             self.dataplane.start(profile.address)
         except (BackendError, OSError) as exc:
             raise StartError(f"data plane: {exc}") from exc
-        engine = self.engine = HomeAgent(self._settings(profile), wall_clock=time.time,
+        records = daemon.store.load()
+        # Our time of day is never behind a timestamp we accepted (mipd/runtime/clock.py).
+        accepted = [ident.to_unix(r.replay.last_identification) for r in records
+                    if r.replay.last_identification is not None]
+        daemon.time_of_day.at_least(max(accepted, default=0.0))
+        engine = self.engine = HomeAgent(self._settings(profile), wall_clock=daemon.time_of_day,
                                          random32=lambda: secrets.randbits(32))
-        daemon.execute(engine.restore(daemon.store.load(), daemon.now()))
+        daemon.execute(engine.restore(records, daemon.now()))
         try:
             self.dataplane.reconcile(engine.data_plane())
         except (BackendError, OSError) as exc:

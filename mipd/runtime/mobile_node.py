@@ -10,7 +10,6 @@ import random
 import secrets
 import socket
 import struct
-import time
 from ipaddress import IPv4Address, IPv4Interface
 from typing import TYPE_CHECKING
 
@@ -109,7 +108,7 @@ class MobileNodeRuntime:
 
     async def start(self) -> None:
         profile, daemon = self.profile, self.daemon
-        engine = self.engine = MobileNode(mobile_node_settings(profile), wall_clock=time.time,
+        engine = self.engine = MobileNode(mobile_node_settings(profile), wall_clock=daemon.time_of_day,
                                           random32=lambda: secrets.randbits(32), random=random.random)
         engine.restore(daemon.store.load_mobile(), daemon.now())
         try:

@@ -29,6 +29,8 @@ CHECKS = [
     "short_lifetime_expires_silently",
     "restart_after_kill_9_reconciles_routes",
     "ping_after_restart",
+    "wall_clock_back_1h_resync_is_accepted",
+    "wall_clock_forward_2h_accepted_and_nothing_expires",
     "sigterm_exits_0_and_removes_everything",
     "no_error_events",
 ]

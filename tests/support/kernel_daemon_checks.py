@@ -191,8 +191,8 @@ class Daemon:
 
 # --- registrations: scapy + hmac, nothing of mipd's codec (from test_home_agent_daemon.py) ---
 
-def ntp_now() -> int:
-    t = time.time() + NTP_OFFSET
+def ntp_now(offset: float = 0.0) -> int:
+    t = time.time() + offset + NTP_OFFSET
     return (int(t) << 32) | int((t % 1) * 2**32)
 
 
@@ -201,12 +201,12 @@ def auth_ext(ext_type: int, spi: int, key: bytes, covered: bytes) -> bytes:
     return header + hmac.new(key, covered + header, hashlib.md5).digest()
 
 
-def rrq(home: str, coa: str, *, lifetime: int = 600, flags: int = D | T) -> bytes:
+def rrq(home: str, coa: str, *, lifetime: int = 600, flags: int = D | T, clock_offset: float = 0.0) -> bytes:
     from scapy.layers.mobileip import MobileIP, MobileIPRRQ  # noqa: PLC0415 - slow: imported while mipd starts
 
     spi, key = NODES[home]
     fixed = bytes(MobileIP(type=1) / MobileIPRRQ(flags=flags, lifetime=lifetime, homeaddr=home, haaddr=HA,
-                                                  coaddr=coa, id=ntp_now()))
+                                                  coaddr=coa, id=ntp_now(clock_offset)))
     return fixed + auth_ext(32, spi, key, fixed)
 
 
@@ -223,7 +223,8 @@ def parse_reply(data: bytes, key: bytes) -> dict[str, Any]:
             expected = hmac.new(key, data[:offset + 6], hashlib.md5).digest()  # type, length, SPI covered
             auth_ok = hmac.compare_digest(expected, data[offset + 6: offset + 2 + length])
         offset += 2 + length
-    return {"type": reply.type, "code": rrp.code, "lifetime": rrp.lifetime, "home": rrp.homeaddr, "auth_ok": auth_ok}
+    return {"type": reply.type, "code": rrp.code, "lifetime": rrp.lifetime, "home": rrp.homeaddr, "auth_ok": auth_ok,
+            "ident": rrp.id}
 
 
 class Node:
@@ -296,13 +297,13 @@ def ping(device: str) -> tuple[bool, object]:
         "ping": summary[0], device: {"encapsulated": sent, "decapsulated": received}}
 
 
-def mipctl_status() -> dict[str, Any]:
-    out = subprocess.run([venv_script("mipctl"), "--socket", str(SOCKET), "status", "--json"],
+def mipctl_json(command: str) -> dict[str, Any]:
+    out = subprocess.run([venv_script("mipctl"), "--socket", str(SOCKET), command, "--json"],
                          capture_output=True, text=True, timeout=30, check=False)
     if out.returncode:
-        raise RuntimeError(f"mipctl status: {out.stderr.strip()}")
-    status: dict[str, Any] = json.loads(out.stdout)
-    return status
+        raise RuntimeError(f"mipctl {command}: {out.stderr.strip()}")
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
 
 
 # --- the checks ---
@@ -320,7 +321,7 @@ def checks(daemon: Daemon) -> None:
 
     def started() -> tuple[bool, object]:
         event = daemon.event("daemon.started")
-        status = mipctl_status()
+        status = mipctl_json("status")
         reason, message = event.get("MIP_REASON", ""), event.get("MESSAGE", "")
         links = [d for d in ("mipip0", "mipgre0") if "external" in ip("-d", "link", "show", d, check=False)]
         ok = (reason.startswith("backend kernel: ") and "tunnel backend kernel (gre,ipip)" in message
@@ -390,6 +391,34 @@ def checks(daemon: Daemon) -> None:
         return ok, {"before": before, "after": after, "MESSAGE": event.get("MESSAGE")}
     run("restart_after_kill_9_reconciles_routes", restart)
     run("ping_after_restart", lambda: ping("mipip0"))
+
+    # The wall clock steps (this kernel's own: the host's is untouched). Lifetimes run on the monotonic
+    # clock; Identification timestamps on the time of day, which mipd never lets step back.
+    def lifetime_left() -> int:
+        found = [b for b in mipctl_json("bindings")["bindings"] if b["home_address"] == HOME]
+        return int(found[0]["lifetime_remaining"]) if found else -1
+
+    def clock_back() -> tuple[bool, object]:
+        before = lifetime_left()
+        subprocess.run([tool("date"), "-s", f"@{time.time() - 3600:.0f}"], check=True, capture_output=True)
+        after = lifetime_left()  # the step changed nothing that counts down
+        stale = nodes["mn2"].register(HOME)  # an hour behind everything accepted so far: 133 (5.7.1) ...
+        offset = (stale["ident"] >> 32) - NTP_OFFSET - time.time()
+        resynced = nodes["mn2"].register(HOME, clock_offset=offset)  # ... with the agent's time: accepted
+        renewed = lifetime_left()
+        ok = stale["code"] == 133 and 3590 < offset < 3610 and resynced["code"] == 0 and 0 <= before - after <= 3 \
+            and after > 0 and renewed >= 595
+        return ok, {"stale": stale["code"], "agent_ahead_s": round(offset, 1), "resynced": resynced["code"],
+                    "lifetime_before_step": before, "lifetime_after_step": after, "lifetime_renewed": renewed}
+    run("wall_clock_back_1h_resync_is_accepted", clock_back)
+
+    def clock_forward() -> tuple[bool, object]:
+        subprocess.run([tool("date"), "-s", f"@{time.time() + 7200:.0f}"], check=True, capture_output=True)
+        reply = nodes["mn2"].register(HOME, lifetime=600)  # the clock is ahead now: the agent follows it
+        left = lifetime_left()
+        ok = reply["code"] == 0 and 590 <= left <= 600 and len(routes(HOME)) == 1
+        return ok, {"reply": reply["code"], "lifetime_remaining": left, "routes": routes(HOME)}
+    run("wall_clock_forward_2h_accepted_and_nothing_expires", clock_forward)
 
     def sigterm() -> tuple[bool, object]:
         code = daemon.signal(signal.SIGTERM)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 # program name -> the Debian package that installs it
 DEBIAN_PACKAGES: dict[str, str] = {
+    "date": "coreutils",
     "dpkg": "dpkg",
     "dpkg-query": "dpkg",
     "ip": "iproute2",
