@@ -20,8 +20,10 @@ from pathlib import Path
 # program name -> the Debian package that installs it
 DEBIAN_PACKAGES: dict[str, str] = {
     "date": "coreutils",
+    "bash": "bash",
     "dpkg": "dpkg",
     "dpkg-query": "dpkg",
+    "groff": "groff-base",
     "ip": "iproute2",
     "journalctl": "systemd",
     "linux.uml": "user-mode-linux",
