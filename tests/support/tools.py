@@ -38,6 +38,7 @@ DEBIAN_PACKAGES: dict[str, str] = {
     "systemctl": "systemd",
     "systemd-analyze": "systemd",
     "systemd-journald": "systemd",
+    "tc": "iproute2",
     "tcpdump": "tcpdump",
     "tshark": "tshark",
     "unshare": "util-linux",
