@@ -16,12 +16,14 @@ APT_STAMP := .stamp-apt
 # Lives inside .venv, so removing .venv also forces a reinstall; re-run when pyproject.toml changes.
 VENV_STAMP := $(VENV)/.stamp-installed
 
-.PHONY: help bootstrap lint test check demo clean
+.PHONY: help bootstrap lint test check demo deb rpm clean
 
 help:
 	@echo "make test    set up (Debian packages, .venv) and run ruff, mypy, lint-imports and all tests"
 	@echo "make check   the fast loop: ruff, mypy, lint-imports, unit and property tests (-x -q)"
 	@echo "make demo    the one-machine roaming demo (as root): mipd demo"
+	@echo "make deb     build dist/mipd_<version>_<arch>.deb (debhelper; packaging/README.md)"
+	@echo "make rpm     build dist/mipd-<version>-<release>.<arch>.rpm (rpmbuild, packaging/rpm/mipd.spec)"
 	@echo "make clean   remove .venv, stamps and caches"
 
 # Install whichever packages of debian-packages.txt are missing; apt-get update only if one is.
@@ -73,6 +75,15 @@ check: lint
 # The one-machine roaming demo (as root); `$(BIN)/mipd demo --help` lists its options.
 demo: bootstrap
 	$(BIN)/mipd demo
+
+# The packages, built outside the tree from a copy of it (packaging/build.py); only DIST is written.
+# They need Debian's tools (debhelper, rpm), not .venv.
+DIST ?= dist
+deb: | $(APT_STAMP)
+	$(SYSTEM_PYTHON) packaging/build.py deb --output $(DIST)
+
+rpm: | $(APT_STAMP)
+	$(SYSTEM_PYTHON) packaging/build.py rpm --output $(DIST)
 
 clean:
 	rm -rf $(VENV) $(APT_STAMP) .pytest_cache .mypy_cache .ruff_cache .hypothesis .import_linter_cache \

@@ -44,6 +44,11 @@ def _quiet(call: Any) -> None:
             raise
 
 
+def link_names() -> list[str]:
+    """The names of every link in this network namespace (for ``mipd cleanup``)."""
+    return sorted(_run(_link_names).values())
+
+
 # --- static neighbours (RFC 5944 4.2.2: the FA never ARPs for a visitor's home address) ----------
 
 def replace_static_neighbour(ip: IPv4Address, link_address: bytes | str, device: str,

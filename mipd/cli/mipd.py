@@ -12,7 +12,7 @@ from collections.abc import Callable
 from types import ModuleType
 
 from mipd import __version__
-from mipd.cli import check, demo, keygen, run, schema
+from mipd.cli import check, cleanup, demo, keygen, run, schema
 from mipd.cli.subcommand import Handler, Subparsers
 
 DESCRIPTION = (
@@ -21,7 +21,7 @@ DESCRIPTION = (
 )
 EPILOG = "Run 'mipd COMMAND --help' for a command's options."
 
-SUBCOMMANDS: tuple[ModuleType, ...] = (run, check, keygen, schema, demo)
+SUBCOMMANDS: tuple[ModuleType, ...] = (run, check, keygen, schema, demo, cleanup)
 
 
 def build_parser() -> argparse.ArgumentParser:
