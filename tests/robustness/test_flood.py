@@ -23,24 +23,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_home_agent_daemon import ask, ntp_now, parse_reply, rrq
+from tests.integration.test_home_agent_daemon import ask, ntp_now, parse_reply, rrq, topo
 from tests.support import journal as journal_support
-from tests.support.daemon import COLOCATED, HA, NODES, HomeAgentDaemon, Peer, build_topology
+from tests.support.daemon import COLOCATED, HA, NODES, HomeAgentDaemon, Peer
 from tests.support.journal import Journald
-from tests.support.netns import Topology, topology
+from tests.support.netns import Topology
 from tests.support.tools import tool
 
 journald = journal_support.journald
+__all__ = ["topo"]  # the home agent tests' topology fixture, used as is
 _, MN2, MN3 = list(NODES)[:3]
 FLOOD_SECONDS = 6.0
 LEGIT_EVERY = 0.05
-
-
-@pytest.fixture(scope="module")
-def topo() -> Iterator[Topology]:
-    with topology() as t:
-        build_topology(t)
-        yield t
 
 
 @pytest.fixture(scope="module")

@@ -26,22 +26,16 @@ from typing import Any
 import pytest
 from scapy.layers.mobileip import MobileIP, MobileIPRRP
 
-from tests.integration.test_foreign_agent_daemon import FAKE_HA, K1, KFH, MN1, SPARE, Node, build, fa_profile, request
+from tests.integration.test_foreign_agent_daemon import FAKE_HA, K1, KFH, MN1, SPARE, Node, fa_profile, request, topo
 from tests.integration.test_home_agent_daemon import auth_ext, parse_reply
 from tests.support import journal as journal_support
 from tests.support.daemon import HomeAgentDaemon
 from tests.support.journal import Journald
-from tests.support.netns import Topology, netns_socket, topology
+from tests.support.netns import Topology, netns_socket
 from tests.support.tools import tool
 
 journald = journal_support.journald
-
-
-@pytest.fixture(scope="module")
-def topo() -> Iterator[Topology]:
-    with topology() as t:
-        build(t)
-        yield t
+__all__ = ["topo"]  # the foreign agent tests' topology fixture, used as is
 
 
 @pytest.fixture(scope="module")
