@@ -1,4 +1,5 @@
-"""``mipd demo [--moves N] [--interval-ms MS] [--reverse-tunneling] [--keep]``: the one-machine roaming demo."""
+"""``mipd demo [--moves N] [--interval-ms MS] [--reverse-tunneling] [--registration-required] [--keep]``:
+the one-machine roaming demo."""
 
 from __future__ import annotations
 
@@ -24,6 +25,11 @@ the end a table shows per move the handoff time (link change to the first ping a
 pings lost and the registration round trip, then the summary line:
 
   roaming: moves=N delivered=X/Y lost=L handoff_ms_median=M tcp_survived=yes|no
+
+With --registration-required both foreign agents advertise R (registration required) and the node
+prefers a co-located care-of address (care_of: colocated); on visited 1 and 2 it also gets a lease once it
+has registered, so it could go co-located there, but R keeps it registered through the foreign agent. On
+visited 3, where no agent advertises, it still registers co-located.
 
 Everything (namespaces, links, processes, files) is removed at the end, on failure and on Ctrl-C.
 Exit status: 0 the tour completed, 1 it failed, 130 interrupted."""
@@ -53,6 +59,9 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
                         help="the correspondent's ping interval in milliseconds (default 20)")
     parser.add_argument("--reverse-tunneling", action="store_true",
                         help="the mobile node asks for reverse tunneling (its profile's reverse_tunneling: true)")
+    parser.add_argument("--registration-required", action="store_true",
+                        help="both foreign agents advertise R (their profiles' registration_required: true); the "
+                             "node prefers co-location (care_of: colocated) but must register through them")
     parser.add_argument("--keep", action="store_true",
                         help="leave the topology and daemons up at the end and print how to look at them")
     parser.set_defaults(handler=run)
@@ -62,4 +71,5 @@ def run(args: argparse.Namespace) -> int:
     from mipd.demo.session import Options  # noqa: PLC0415 - keeps other commands light
     from mipd.demo.session import run as run_demo  # noqa: PLC0415
 
-    return run_demo(Options(args.moves, args.interval_ms, args.reverse_tunneling, args.keep))
+    return run_demo(Options(moves=args.moves, interval_ms=args.interval_ms, reverse_tunneling=args.reverse_tunneling,
+                            registration_required=args.registration_required, keep=args.keep))

@@ -12,9 +12,10 @@ Where to be (decided again after every input, :meth:`MobileNode._decide`):
     no foreign agent, a co-located address, care_of auto/colocated ...... register directly, D set (3.1)
     nothing ............................................................. unknown: solicit (2.4)
 
-A foreign agent advertising R is used even when a co-located address exists (2.4.1). While the
-current agent still advertises, another agent's advertisement does not move the node (3.6),
-unless both carry prefixes and they differ (2.4.2, algorithm 2) or the link went down and up.
+A foreign agent advertising R is used even when a co-located address exists and care_of is
+colocated (2.4.1, 3.3). While the current agent still advertises, another agent's advertisement
+does not move the node (3.6), unless both carry prefixes and they differ (2.4.2, algorithm 2) or
+the link went down and up.
 
 Registration (3.6): a request at most once a second; retransmitted after 1 s, then each time
 after twice the previous interval, capped at the requested lifetime (3.6.3): timestamps get a
@@ -244,12 +245,17 @@ class MobileNode:
         return False
 
     def _choose_agent(self) -> Agent | None:
-        if self.settings.care_of == "colocated":
-            return None
+        # care_of colocated: only an agent whose advertisement sets R (registration required, 3.3:
+        # register via that foreign agent even with a co-located care-of address) is used.
+        only_required = self.settings.care_of == "colocated"
+
+        def usable(agent: Agent) -> bool:
+            return agent.foreign and (not only_required or bool(agent.mobility.flags & AdvertisementFlags.R))
+
         current = self._current_agent()
-        if current is not None and current.foreign and self._prefer in (None, current.address):
+        if current is not None and usable(current) and self._prefer in (None, current.address):
             return current
-        foreign = [a for a in self.agents.all() if a.foreign]
+        foreign = [a for a in self.agents.all() if usable(a)]
         preferred = [a for a in foreign if a.address == self._prefer]
         if preferred or foreign:
             return (preferred or foreign)[0]

@@ -4,6 +4,8 @@ Each is started with ``ip netns exec`` in a session of its own (a Ctrl-C at the 
 which stops them in order). Their output lines are read by a thread, kept with the time they came in
 and copied to a log file in the demo's directory. When journald is running, the daemons are started in a
 private mount namespace where its socket is hidden, so that their events come on stderr as JSON lines.
+Given a :class:`Journal` (a journald in the mount namespace of some process, as tests run one), the
+daemons run in that mount namespace instead and log to that journald; their events are read back from it.
 """
 
 from __future__ import annotations
@@ -47,6 +49,29 @@ def _hide_journal(command: list[str]) -> list[str]:
             f'mount -t tmpfs demo {JOURNAL_DIRECTORY} && exec "$@"', "sh", *command]
 
 
+@dataclass(frozen=True)
+class Journal:
+    """A journald running in the mount namespace of process ``pid`` (entered with ``nsenter``)."""
+
+    pid: int
+
+    def enter(self, command: list[str]) -> list[str]:
+        return ["nsenter", "-t", str(self.pid), "-m", "--", *command]
+
+    def entries(self, *matches: str) -> list[dict[str, Any]]:
+        """``journalctl -o json MATCHES`` in that namespace, oldest first."""
+        out = subprocess.run(self.enter(["journalctl", "--no-pager", "--all", "-o", "json", *matches]),
+                             capture_output=True, text=True, timeout=30, check=False)
+        return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+
+    def events(self, instance: str) -> list[dict[str, Any]]:
+        """The instance's events, each with ``time`` from when journald received it."""
+        found = self.entries(f"MIP_INSTANCE={instance}")
+        for event in found:
+            event["time"] = int(event["__REALTIME_TIMESTAMP"]) / 1e6
+        return found
+
+
 @dataclass
 class Child:
     """One program in a namespace and the lines it printed, as ``(arrival time, line)``."""
@@ -56,6 +81,7 @@ class Child:
     log: IO[str]
     lines: list[tuple[float, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    journal: tuple[Journal, str] | None = None  # where its events go instead: (journal, instance)
 
     def _read(self, stream: IO[str]) -> None:
         for line in stream:
@@ -70,7 +96,11 @@ class Child:
             return list(self.lines)
 
     def events(self) -> list[dict[str, Any]]:
-        """The JSON event lines (mipd's stderr without journald), each with ``time`` from its TIMESTAMP."""
+        """The events: from the journal if it logs there, else the JSON lines of mipd's stderr (each with
+        ``time`` from its TIMESTAMP)."""
+        if self.journal is not None:
+            journal, instance = self.journal
+            return journal.events(instance)
         found = []
         for _, line in self.snapshot():
             if not line.startswith("{"):
@@ -102,9 +132,16 @@ class Child:
 
 
 def start(name: str, namespace: str, command: list[str], log: Path, *, stderr_lines: bool = False,
-          hide_journal: bool = False) -> Child:
-    """Run ``command`` in ``namespace``; its stdout (or, with ``stderr_lines``, stderr) is collected."""
-    full = [ip_path(), "netns", "exec", namespace, *(_hide_journal(command) if hide_journal else command)]
+          hide_journal: bool = False, journal: Journal | None = None) -> Child:
+    """Run ``command`` in ``namespace``; its stdout (or, with ``stderr_lines``, stderr) is collected.
+
+    The network namespace is entered first: its /run/netns handle exists in this mount namespace only.
+    """
+    if journal is not None:
+        command = journal.enter(command)
+    elif hide_journal:
+        command = _hide_journal(command)
+    full = [ip_path(), "netns", "exec", namespace, *command]
     out = log.open("w")
     process = subprocess.Popen(
         full, stdin=subprocess.DEVNULL, text=True, start_new_session=True,
@@ -116,10 +153,15 @@ def start(name: str, namespace: str, command: list[str], log: Path, *, stderr_li
     return child
 
 
-def daemon(name: str, namespace: str, profile: Path, log: Path) -> Child:
-    """``mipd run --profile PROFILE --instance demo-NAME`` in ``namespace``; its events on stderr."""
-    command = [*mipd_command(), "run", "--profile", str(profile), "--instance", f"demo-{name}"]
-    return start(name, namespace, command, log, stderr_lines=True, hide_journal=True)
+def daemon(name: str, namespace: str, profile: Path, log: Path, journal: Journal | None = None) -> Child:
+    """``mipd run --profile PROFILE --instance demo-NAME`` in ``namespace``; its events on stderr, or in
+    ``journal``."""
+    instance = f"demo-{name}"
+    command = [*mipd_command(), "run", "--profile", str(profile), "--instance", instance]
+    child = start(name, namespace, command, log, stderr_lines=True, hide_journal=True, journal=journal)
+    if journal is not None:
+        child.journal = (journal, instance)
+    return child
 
 
 def helper(name: str, namespace: str, args: list[str], log: Path) -> Child:
@@ -128,9 +170,12 @@ def helper(name: str, namespace: str, args: list[str], log: Path) -> Child:
 
 
 def mipctl(socket_path: Path, *args: str) -> Any:
-    """``mipctl --socket PATH ARGS --json``, parsed; None if the instance does not answer."""
-    out = subprocess.run([*mipctl_command(), "--socket", str(socket_path), *args, "--json"],
-                         capture_output=True, text=True, timeout=15, check=False)
+    """``mipctl --socket PATH ARGS --json``, parsed; None if the instance does not answer (in 15 s)."""
+    try:
+        out = subprocess.run([*mipctl_command(), "--socket", str(socket_path), *args, "--json"],
+                             capture_output=True, text=True, timeout=15, check=False)
+    except subprocess.TimeoutExpired:
+        return None
     if out.returncode:
         return None
     return json.loads(out.stdout)

@@ -19,8 +19,13 @@ def _private(path: Path, text: str) -> Path:
     return path
 
 
-def write_profiles(directory: Path, *, reverse_tunneling: bool) -> dict[str, Path]:
-    """Profiles for ``ha``, ``fa1``, ``fa2`` and ``mn`` in ``directory``; keys in ``directory/keys``."""
+def write_profiles(directory: Path, *, reverse_tunneling: bool, registration_required: bool = False
+                   ) -> dict[str, Path]:
+    """Profiles for ``ha``, ``fa1``, ``fa2`` and ``mn`` in ``directory``; keys in ``directory/keys``.
+
+    ``registration_required``: both foreign agents advertise R, and the node prefers a co-located care-of
+    address (``care_of: colocated``), so that R is what sends it through the agents.
+    """
     keys = directory / "keys"
     keys.mkdir(mode=0o700)
     key = {name: _private(keys / f"{name}.key", secrets.token_hex(16) + "\n") for name in ("mn-ha", "fa1", "fa2")}
@@ -34,10 +39,12 @@ def write_profiles(directory: Path, *, reverse_tunneling: bool) -> dict[str, Pat
               f"foreign_agents:\n  - {{address: {FA1}, spi: 500, key_file: {key['fa1']}}}\n"
               f"  - {{address: {FA2}, spi: 501, key_file: {key['fa2']}}}\n",
         "mn": f"role: mobile-node\ninterface: eth0\nhome_address: {MN}\nhome_network: {HOME_NETWORK}\n"
-              f"home_agent: {HA}\nspi: 256\nkey_file: {key['mn-ha']}\nlifetime: 120\ncare_of: auto\n"
+              f"home_agent: {HA}\nspi: 256\nkey_file: {key['mn-ha']}\nlifetime: 120\n"
+              f"care_of: {'colocated' if registration_required else 'auto'}\n"
               f"reverse_tunneling: {'true' if reverse_tunneling else 'false'}\n",
     }
     for n, address in ((1, FA1), (2, FA2)):
         texts[f"fa{n}"] = (f"role: foreign-agent\ninterface: visit0\ncare_of_address: {address}\n{ADVERTISEMENT}"
+                           f"registration_required: {'true' if registration_required else 'false'}\n"
                            f"home_agents:\n  - {{address: {HA}, spi: {499 + n}, key_file: {key[f'fa{n}']}}}\n")
     return {name: _private(directory / f"{name}.yaml", text + common(name)) for name, text in texts.items()}

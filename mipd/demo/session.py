@@ -9,12 +9,13 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
 from mipd.demo import processes, report
-from mipd.demo.processes import Child
+from mipd.demo.processes import Child, Journal
 from mipd.demo.profiles import write_profiles
 from mipd.demo.topology import CN, MN, Topology, TopologyError
 from mipd.demo.tour import Move, Tour, TourError, measure
@@ -42,6 +43,7 @@ class Options:
     interval_ms: float = 20.0
     reverse_tunneling: bool = False
     keep: bool = False
+    registration_required: bool = False
 
 
 @dataclass
@@ -52,9 +54,13 @@ class Session:
     directory: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="mipd-demo-")))
     daemons: dict[str, Child] = field(default_factory=dict)
     helpers: dict[str, Child] = field(default_factory=dict)
+    journal: Journal | None = None  # daemons log to this journald (else their events come on stderr)
+    on_move: Callable[[Move], None] | None = None  # called after each move settles (see Tour)
+    start_timeout: float = START_TIMEOUT  # for each daemon to answer mipctl, and for the traffic to start
+    move_timeout: float = 20.0  # for each move to settle (see Tour)
 
     def _wait(self, what: str, ready: object) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
+        deadline = time.monotonic() + self.start_timeout
         while not (ready() if callable(ready) else ready):
             for child in (*self.daemons.values(), *self.helpers.values()):
                 if not child.running():
@@ -68,14 +74,16 @@ class Session:
         return any(line.split()[:1] == [first] for _, line in child.snapshot())
 
     def start_roles(self) -> str:
-        profiles = write_profiles(
-            self.directory, reverse_tunneling=self.options.reverse_tunneling)
-        for name in ("ha", "fa1", "fa2", "mn"):
-            self.progress(f"starting {name}: mipd run --profile {profiles[name]}")
-            child = processes.daemon(name, self.topology.ns(name), profiles[name], self.directory / f"{name}.log")
-            self.daemons[name] = child
-            sock = self.directory / f"{name}.sock"
-            self._wait(f"{name} to answer mipctl", lambda s=sock: processes.mipctl(s, "status") is not None)
+        profiles = write_profiles(self.directory, reverse_tunneling=self.options.reverse_tunneling,
+                                  registration_required=self.options.registration_required)
+        for group in (("ha", "fa1", "fa2"), ("mn",)):  # the agents together, then the node
+            for name in group:
+                self.progress(f"starting {name}: mipd run --profile {profiles[name]}")
+                self.daemons[name] = processes.daemon(name, self.topology.ns(name), profiles[name],
+                                                      self.directory / f"{name}.log", journal=self.journal)
+            for name in group:
+                sock = self.directory / f"{name}.sock"
+                self._wait(f"{name} to answer mipctl", lambda s=sock: processes.mipctl(s, "status") is not None)
         return self.backend()
 
     def backend(self) -> str:
@@ -104,7 +112,9 @@ class Session:
 
     def tour(self) -> tuple[list[Move], Pings, bool]:
         node = self.daemons["mn"]
-        tour = Tour(self.topology, self.directory / "mn.sock", node, self.helpers["pinger"], self.progress)
+        tour = Tour(self.topology, self.directory / "mn.sock", node, self.helpers["pinger"], self.progress,
+                    late_leases=("v1", "v2") if self.options.registration_required else (),
+                    timeout=self.move_timeout, on_move=self.on_move)
         tour.wait_home()
         time.sleep(1.0)  # a second of pings at home first
         moves = tour.run(self.options.moves, self.tcp)

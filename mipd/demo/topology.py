@@ -7,13 +7,21 @@
 
 Namespace ``sw`` holds the bridges. Every veth is created inside a namespace (never in the caller's), so
 deleting the namespaces removes every link. The node's link is moved by taking its bridge port down,
-changing its bridge and bringing it up: the node sees its carrier drop and return.
+changing its bridge and bringing it up: the node sees its carrier drop and return. Where the demo plays
+DHCP (:meth:`Topology.dhcp`), the node gets the link's lease (:data:`LEASES`) and a default route via the
+link's router.
 """
 
 from __future__ import annotations
 
+import ctypes
+import fcntl
+import os
 import shutil
+import socket
+import struct
 import subprocess
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -23,12 +31,52 @@ FA1, FA2 = "10.2.0.1", "10.3.0.1"
 V3_ROUTER, COLOCATED = "10.6.0.1", "10.6.0.50"
 HOME_NETWORK = "10.1.0.0/24"
 BRIDGES = ("br-home", "br-v1", "br-v2", "br-v3")
+# bridge -> (the address a DHCP server on that visited link would lease the node, the link's router)
+LEASES = {"br-v1": ("10.2.0.50", FA1), "br-v2": ("10.3.0.50", FA2), "br-v3": (COLOCATED, V3_ROUTER)}
 ROLES = ("sw", "cn", "ha", "fa1", "fa2", "mn")
 NODE_PORT = "mnp"
 
 
+CLONE_NEWNET = 0x40000000
+SIOCETHTOOL, ETHTOOL_STXCSUM = 0x8946, 0x17  # <linux/sockios.h>, <linux/ethtool.h>
+
+
 class TopologyError(RuntimeError):
     """An ``ip`` command failed."""
+
+
+def software_checksums(namespace: str, interface: str) -> None:
+    """Turn off transmit checksum offload on ``interface`` in ``namespace`` (``ethtool -K IF tx off``).
+
+    A veth hands a TCP segment on with its checksum still to be filled in (CHECKSUM_PARTIAL) when its
+    sender offloads it; the kernel finishes it wherever the packet leaves through real hardware or goes
+    into a TUN device, but a kernel ip-in-ip tunnel forwards it unfinished, and a node that decapsulates in
+    userspace (co-located, reading a raw socket) would then hand a segment with a wrong checksum to its
+    TCP, which drops it. On the wire between machines this cannot happen; the demo's correspondent computes
+    its checksums itself, as if it were one.
+    """
+    failure: list[BaseException] = []
+
+    def inside() -> None:  # a thread of its own: only it enters the namespace
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            fd = os.open(f"/run/netns/{namespace}", os.O_RDONLY)
+            try:
+                if libc.setns(fd, CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), f"setns {namespace}")
+            finally:
+                os.close(fd)
+            value = ctypes.create_string_buffer(struct.pack("II", ETHTOOL_STXCSUM, 0))
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                fcntl.ioctl(sock, SIOCETHTOOL, struct.pack("16sP", interface.encode(), ctypes.addressof(value)))
+        except OSError as error:
+            failure.append(error)
+
+    thread = threading.Thread(target=inside)
+    thread.start()
+    thread.join()
+    if failure:
+        raise TopologyError(f"{namespace} {interface}: transmit checksum offload stays on: {failure[0]}")
 
 
 def ip_path() -> str:
@@ -86,6 +134,7 @@ class Topology:
             ip("-n", sw, "link", "add", bridge, "type", "bridge")
             ip("-n", sw, "link", "set", bridge, "up")
         self._port("cn", "eth0", f"{CN}/24", "br-home", "cnp")
+        software_checksums(self.ns("cn"), "eth0")
         self._port("ha", "home0", f"{HA}/24", "br-home", "hap")
         self._port("ha", "v3", f"{V3_ROUTER}/24", "br-v3", "hav3p")
         for n, (wan, visit) in enumerate((("10.4.0", FA1), ("10.5.0", FA2)), start=1):
@@ -112,16 +161,16 @@ class Topology:
         self.bridge = bridge
         return down
 
-    def dhcp_colocated(self) -> None:
-        """What a DHCP client would do on the no-agent link: an address and a default route."""
-        mn = self.ns("mn")
-        ip("-n", mn, "addr", "add", f"{COLOCATED}/24", "dev", "eth0")
-        ip("-n", mn, "route", "replace", "default", "via", V3_ROUTER, "dev", "eth0")
+    def dhcp(self, bridge: str) -> None:
+        """What a DHCP client would do on visited link ``bridge``: its lease and a default route."""
+        mn, (address, router) = self.ns("mn"), LEASES[bridge]
+        ip("-n", mn, "addr", "add", f"{address}/24", "dev", "eth0")
+        ip("-n", mn, "route", "replace", "default", "via", router, "dev", "eth0")
 
-    def dhcp_release(self) -> None:
-        """Leaving the no-agent link: the lease goes, the home router is the default route again."""
-        mn = self.ns("mn")
-        ip("-n", mn, "addr", "del", f"{COLOCATED}/24", "dev", "eth0", check=False)
+    def dhcp_release(self, bridge: str) -> None:
+        """Leaving visited link ``bridge``: the lease goes, the home router is the default route again."""
+        mn, (address, _) = self.ns("mn"), LEASES[bridge]
+        ip("-n", mn, "addr", "del", f"{address}/24", "dev", "eth0", check=False)
         ip("-n", mn, "route", "replace", "default", "via", HA, "dev", "eth0", "onlink")
 
     def pids(self) -> list[int]:

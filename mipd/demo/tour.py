@@ -3,7 +3,13 @@
 - handoff time: from the link change to the first echo reply to an echo sent after it (the new path);
 - packets lost: echoes sent from this move's link change to the next one (or the end) never answered;
 - registration round trip: the node's ``registration.sent`` to the ``registration.accepted`` that followed,
-  both after the link change (from the node's JSON event lines; a move home counts its deregistration).
+  both after the link change (from the node's events; a move home counts its deregistration).
+
+Leases (what a DHCP client would get, :meth:`Topology.dhcp`): on the co-located link as soon as the link
+is up (the node needs it to register); with ``late_leases`` also on other visited links once the node has
+registered there (DHCP is slower than agent discovery), where a node that prefers co-location keeps its
+foreign agent only because the agent sets R. ``on_move``, if given, is called once per move after it
+settled (registered at the new place, pings answered over the new path) and before the dwell.
 """
 
 from __future__ import annotations
@@ -91,6 +97,11 @@ class Tour:
     progress: Callable[[str], None]
     dwell: float = 1.5
     timeout: float = 20.0
+    late_leases: tuple[str, ...] = ()
+    on_move: Callable[[Move], None] | None = None
+
+    def _leased(self, stop: str) -> bool:
+        return stop == "colocated" or stop in self.late_leases
 
     def wait_home(self) -> None:
         deadline = time.monotonic() + self.timeout
@@ -102,10 +113,10 @@ class Tour:
     def make(self, number: int, origin: str, stop: str, tcp_check: Callable[[float], bool]) -> Move:
         bridge, label, _ = STOPS[stop]
         move = Move(number, origin, stop, self.topology.move(bridge))
-        if origin == "colocated":
-            self.topology.dhcp_release()
+        if self._leased(origin):
+            self.topology.dhcp_release(STOPS[origin][0])
         if stop == "colocated":
-            self.topology.dhcp_colocated()
+            self.topology.dhcp(bridge)
         deadline = time.monotonic() + self.timeout
         while move.settled is None or move.first_answer is None:
             if not self.node.running():
@@ -122,6 +133,10 @@ class Tour:
                           f"{'pings answered' if move.first_answer else 'waiting for pings'}")
             time.sleep(0.05)
         self.progress(f"move {number}: {STOPS[origin][1]} -> {label}: handoff {move.handoff_ms:.1f} ms")
+        if stop in self.late_leases and stop != "colocated":
+            self.topology.dhcp(bridge)
+        if self.on_move is not None:
+            self.on_move(move)
         # Stay a while, until the TCP stream has delivered data over the new path too (or give up on it).
         stay_until, give_up = time.monotonic() + self.dwell, time.monotonic() + self.timeout
         while time.monotonic() < stay_until or (not tcp_check(move.at) and time.monotonic() < give_up):
