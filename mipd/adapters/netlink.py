@@ -53,6 +53,7 @@ _NUD_UNUSABLE = 0x01 | 0x20  # NUD_INCOMPLETE | NUD_FAILED: no usable link-layer
 _ABSENT = {errno.ENOENT, errno.ESRCH, errno.ENODEV}
 _AF_INET = 2
 _RT_SCOPE_LINK = 253
+_RT_SCOPE_NOWHERE = 255  # in RTM_DELROUTE: a route of any scope
 _RTN_UNICAST = 1
 LWTUNNEL_ENCAP_IP = 2  # linux/lwtunnel.h
 TUNNEL_DONT_FRAGMENT = 0x0100  # linux/if_tunnel.h (__be16, host value as the wire carries it)
@@ -257,9 +258,14 @@ def _route_network(msg: Any) -> IPv4Network:
     return IPv4Network(f"{msg.get('RTA_DST') or '0.0.0.0'}/{msg['dst_len']}")
 
 
-def delete_route(destination: IPv4Network, *, device: str | None = None, protocol: int = RTPROT_MIPD) -> None:
-    """Delete the ``protocol`` routes to ``destination`` (through ``device`` if given), in any
-    table; no error if there are none."""
+def delete_route(destination: IPv4Network, *, device: str | None = None, protocol: int = RTPROT_MIPD,
+                 table: int | None = MAIN_TABLE) -> None:
+    """Delete the ``protocol`` routes to ``destination`` (through ``device`` if given) in ``table``, or in
+    any table if ``table`` is None; no error if there are none.
+
+    In one table the kernel finds the route itself (RTM_DELROUTE matches destination, protocol and
+    device), so removing a binding's route costs the same with a million routes as with one. Any table
+    means a dump of every route first: for reconciliation at start, not per binding."""
     def call(ipr: Any) -> None:
         oif = None
         if device is not None:
@@ -267,6 +273,16 @@ def delete_route(destination: IPv4Network, *, device: str | None = None, protoco
             if not found:
                 return
             oif = int(found[0])
+        if table is not None:
+            nexthop = {} if oif is None else {"oif": oif}
+            while True:  # one route normally; a duplicate of another type or scope would be next
+                try:
+                    ipr.route("del", **_route_key(destination), proto=protocol, table=table,
+                              scope=_RT_SCOPE_NOWHERE, **nexthop)
+                except _Pyroute2Error as exc:
+                    if exc.code in _ABSENT:
+                        return
+                    raise
         for msg in _dump_routes(ipr, protocol):
             if _route_network(msg) != destination or (oif is not None and _route_oif(msg) != oif):
                 continue

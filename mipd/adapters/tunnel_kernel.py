@@ -96,7 +96,7 @@ class KernelBackend:
         needed = {IPv4Network(home) for home, change in wanted.items() if change.away}
         for destination, device in netlink.owned_routes(RTPROT_MIPD):
             if destination not in needed:
-                netlink.delete_route(destination, device=device or None)
+                netlink.delete_route(destination, device=device or None, table=None)
         self._routes.clear()
         for change in wanted.values():
             self.apply(change)

@@ -276,7 +276,7 @@ class UserspaceBackend:
 
     def _route_delete(self, destination: IPv4Network) -> None:
         try:
-            netlink.delete_route(destination, device=self.device)
+            netlink.delete_route(destination, device=self.device, table=None)  # a stale one, wherever it is
         except OSError as exc:
             raise BackendError(f"route {destination} dev {self.device}: {exc}") from exc
 

@@ -44,6 +44,14 @@ async def main():
     nl.delete_route(N("10.9.0.0/24"))
     check("delete_route", [[str(n), d] for n, d in nl.owned_routes()])
     check("foreign_route_kept", [[str(n), d] for n, d in nl.owned_routes(4)])
+    nl.replace_route(N("10.9.2.0/24"), device="va", table=100)
+    nl.replace_route(N("10.9.3.0/24"), device="va")
+    nl.delete_route(N("10.9.2.0/24"))  # the main table only: the route in table 100 stays
+    nl.delete_route(N("10.9.3.0/24"), device="lo")  # another device: stays
+    check("delete_route_in_one_table", [[str(n), d] for n, d in nl.owned_routes()])
+    nl.delete_route(N("10.9.2.0/24"), table=None)
+    nl.delete_route(N("10.9.3.0/24"), device="va")
+    check("delete_route_in_any_table", [[str(n), d] for n, d in nl.owned_routes()])
     nl.add_proxy(A("10.9.0.7"), "va"); nl.add_proxy(A("10.9.0.7"), "va"); nl.add_proxy(A("10.9.0.8"), "va")
     check("proxies", sorted(str(a) for a in nl.proxies("va")))
     nl.delete_proxy(A("10.9.0.7"), "va"); nl.delete_proxy(A("10.9.0.7"), "va")
@@ -80,6 +88,8 @@ def results() -> Iterator[dict[str, Any]]:
     ("owned_routes", [["10.9.0.0/24", "va"]]),
     ("delete_route", []),
     ("foreign_route_kept", [["10.9.1.5/32", "va"]]),
+    ("delete_route_in_one_table", [["10.9.2.0/24", "va"], ["10.9.3.0/24", "va"]]),
+    ("delete_route_in_any_table", []),
     ("proxies", ["10.9.0.7", "10.9.0.8"]),
     ("delete_proxy", ["10.9.0.8"]),
     ("neighbor_address", ["02:00:00:00:00:09", None]),
