@@ -16,12 +16,14 @@ APT_STAMP := .stamp-apt
 # Lives inside .venv, so removing .venv also forces a reinstall; re-run when pyproject.toml changes.
 VENV_STAMP := $(VENV)/.stamp-installed
 
-.PHONY: help bootstrap lint test check demo deb rpm clean
+.PHONY: help bootstrap lint test check demo bench bench-quick deb rpm clean
 
 help:
 	@echo "make test    set up (Debian packages, .venv) and run ruff, mypy, lint-imports and all tests"
 	@echo "make check   the fast loop: ruff, mypy, lint-imports, unit and property tests (-x -q)"
 	@echo "make demo    the one-machine roaming demo (as root): mipd demo"
+	@echo "make bench   the benchmarks (as root, < 10 min): bench/results/latest.json and a table"
+	@echo "make bench-quick  the same in < 60 s with small sizes (a smoke test): bench/results/quick.json"
 	@echo "make deb     build dist/mipd_<version>_<arch>.deb (debhelper; packaging/README.md)"
 	@echo "make rpm     build dist/mipd-<version>-<release>.<arch>.rpm (rpmbuild, packaging/rpm/mipd.spec)"
 	@echo "make clean   remove .venv, stamps and caches"
@@ -62,7 +64,7 @@ $(VENV_STAMP): pyproject.toml | $(APT_STAMP)
 bootstrap: $(VENV_STAMP)
 
 lint: bootstrap
-	$(BIN)/ruff check mipd tests
+	$(BIN)/ruff check mipd tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-logo
 
@@ -75,6 +77,14 @@ check: lint
 # The one-machine roaming demo (as root); `$(BIN)/mipd demo --help` lists its options.
 demo: bootstrap
 	$(BIN)/mipd demo
+
+# Registration rate (C load generator; C and Python floors), binding scale, kernel data path under
+# user-mode Linux, handoff, footprint (as root). bench/__main__.py says what each part measures.
+bench: bootstrap
+	$(BIN)/python -m bench
+
+bench-quick: bootstrap
+	$(BIN)/python -m bench --quick
 
 # The packages, built outside the tree from a copy of it (packaging/build.py); only DIST is written.
 # They need Debian's tools (debhelper, rpm), not .venv.

@@ -26,6 +26,7 @@ from mipd.core.extensions import AuthenticationExtension
 from mipd.core.registration import RegistrationReply, RegistrationRequest
 
 AUTHENTICATOR_LENGTH = 16  # 128-bit MD5 digest, both algorithms
+_ZERO_AUTHENTICATOR = bytes(AUTHENTICATOR_LENGTH)
 
 M = TypeVar("M", RegistrationRequest, RegistrationReply)
 
@@ -55,10 +56,13 @@ def protected_bytes(message: RegistrationRequest | RegistrationReply, index: int
 
 
 def append_authentication(message: M, ext_type: int, spi: int, key: bytes, algorithm: Algorithm) -> M:
-    """``message`` with an authentication extension of ``ext_type`` appended and computed."""
-    placeholder = AuthenticationExtension(ext_type, spi, bytes(AUTHENTICATOR_LENGTH))
-    unsigned = replace(message, extensions=(*message.extensions, placeholder))
-    value = compute(algorithm, key, protected_bytes(unsigned, len(message.extensions)))
+    """``message`` with an authentication extension of ``ext_type`` appended and computed.
+
+    What it covers is what :func:`protected_bytes` gives for the new last extension: the message
+    as it is (fixed part and prior extensions), then the new extension's type, length and SPI;
+    built directly (no placeholder message), as this runs for every reply."""
+    header = AuthenticationExtension(ext_type, spi, _ZERO_AUTHENTICATOR).header()
+    value = compute(algorithm, key, message.encode() + header)
     return replace(message, extensions=(*message.extensions, AuthenticationExtension(ext_type, spi, value)))
 
 

@@ -1,0 +1,1 @@
+"""mipd's benchmark harness (``make bench``, ``make bench-quick``); ``python -m bench --help``."""

@@ -1,0 +1,208 @@
+"""``python -m bench [--quick]`` (``make bench`` / ``make bench-quick``): mipd's benchmark harness.
+
+Runs, in order: the registration rate against the C floor, the Python floor and mipd with and
+without journald (bench/rate.py); the daemon's footprint (start to READY=1 over sd_notify, idle
+RSS and CPU); binding scale at engine level (bench/scale.py, one process per size); the kernel
+data path under user-mode Linux (bench/kernel.py); handoff over the demo tour (bench/handoff.py).
+Writes CONTRACT §8's JSON to bench/results/latest.json (quick: quick.json), the per-part details
+next to it (``*-details.json``), and prints a readable table. Needs root (namespaces, UML).
+
+Everything it creates -- namespaces, processes, journald, the UML kernel, its work directory --
+is removed when it ends, also on failure, Ctrl-C or SIGTERM. A part that fails is reported and
+its numbers are null; the others still run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from bench import handoff, kernel, rate
+from bench.build import Programs, compile_all
+from bench.procs import Processes
+from bench.report import CONTRACT_KEYS, machine, number, render
+from tests.support.journal import private_namespace, running_journald
+from tests.support.netns import Topology
+
+RESULTS = Path(__file__).resolve().parent / "results"
+PARTS = frozenset({"rate", "scale", "kernel", "handoff"})  # the footprint is measured with the rate
+
+
+class Plan:
+    """What a full and a quick run measure."""
+
+    def __init__(self, quick: bool, parts: frozenset[str] = PARTS) -> None:
+        self.quick = quick
+        self.parts = parts
+        self.rate = rate.QUICK if quick else rate.FULL
+        self.scale_sizes = (5_000,) if quick else (10_000, 100_000, 1_000_000)
+        self.uml_routes = 20 if quick else 200
+        self.moves = 1 if quick else 20
+        self.idle_window_s = 2.0 if quick else 30.0
+
+
+def log(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def scale_run(size: int, timeout: float) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, "-m", "bench.scale", str(size)], capture_output=True, text=True,
+                         timeout=timeout, check=False, cwd=Path(__file__).resolve().parents[1])
+    if out.returncode:
+        raise RuntimeError(f"bench.scale {size}: {out.stderr.strip()[-1500:]}")
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
+
+
+def attempt(details: dict[str, Any], key: str, work: Callable[[], Any]) -> Any:
+    """Run one part; a failure is recorded under ``<key>_error`` and the run goes on."""
+    started = time.monotonic()
+    try:
+        value = work()
+    except (RuntimeError, OSError, ValueError, subprocess.SubprocessError) as exc:
+        log(f"{key} failed: {exc}")
+        details[f"{key}_error"] = str(exc)
+        return None
+    finally:
+        details.setdefault("part_seconds", {})[key] = round(time.monotonic() - started, 1)
+    details[key] = value
+    return value
+
+
+def run(plan: Plan, processes: Processes, stack: contextlib.ExitStack) -> tuple[dict[str, Any], dict[str, Any]]:
+    details: dict[str, Any] = {"quick": plan.quick, "rate_nodes": plan.rate.nodes}
+    work = Path(tempfile.mkdtemp(prefix="mipd-bench-"))
+    stack.callback(shutil.rmtree, work, ignore_errors=True)
+    log("compiling bench/c (gcc) and checking its HMAC-MD5 against Python's")
+    programs = compile_all(work)
+
+    if "rate" in plan.parts:
+        namespaced(plan, details, processes, programs, work=work, stack=stack)
+    stack.close()  # namespaces and journald are no longer needed
+
+    scale: list[dict[str, Any]] = []
+    for size in plan.scale_sizes if "scale" in plan.parts else ():
+        log(f"scale: {size:,} bindings")
+        if attempt(details, "scale_last", lambda size=size: scale_run(size, 600)) is None:  # type: ignore[misc]
+            break
+        scale.append(details.pop("scale_last"))
+    details["scale"] = scale
+
+    if "kernel" in plan.parts:
+        log(f"kernel: user-mode Linux, {plan.uml_routes} routes")
+        attempt(details, "kernel", lambda: kernel.run(plan.uml_routes, dataplane=not plan.quick))
+    if "handoff" in plan.parts:
+        log(f"handoff: mipd demo --moves {plan.moves} --interval-ms 10")
+        attempt(details, "handoff", lambda: handoff.run(processes, plan.moves))
+    return summarize(details), details
+
+
+def namespaced(plan: Plan, details: dict[str, Any], processes: Processes, programs: Programs, *, work: Path,
+               stack: contextlib.ExitStack) -> None:
+    """The parts that run in network namespaces: the rate runs, and the footprint with them."""
+    topo = Topology(prefix="mipb" + uuid.uuid4().hex[:6])
+    stack.callback(topo.close)
+    rate.build_topology(topo)
+    quiet = stack.enter_context(private_namespace(work))
+    journal = None
+    try:
+        journal = stack.enter_context(running_journald(work))
+    except RuntimeError as exc:
+        details["journald_error"] = str(exc)
+    bench = rate.Bench(topo, work, programs, processes, plan.rate)
+    started = time.monotonic()
+    results, received = rate.run_rates(bench, journal, quiet, plan.idle_window_s, log)
+    details["rate"] = {name: r.as_json() for name, r in results.items()}
+    details["journal"] = received
+    details["footprint"] = next((r.footprint for r in results.values() if r.footprint), None)
+    details.setdefault("part_seconds", {})["rate"] = round(time.monotonic() - started, 1)
+
+
+def summarize(details: dict[str, Any]) -> dict[str, Any]:
+    rates = details.get("rate") or {}
+
+    def sat(name: str) -> Any:
+        r = rates.get(name) or {}
+        return (r.get("saturation") or {}).get("rate") if not r.get("error") else None
+
+    headline = "mipd_journald" if details.get("journal") else "mipd"
+    at50 = ((rates.get(headline) or {}).get("loads") or {}).get("50") or {}
+    scale = {s["bindings"]: s for s in details.get("scale") or []}
+    kern = details.get("kernel") or {}
+    hand = details.get("handoff") or {}
+    foot = details.get("footprint") or {}
+    values = {
+        "registrations_per_s": sat(headline),
+        "c_floor_per_s": sat("c_floor"),
+        "python_floor_per_s": sat("python_floor"),
+        "p50_ms_at_50pct": at50.get("p50_ms") if at50.get("accepted") else None,
+        "p99_ms_at_50pct": at50.get("p99_ms") if at50.get("accepted") else None,
+        "bytes_per_binding_1m": (scale.get(1_000_000) or {}).get("bytes_per_binding"),
+        "expire_s_per_100k": (scale.get(100_000) or {}).get("expire_s"),
+        "route_installs_per_s": kern.get("tunnel_install_per_s"),
+        "handoff_ms_median": hand.get("handoff_ms_median"),
+        "handoff_ms_p95": hand.get("handoff_ms_p95"),
+        "lost_per_move_max": hand.get("lost_per_move_max"),
+        "ready_s": foot.get("ready_s"),
+        "idle_rss_mib": foot.get("idle_rss_mib"),
+        "idle_cpu_pct": foot.get("idle_cpu_pct"),
+    }
+    summary: dict[str, Any] = {key: number(values[key]) for key in CONTRACT_KEYS}
+    summary["machine"] = machine()
+    summary["journal"] = bool(details.get("journal"))
+    return summary
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="the smoke-test run: small sizes, short windows")
+    parser.add_argument("--parts", default=",".join(sorted(PARTS)),
+                        help="comma-separated parts to run (default all): " + ", ".join(sorted(PARTS)))
+    parser.add_argument("--output", type=Path, help="where to write the JSON (default bench/results/...)")
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        print("python -m bench: needs root (network namespaces, journald, user-mode Linux)", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, _interrupt)
+    parts = frozenset(p.strip() for p in args.parts.split(",") if p.strip())
+    if parts - PARTS:
+        parser.error(f"unknown parts: {', '.join(sorted(parts - PARTS))}")
+    plan = Plan(args.quick, parts)
+    output = args.output or RESULTS / ("quick.json" if plan.quick else "latest.json")
+    started = time.monotonic()
+    processes = Processes()
+    with contextlib.ExitStack() as stack:
+        stack.callback(processes.close)
+        try:
+            summary, details = run(plan, processes, stack.enter_context(contextlib.ExitStack()))
+        except KeyboardInterrupt:
+            log("interrupted: cleaning up")
+            return 130
+    details["seconds"] = time.monotonic() - started
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(summary, indent=2) + "\n")
+    output.with_name(output.stem + "-details.json").write_text(json.dumps(details, indent=2) + "\n")
+    print(render(summary, details))
+    print(f"\nwrote {output} in {details['seconds']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

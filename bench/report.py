@@ -1,0 +1,164 @@
+"""The results: CONTRACT §8's JSON (exact keys plus ``machine`` and ``journal``) and a readable table."""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+CONTRACT_KEYS = (
+    "registrations_per_s", "c_floor_per_s", "python_floor_per_s", "p50_ms_at_50pct", "p99_ms_at_50pct",
+    "bytes_per_binding_1m", "expire_s_per_100k", "route_installs_per_s", "handoff_ms_median", "handoff_ms_p95",
+    "lost_per_move_max", "ready_s", "idle_rss_mib", "idle_cpu_pct",
+)
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    return {"cpu": cpu, "cores": os.cpu_count(), "kernel": platform.release(),
+            "python": platform.python_version()}
+
+
+def number(value: Any) -> float | int | None:
+    """A finite number, rounded for the record, else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return value if isinstance(value, int) else round(value, 4)
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def _ratio(a: Any, b: Any) -> str:
+    return f"{a / b:.0%}" if isinstance(a, int | float) and isinstance(b, int | float) and b else "-"
+
+
+def _table(rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for n, row in enumerate(rows):
+        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
+                               enumerate(zip(row, widths, strict=True))).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return lines
+
+
+def _rate_section(summary: dict[str, Any], details: dict[str, Any]) -> list[str]:
+    rates = details.get("rate") or {}
+    if not rates:
+        return []
+    c_floor, py_floor = summary["c_floor_per_s"], summary["python_floor_per_s"]
+    out = ["", f"Registration rate ({details['rate_nodes']:,} nodes, HMAC-MD5, fresh timestamps; "
+               "server on 1 core, C load generator on the other)"]
+    rows: list[tuple[str, ...]] = [("server", "accepted/s", "vs C floor", "vs Py floor", "p50/p99 ms @25%",
+                                    "p50/p99 ms @50%", "p50/p99 ms @90%", "first reg/s")]
+    labels = {"c_floor": "C floor (bench/c/floor.c)", "python_floor": "Python floor (bench/pyfloor.py)",
+              "mipd": "mipd run, no journald", "mipd_journald": "mipd run, journald receiving"}
+    for name, label in labels.items():
+        r = rates.get(name)
+        if r is None:
+            continue
+        if r.get("error"):
+            rows.append((label, "failed", "-", "-", "-", "-", "-", "-"))
+            continue
+        rate = r["saturation"]["rate"]
+        cells = [label, _fmt(rate, 0), _ratio(rate, c_floor), _ratio(rate, py_floor)]
+        for pct in ("25", "50", "90"):
+            run = r["loads"].get(pct) or {}
+            lat = f"{_fmt(run.get('p50_ms'), 2)} / {_fmt(run.get('p99_ms'), 2)}"
+            if run.get("sent") and run.get("lost", 0) > 0.01 * run["sent"]:
+                lat += f" ({run['lost'] / run['sent']:.0%} lost)"
+            cells.append(lat)
+        cells.append(_fmt((r.get("warmup") or {}).get("rate"), 0))
+        rows.append(tuple(cells))
+    out += _table(rows)
+    out += [f"  {name} failed: {r['error'][:300]}" for name, r in rates.items() if r.get("error")]
+    out.append(f"journald received mipd's events during its run: {'yes' if summary['journal'] else 'no'}")
+    return out
+
+
+def _scale_section(details: dict[str, Any]) -> list[str]:
+    scale = details.get("scale") or []
+    if not scale:
+        error = details.get("scale_last_error")
+        return ["", f"Binding scale: failed: {error[:500]}"] if error else []
+    out = ["", "Binding scale, engine level (mipd.core.home_agent; memory = RSS growth over N)"]
+    rows: list[tuple[str, ...]] = [("bindings", "bytes/binding", "register µs/binding", "register s",
+                                    "expire µs/binding", "expire s")]
+    for s in scale:
+        rows.append((f"{s['bindings']:,}", _fmt(s["bytes_per_binding"], 0), _fmt(s["register_us_per_binding"]),
+                     _fmt(s["register_s"], 2), _fmt(s["expire_us_per_binding"]), _fmt(s["expire_s"], 2)))
+    out += _table(rows)
+    if len(scale) > 1:
+        a, b = scale[0], scale[-1]
+        out.append(f"growth {a['bindings']:,} -> {b['bindings']:,} (x{b['bindings'] / a['bindings']:,.0f}): "
+                   f"register time per binding x{b['register_us_per_binding'] / a['register_us_per_binding']:.2f}, "
+                   f"expire time per binding x{b['expire_us_per_binding'] / a['expire_us_per_binding']:.2f} "
+                   f"(log2 n grows x{math.log2(b['bindings']) / math.log2(a['bindings']):.2f})")
+    return out
+
+
+def _kernel_section(details: dict[str, Any]) -> list[str]:
+    kernel = details.get("kernel")
+    if not kernel:
+        error = details.get("kernel_error")
+        return ["", f"Kernel data path: not measured: {error[:500]}"] if error else []
+    out = ["", f"Kernel data path under user-mode Linux ({kernel['count']} home addresses, kernel backend via "
+               "pyroute2; UML system calls are slow: compare with ip -batch)"]
+    rows: list[tuple[str, ...]] = [("operation", "per second")]
+    for key, label in (("tunnel_install_per_s", "tunnel route install (KernelBackend.apply)"),
+                       ("tunnel_move_per_s", "care-of change (route replace)"),
+                       ("tunnel_remove_per_s", "tunnel route removal"),
+                       ("dataplane_install_per_s", "whole HA data plane, node leaves home"),
+                       ("dataplane_remove_per_s", "whole HA data plane, node returns"),
+                       ("ip_batch_install_per_s", "same routes by one `ip -batch` (the UML kernel's pace)")):
+        if key in kernel:
+            rows.append((label, _fmt(kernel[key], 0)))
+    return out + _table(rows)
+
+
+def _handoff_section(details: dict[str, Any]) -> list[str]:
+    handoff = details.get("handoff")
+    if not handoff:
+        error = details.get("handoff_error")
+        return ["", f"Handoff: not measured: {error[:500]}"] if error else []
+    return ["", f"Handoff ({handoff['moves']} moves of the demo tour, pings every {handoff['interval_ms']} ms)",
+            f"median {_fmt(handoff['handoff_ms_median'])} ms, p95 {_fmt(handoff['handoff_ms_p95'])} ms, "
+            f"pings lost per move max {handoff['lost_per_move_max']} "
+            f"(all moves: {handoff['lost']}/{handoff['sent']}), "
+            f"tcp survived: {'yes' if handoff['tcp_survived'] else 'no'}"]
+
+
+def _footprint_section(summary: dict[str, Any], details: dict[str, Any]) -> list[str]:
+    foot = details.get("footprint")
+    if not foot:
+        return []
+    return ["", f"Footprint (mipd run, home agent, {foot['nodes']:,} nodes, no advertisements, before any request)",
+            f"start to READY=1 {_fmt(summary['ready_s'], 3)} s, idle RSS {_fmt(summary['idle_rss_mib'])} MiB, "
+            f"idle CPU {_fmt(summary['idle_cpu_pct'], 3)} % of one core over {foot['window_s']:.0f} s"]
+
+
+def render(summary: dict[str, Any], details: dict[str, Any]) -> str:
+    """The readable table of one run."""
+    m = summary["machine"]
+    out = [f"machine: {m['cpu']}, {m['cores']} cores, Linux {m['kernel']}, Python {m['python']}"
+           f"{' (quick mode)' if details.get('quick') else ''}"]
+    out += _rate_section(summary, details)
+    out += _scale_section(details)
+    out += _kernel_section(details)
+    out += _handoff_section(details)
+    out += _footprint_section(summary, details)
+    return "\n".join(out)

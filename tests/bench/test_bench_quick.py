@@ -1,0 +1,59 @@
+"""``make bench-quick`` as a smoke test: the harness runs end to end and writes CONTRACT §8's JSON.
+
+Nothing about speed is asserted. Null is accepted only where the quick mode honestly measures
+nothing: ``bytes_per_binding_1m`` (quick mode stops at 10,000 bindings) and ``expire_s_per_100k``
+(no 100,000-binding run). Also checks the table parser the handoff part relies on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from bench.handoff import parse_table, percentile
+from bench.report import CONTRACT_KEYS
+from tests.support.tools import venv_script
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+NULL_IN_QUICK = {"bytes_per_binding_1m", "expire_s_per_100k"}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the benchmark needs root (namespaces, user-mode Linux)")
+def test_quick_bench_writes_every_key(tmp_path: Path) -> None:
+    output = tmp_path / "quick.json"
+    run = subprocess.run([venv_script("python"), "-m", "bench", "--quick", "--output", str(output)], cwd=REPOSITORY,
+                         capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "Registration rate" in run.stdout, run.stdout
+    summary = json.loads(output.read_text())
+    assert set(summary) == {*CONTRACT_KEYS, "machine", "journal"}
+    for key in CONTRACT_KEYS:
+        value = summary[key]
+        assert value is None or (isinstance(value, int | float) and not isinstance(value, bool)), (key, value)
+        if key not in NULL_IN_QUICK:
+            assert value is not None, (key, run.stderr[-3000:])
+    assert isinstance(summary["journal"], bool)
+    assert set(summary["machine"]) == {"cpu", "cores", "kernel", "python"}
+    details = json.loads((tmp_path / "quick-details.json").read_text())
+    assert details["quick"] is True
+
+
+DEMO_OUTPUT = """\
+move  from        to          handoff ms  lost  sent  registration ms
+----  ----------  ----------  ----------  ----  ----  ---------------
+   1  home        visited 1         79.9     7   172             46.5
+   2  visited 1   co-located           -    12   180                -
+roaming: moves=2 delivered=333/352 lost=19 handoff_ms_median=79.9 tcp_survived=yes
+"""
+
+
+def test_demo_table_is_parsed_by_column_names() -> None:
+    rows = parse_table(DEMO_OUTPUT)
+    assert [r["handoff ms"] for r in rows] == ["79.9", "-"]
+    assert [r["to"] for r in rows] == ["visited 1", "co-located"]
+    assert [r["lost"] for r in rows] == ["7", "12"]
+    assert percentile([1.0, 2.0, 3.0, 4.0], 0.5) == 2.5
