@@ -16,12 +16,13 @@ APT_STAMP := .stamp-apt
 # Lives inside .venv, so removing .venv also forces a reinstall; re-run when pyproject.toml changes.
 VENV_STAMP := $(VENV)/.stamp-installed
 
-.PHONY: help bootstrap lint test check demo bench bench-quick deb rpm clean
+.PHONY: help bootstrap lint test check demo fuzz bench bench-quick deb rpm clean
 
 help:
 	@echo "make test    set up (Debian packages, .venv) and run ruff, mypy, lint-imports and all tests"
 	@echo "make check   the fast loop: ruff, mypy, lint-imports, unit and property tests (-x -q)"
 	@echo "make demo    the one-machine roaming demo (as root): mipd demo"
+	@echo "make fuzz    fuzz every decoder with atheris, FUZZ_SECONDS (25) each; docs/robustness.md"
 	@echo "make bench   the benchmarks (as root, < 10 min): bench/results/latest.json and a table"
 	@echo "make bench-quick  the same in < 60 s with small sizes (a smoke test): bench/results/quick.json"
 	@echo "make deb     build dist/mipd_<version>_<arch>.deb (debhelper; packaging/README.md)"
@@ -64,7 +65,7 @@ $(VENV_STAMP): pyproject.toml | $(APT_STAMP)
 bootstrap: $(VENV_STAMP)
 
 lint: bootstrap
-	$(BIN)/ruff check mipd tests bench
+	$(BIN)/ruff check mipd tests fuzz bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-logo
 
@@ -77,6 +78,13 @@ check: lint
 # The one-machine roaming demo (as root); `$(BIN)/mipd demo --help` lists its options.
 demo: bootstrap
 	$(BIN)/mipd demo
+
+# Every decoder under atheris for FUZZ_SECONDS each (14 harnesses: about 7 minutes at 25);
+# working corpora and any crash input go to FUZZ_WORK. `make test` runs a short fixed run of each.
+FUZZ_SECONDS ?= 25
+FUZZ_WORK ?= /tmp/mipd-fuzz
+fuzz: bootstrap
+	$(BIN)/python -m fuzz.campaign --seconds $(FUZZ_SECONDS) --work $(FUZZ_WORK)
 
 # Registration rate (C load generator; C and Python floors), binding scale, kernel data path under
 # user-mode Linux, handoff, footprint (as root). bench/__main__.py says what each part measures.

@@ -294,7 +294,9 @@ class ForeignAgent:
             actions.append(Emit("registration.denied", f"home agent {pending.home_agent} denied {home} with "
                                 f"{reply.code}", Priority.NOTICE,
                                 self._fields(pending, code=reply.code, reason="denied by the home agent")))
-        elif reply.lifetime == 0:
+        elif reply.lifetime == 0 or pending.lifetime_requested == 0:
+            # A deregistration (the node asked for Lifetime 0) ends the visit whatever Lifetime the
+            # reply carries: a visitor entry is never made with no lifetime (3.7.3.2, 3.4).
             current = self.visitors.remove_active(home)
             if current is not None:
                 actions += [self._visitor_event("visitor.removed", current, now, "deregistered"),

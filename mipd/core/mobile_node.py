@@ -213,7 +213,13 @@ class MobileNode:
             self.solicitation.start(now)
         if self.solicitation.due(now):
             actions.append(SendIcmp(AgentSolicitation().encode(), ALL_MOBILITY_AGENTS, SOLICITATION_TTL))
-        return actions + self._decide(now)
+        actions += self._decide(now)
+        reg = self.registration
+        if reg is not None and now >= reg.renew_at and self.attempt is None:
+            # Due for renewal with nowhere to renew from (no agent, no co-located address): look
+            # again in a second rather than leave the timer due, which would fire it in a busy loop.
+            self.registration = replace(reg, renew_at=min(now + MIN_RETRANSMISSION, reg.expires))
+        return actions
 
     def stop(self, now: float) -> list[Action]:
         """Stopping: deregister if away and registered (``deregister_on_stop``)."""
@@ -410,8 +416,10 @@ class MobileNode:
     def _accepted(self, reply: RegistrationReply, attempt: Attempt, now: float) -> list[Action]:
         if attempt.deregistration:
             self.registration = None
-            return [self._event("registration.accepted", "deregistered", code=reply.code, lifetime=0),
-                    self._persist(now)]
+            done: list[Action] = [self._event("registration.accepted", "deregistered", code=reply.code, lifetime=0),
+                                  self._persist(now)]
+            # Away again before the deregistration was answered: the binding is gone, register anew.
+            return done if self.location == "home" else done + self._decide(now)
         lifetime = min(reply.lifetime, attempt.request.lifetime)
         # 3.6.2.2: the lifetime counts from when the request was sent.
         expires = math.inf if lifetime == INFINITE_LIFETIME else attempt.sent_at + lifetime

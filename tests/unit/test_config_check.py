@@ -62,7 +62,8 @@ def ha(extra: str = "", replace: tuple[str, str] = ("", "")) -> str:
 
 # (id, profile text, profile mode, other files {name: (text, mode)}, expected stdout lines)
 # where {P} stands for the profile's path and {D} for its directory
-INVALID: list[tuple[str, str, int, dict[str, tuple[str, int]], list[str]]] = [
+# (a profile text of None: no profile file at all; a file name ending in / is made as a directory)
+INVALID: list[tuple[str, str | None, int, dict[str, tuple[str, int]], list[str]]] = [
     ("wrong type", ha("max_lifetime: forever\n"), 0o600, {},
      ["{P}:9: max_lifetime: Input should be a valid integer (got 'forever')"]),
     ("boolean for a number", ha("max_bindings_per_node: true\n"), 0o600, {},
@@ -144,17 +145,64 @@ INVALID: list[tuple[str, str, int, dict[str, tuple[str, int]], list[str]]] = [
      ["{P}:3: home_address: 10.3.0.10 is not inside home_network 10.1.0.0/24"]),
     ("mobile node without a key", MOBILE_NODE.replace(f"key: {KEY}\n", ""), 0o600, {},
      ["{P}:1: key: required key is missing: give key or key_file"]),
+    # docs/robustness.md, "bad configuration": every role, every kind of value, and the files around it.
+    ("missing profile", None, 0o600, {},
+     ["{P}:0: (root): cannot read the profile: No such file or directory"]),
+    ("empty profile", "", 0o600, {},
+     ["{P}:1: (root): a profile is a mapping of keys to values, starting with role:"]),
+    ("profile that is a list", "- role: home-agent\n", 0o600, {},
+     ["{P}:1: (root): a profile is a mapping of keys to values, starting with role:"]),
+    ("tab indentation", "role: home-agent\n\tinterface: eth1\n", 0o600, {},
+     ["{P}:2: syntax: found character '\\t' that cannot start any token"]),
+    ("negative duration", ha("max_lifetime: -5\n"), 0o600, {},
+     ["{P}:9: max_lifetime: Input should be greater than or equal to 1 (got -5)"]),
+    ("unknown tunnel backend", ha("tunnel: {backend: wireguard}\n"), 0o600, {},
+     ["{P}:9: tunnel.backend: Input should be 'auto', 'kernel' or 'userspace' (got 'wireguard')"]),
+    ("key file that is a directory", ha(replace=(f"key: {KEY}", "key_file: keys")), 0o600, {"keys/": ("", 0o700)},
+     ["{P}:8: mobile_nodes.0.key_file: {D}/keys: Is a directory"]),
+    ("short key in a key file", ha(replace=(f"key: {KEY}", "key_file: mn.key")), 0o600, {"mn.key": ("00112233", 0o600)},
+     ["{P}:8: mobile_nodes.0.key_file: {D}/mn.key: key is 4 bytes, at least 16 are required"]),
+    ("non-hex key in a key file", ha(replace=(f"key: {KEY}", "key_file: mn.key")), 0o600,
+     {"mn.key": ("zz" + KEY[2:], 0o600)},
+     ["{P}:8: mobile_nodes.0.key_file: {D}/mn.key: key must be hexadecimal digits only"]),
+    ("foreign agent: bad care-of address", FOREIGN_AGENT.replace("10.2.0.1", "10.2.0"), 0o600,
+     {"fa-ha.key": (KEY, 0o600)},
+     ["{P}:3: care_of_address: Input is not a valid IPv4 address (got '10.2.0')"]),
+    ("foreign agent: advertisement address not all-systems or broadcast",
+     FOREIGN_AGENT + "advertisement_address: 10.2.0.255\n", 0o600, {"fa-ha.key": (KEY, 0o600)},
+     ["{P}:8: advertisement_address: Input should be '224.0.0.1' or '255.255.255.255' (got '10.2.0.255')"]),
+    ("foreign agent: duplicate SPI across home agents and mobile nodes",
+     FOREIGN_AGENT + "mobile_nodes:\n  - home_address: 10.1.0.10\n    spi: 1000\n    key: {KEY}\n", 0o600,
+     {"fa-ha.key": (KEY, 0o600)},
+     ["{P}:10: mobile_nodes.0.spi: SPI 1000 is already used by home_agents.0"]),
+    ("foreign agent: unknown reverse tunneling policy", FOREIGN_AGENT + "reverse_tunneling: maybe\n", 0o600,
+     {"fa-ha.key": (KEY, 0o600)},
+     ["{P}:8: reverse_tunneling: Input should be 'allowed', 'required' or 'off' (got 'maybe')"]),
+    ("mobile node: unknown care_of", MOBILE_NODE + "care_of: wifi\n", 0o600, {},
+     ["{P}:8: care_of: Input should be 'auto', 'foreign-agent' or 'colocated' (got 'wifi')"]),
+    ("mobile node: co-located address without prefix length", MOBILE_NODE + "colocated_address: 10.7.0.20\n",
+     0o600, {},
+     ["{P}:8: colocated_address: give the address with its prefix length, as in 10.2.0.5/24 (got '10.7.0.20')"]),
+    ("mobile node: unknown replay protection", MOBILE_NODE + "replay: counter\n", 0o600, {},
+     ["{P}:8: replay: Input should be 'timestamp' or 'nonce' (got 'counter')"]),
+    ("mobile node: unknown algorithm", MOBILE_NODE + "algorithm: sha256\n", 0o600, {},
+     ["{P}:8: algorithm: Input should be 'hmac-md5' or 'keyed-md5' (got 'sha256')"]),
+    ("unknown log level", "log_level: loud\n" + MOBILE_NODE, 0o600, {},
+     ["{P}:1: log_level: Input should be 'debug', 'info', 'notice', 'warning' or 'error' (got 'loud')"]),
 ]
 
 
 @pytest.mark.parametrize(("text", "mode", "files", "expected"), [case[1:] for case in INVALID],
                          ids=[case[0] for case in INVALID])
 def test_an_invalid_profile_is_reported_at_its_line_and_path(
-    tmp_path: Path, text: str, mode: int, files: dict[str, tuple[str, int]], expected: list[str]
+    tmp_path: Path, text: str | None, mode: int, files: dict[str, tuple[str, int]], expected: list[str]
 ) -> None:
     for name, (content, file_mode) in files.items():
-        write(tmp_path / name, content, file_mode)
-    profile = write(tmp_path / "profile.yaml", text, mode)
+        if name.endswith("/"):
+            (tmp_path / name).mkdir(mode=file_mode)
+        else:
+            write(tmp_path / name, content, file_mode)
+    profile = tmp_path / "profile.yaml" if text is None else write(tmp_path / "profile.yaml", text, mode)
     result = mipd("check", str(profile))
     lines = [line.replace("{D}", str(tmp_path)).replace("{P}", str(profile)) for line in expected]
     assert result.stdout.splitlines() == lines
