@@ -9,8 +9,8 @@ installed. Their networks are wired like a small site (bridges in a switch names
     [MN] eth0 10.1.0.10 (home address): a port of br-home, then of br-v1
 
 The tests run in order: start and READY, a registration through the foreign agent, the journal entries,
-``systemctl reload`` (a good and a bad profile), an upgrade's try-restart, ``systemctl stop`` leaving no
-tunnel, route or rule, and removal stopping a running instance.
+``systemctl reload`` (a good profile, a bad one, a key file readable by others), the watchdog, an upgrade's
+try-restart, ``systemctl stop`` leaving no tunnel, route or rule, and removal stopping a running instance.
 """
 
 from __future__ import annotations
@@ -198,28 +198,40 @@ def test_a_registration_through_the_foreign_agent_is_journalled(site: Site) -> N
     assert ping.returncode == 0, ping.stdout  # the correspondent reaches the node through the tunnel
 
 
-def test_reload_keeps_the_binding_and_a_bad_profile_is_refused(site: Site) -> None:
-    pid = site.state("ha")["MainPID"]
-    site.machines["ha"].systemctl("reload", site.unit("ha"))
-    assert site.state("ha")["MainPID"] == pid and site.state("ha")["ActiveState"] == "active"
-    assert [b["home_address"] for b in site.mipctl("ha", "bindings")["bindings"]] == [MN]
-    assert site.events("ha", "daemon.reloaded")
-    good = site.profile("ha").read_text()
-    try:
-        _secret(site.profile("ha"), good.replace("home_network: 10.1.0.0/24", "home_network: 10.1.0.0/33"))
-        out = site.machines["ha"].systemctl("reload", site.unit("ha"), check=False)
-        assert out.returncode != 0  # the reload job fails: mipctl reload was refused
-    finally:
-        _secret(site.profile("ha"), good)
-    state = site.state("ha")
-    assert state["ActiveState"] == "active" and state["MainPID"] == pid, state
-    assert [b["home_address"] for b in site.mipctl("ha", "bindings")["bindings"]] == [MN]
-    [rejected] = site.events("ha", "config.rejected")
-    assert "home_network" in rejected["MIP_REASON"]
-    for role in ("fa", "mn"):
+def refused_reload(site: Site, role: str) -> str:
+    """``systemctl reload`` must fail and leave the instance running as it was; the rejection's reason."""
+    before = site.state(role)
+    rejected = len(site.events(role, "config.rejected"))
+    out = site.machines[role].systemctl("reload", site.unit(role), check=False)
+    assert out.returncode != 0, out.stdout  # the reload job fails: mipctl reload was refused
+    after = site.state(role)
+    assert after["ActiveState"] == "active" and after["MainPID"] == before["MainPID"], after
+    events = site.events(role, "config.rejected")
+    assert len(events) == rejected + 1
+    return str(events[-1]["MIP_REASON"])
+
+
+def test_reload_keeps_the_state_and_a_bad_profile_is_refused(site: Site) -> None:
+    for role in ROLES:
+        pid = site.state(role)["MainPID"]
         site.machines[role].systemctl("reload", site.unit(role))
+        assert site.state(role)["MainPID"] == pid and site.state(role)["ActiveState"] == "active"
         assert site.events(role, "daemon.reloaded")
+        good = site.profile(role).read_text()
+        try:  # a profile that does not validate: the running one stays
+            _secret(site.profile(role), good + "no_such_key: 1\n")
+            assert "no_such_key" in refused_reload(site, role)
+        finally:
+            _secret(site.profile(role), good)
+    key = KEYS / f"{site.instances['ha']}-mn-ha.key"
+    try:  # a key file that has become readable by others: refused too
+        key.chmod(0o644)
+        assert "permissions" in refused_reload(site, "ha")
+    finally:
+        key.chmod(0o600)
+    assert [b["home_address"] for b in site.mipctl("ha", "bindings")["bindings"]] == [MN]
     assert site.mipctl("fa", "visitors")["visitors"][0]["state"] == "active"
+    assert site.mipctl("mn", "status")["registered"]
 
 
 def test_the_watchdog_is_fed_by_the_event_loop(site: Site) -> None:
