@@ -164,17 +164,39 @@ def test_colocated_where_no_agent_advertises(world: dict[str, Any]) -> None:
     assert wait_for(lambda: ping(topo, "cn", roaming.MN), what="pings to the co-located node")
 
 
+def node_routing(topo: Topology) -> list[str]:
+    """The node's own routing state: its policy rules (7600-7699), the routes of its tables, its links."""
+    def run(*args: str) -> list[str]:
+        out = subprocess.run([tool("ip"), "-n", topo.ns("mn"), *args], capture_output=True, text=True,
+                             check=True).stdout
+        return [" ".join(line.split()) for line in out.splitlines()]
+    rules = [r for r in run("rule") if r.startswith("76")]
+    routes = run("route", "show", "table", "all", "proto", "77")
+    links = [line.split(":")[1].strip() for line in run("-o", "link") if ": mip" in line]
+    return sorted(rules + routes + links)
+
+
 def test_kill_9_keeps_the_registration(world: dict[str, Any], journald: Journald) -> None:
     before = status(world)
     assert before["registered"] and before["care_of_address"] == roaming.COLOCATED
+    routing = node_routing(world["topo"])
+    assert any(r.startswith("76") for r in routing), routing  # the co-located node's rules are there
     sent_before = len(journald.entries(count=0, MIP_EVENT="registration.sent", MIP_INSTANCE="roam-mn", timeout=0))
-    world["mn"].kill9()
-    world["mn"].start()
-    after = status(world)  # at once: from the state file, not from a new registration
+    load = subprocess.Popen(  # traffic through the node's tunnel while it dies and comes back
+        [tool("ip"), "netns", "exec", world["topo"].ns("cn"), tool("ping"), "-n", "-q", "-i", "0.01", "-w", "6",
+         roaming.MN], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1.0)
+        world["mn"].kill9()
+        world["mn"].start()
+        after = status(world)  # at once: from the state file, not from a new registration
+    finally:
+        load.wait(timeout=30)
     assert after["registered"] and after["care_of_address"] == roaming.COLOCATED
     assert 0 < after["lifetime_remaining"] <= before["lifetime_remaining"]
     assert len(journald.entries(count=0, MIP_EVENT="registration.sent", MIP_INSTANCE="roam-mn",
                                 timeout=0)) == sent_before
+    assert node_routing(world["topo"]) == routing  # re-installed as it was, nothing twice
     assert wait_for(lambda: ping(world["topo"], "cn", roaming.MN), what="pings after the restart")
 
 
