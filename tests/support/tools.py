@@ -19,14 +19,14 @@ from pathlib import Path
 
 # program name -> the Debian package that installs it
 DEBIAN_PACKAGES: dict[str, str] = {
-    "date": "coreutils",
     "bash": "bash",
     "dash": "dash",
+    "date": "coreutils",
     "dpkg": "dpkg",
     "dpkg-deb": "dpkg",
     "dpkg-query": "dpkg",
-    "groff": "groff-base",
     "env": "coreutils",
+    "groff": "groff-base",
     "ip": "iproute2",
     "journalctl": "systemd",
     "linux.uml": "user-mode-linux",
@@ -36,8 +36,8 @@ DEBIAN_PACKAGES: dict[str, str] = {
     "nsenter": "util-linux",
     "openssl": "openssl",
     "pgrep": "procps",
-    "rpm": "rpm",
     "ping": "iputils-ping",
+    "rpm": "rpm",
     "setpriv": "util-linux",
     "sleep": "coreutils",
     "ss": "iproute2",
