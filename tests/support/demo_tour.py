@@ -35,8 +35,6 @@ tests/integration/test_demo_tour.py runs it so inside UML.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ctypes
 import json
 import os
 import socket
@@ -44,7 +42,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -55,36 +52,18 @@ from mipd.demo.session import Options, Session
 from mipd.demo.topology import FA1, FA2, HA, LEASES, MN, ip
 from mipd.demo.tour import STOPS, Move, plan
 from tests.support.journal import Journald, running_journald
+from tests.support.netns import entered
 from tests.support.tools import tool
 
 AGENT_OF = {"v1": ("fa1", FA1), "v2": ("fa2", FA2)}  # stop -> the foreign agent there
-CLONE_NEWNET = 0x40000000
 R_BIT = 0x80  # the Mobility Agent Advertisement Extension's flags byte: R B H F M G r T
 
 
 # --- an advertisement, captured and decoded independently of mipd ---
 
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-@contextlib.contextmanager
-def _in_netns(name: str) -> Iterator[None]:
-    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    target = os.open(f"/run/netns/{name}", os.O_RDONLY)
-    try:
-        if _libc.setns(target, CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), f"setns {name}")
-        yield
-    finally:
-        if _libc.setns(own, CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), "setns back")
-        os.close(own)
-        os.close(target)
-
-
 def advertisement_flags(namespace: str, agent: str, timeout: float = 5.0) -> int | None:
     """The flags byte of the next Agent Advertisement (ICMP 9 with extension 16) from ``agent``."""
-    with _in_netns(namespace):
+    with entered(namespace):
         sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
     with sock:
         deadline = time.monotonic() + timeout

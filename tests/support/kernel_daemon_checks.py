@@ -22,20 +22,19 @@ runs even when an earlier one failed, so the pytest side reports each on its own
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import hashlib
 import hmac
 import json
-import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tests.support.netns import entered
 from tests.support.tools import tool, venv_script
 
 HA, CN, HOME, HOME2 = "10.1.0.1", "10.1.0.10", "10.1.0.50", "10.1.0.51"
@@ -47,7 +46,6 @@ WORK = Path("/run/mipd-uml")  # UML's tmpfs: never the host
 PROFILE, SOCKET, STATE = WORK / "home-agent.yaml", WORK / "ha.sock", WORK / "state"
 D, T, G = 0x20, 0x02, 0x08  # RRQ flags: decapsulation by the node, reverse tunnel, GRE
 NTP_OFFSET = 2_208_988_800
-CLONE_NEWNET = 0x40000000
 results: dict[str, dict[str, object]] = {}
 
 
@@ -71,25 +69,6 @@ def run(name: str, body: Callable[[], tuple[bool, object]]) -> None:
     except Exception as exc:
         ok, detail = False, f"{type(exc).__name__}: {exc}"
     record(name, ok, detail)
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-@contextlib.contextmanager
-def netns(name: str) -> Iterator[None]:
-    """Run the body with this thread in namespace ``name`` (sockets made there stay there)."""
-    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    target = os.open(f"/run/netns/{name}", os.O_RDONLY)
-    try:
-        if _libc.setns(target, CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), f"setns {name}")
-        yield
-    finally:
-        if _libc.setns(own, CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), "setns back")
-        os.close(own)
-        os.close(target)
 
 
 def veth(ha_if: str, ha_addr: str, ns: str, ns_addr: str) -> None:
@@ -232,7 +211,7 @@ class Node:
 
     def __init__(self, ns: str, coa: str) -> None:
         self.coa = coa
-        with netns(ns):
+        with entered(ns):
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind((coa, 0))
 

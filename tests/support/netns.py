@@ -9,6 +9,7 @@ send and receive as a host on that link without running its code in a subprocess
 
 from __future__ import annotations
 
+import ctypes
 import os
 import socket
 import subprocess
@@ -121,3 +122,24 @@ def set_sysctl(ns: str, name: str, value: str) -> None:
     subprocess.run([tool("ip"), "netns", "exec", ns, sys.executable, "-c",
                     f"open('/proc/sys/net/ipv4/{name}', 'w').write('{value}')"],
                    capture_output=True, text=True, timeout=30, check=True)
+
+
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+@contextmanager
+def entered(name: str) -> Iterator[None]:
+    """Run the body with this thread in namespace ``name``: sockets made there stay there. Quicker than
+    :func:`netns_socket` (no child process), which counts where Python starts slowly (user-mode Linux)."""
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    target = os.open(f"/run/netns/{name}", os.O_RDONLY)
+    try:
+        if _libc.setns(target, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), f"setns {name}")
+        yield
+    finally:
+        if _libc.setns(own, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), "setns back")
+        os.close(own)
+        os.close(target)
