@@ -87,7 +87,7 @@ fuzz: bootstrap
 	$(BIN)/python -m fuzz.campaign --seconds $(FUZZ_SECONDS) --work $(FUZZ_WORK)
 
 # Registration rate (C load generator; C and Python floors), binding scale, kernel data path under
-# user-mode Linux, handoff, footprint (as root). bench/__main__.py says what each part measures.
+# a real kernel (user-mode Linux or QEMU: tests/support/realkernel.py), handoff, footprint (as root). bench/__main__.py says what each part measures.
 bench: bootstrap
 	$(BIN)/python -m bench
 

@@ -3,11 +3,11 @@
 Runs, in order: the registration rate against the C floor, the Python floor and mipd with and
 without journald (bench/rate.py); the daemon's footprint (start to READY=1 over sd_notify, idle
 RSS and CPU); binding scale at engine level (bench/scale.py, one process per size); the kernel
-data path under user-mode Linux (bench/kernel.py); handoff over the demo tour (bench/handoff.py).
+data path under a real kernel (bench/kernel.py); handoff over the demo tour (bench/handoff.py).
 Writes CONTRACT §8's JSON to bench/results/latest.json (quick: quick.json), the per-part details
-next to it (``*-details.json``), and prints a readable table. Needs root (namespaces, UML).
+next to it (``*-details.json``), and prints a readable table. Needs root (namespaces, a guest kernel).
 
-Everything it creates -- namespaces, processes, journald, the UML kernel, its work directory --
+Everything it creates -- namespaces, processes, journald, the guest kernel, its work directory --
 is removed when it ends, also on failure, Ctrl-C or SIGTERM. A part that fails is reported and
 its numbers are null; the others still run.
 """
@@ -49,7 +49,7 @@ class Plan:
         self.parts = parts
         self.rate = rate.QUICK if quick else rate.FULL
         self.scale_sizes = (5_000,) if quick else (10_000, 100_000, 1_000_000)
-        self.uml_routes = 20 if quick else 200
+        self.kernel_routes = 20 if quick else 200
         self.moves = 1 if quick else 20
         self.idle_window_s = 2.0 if quick else 30.0
 
@@ -102,8 +102,8 @@ def run(plan: Plan, processes: Processes, stack: contextlib.ExitStack) -> tuple[
     details["scale"] = scale
 
     if "kernel" in plan.parts:
-        log(f"kernel: user-mode Linux, {plan.uml_routes} routes")
-        attempt(details, "kernel", lambda: kernel.run(plan.uml_routes, dataplane=not plan.quick))
+        log(f"kernel: a real kernel (user-mode Linux or QEMU), {plan.kernel_routes} routes")
+        attempt(details, "kernel", lambda: kernel.run(plan.kernel_routes, dataplane=not plan.quick))
     if "handoff" in plan.parts:
         log(f"handoff: mipd demo --moves {plan.moves} --interval-ms 10")
         attempt(details, "handoff", lambda: handoff.run(processes, plan.moves))
@@ -162,6 +162,8 @@ def summarize(details: dict[str, Any]) -> dict[str, Any]:
     }
     summary: dict[str, Any] = {key: number(values[key]) for key in CONTRACT_KEYS}
     summary["machine"] = machine()
+    if kern.get("guest_kernel"):
+        summary["machine"]["guest_kernel"] = kern["guest_kernel"]
     summary["journal"] = bool(details.get("journal"))
     return summary
 
@@ -178,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, help="where to write the JSON (default bench/results/...)")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
-        print("python -m bench: needs root (network namespaces, journald, user-mode Linux)", file=sys.stderr)
+        print("python -m bench: needs root (network namespaces, journald, a guest kernel)", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _interrupt)
     parts = frozenset(p.strip() for p in args.parts.split(",") if p.strip())

@@ -1,65 +1,35 @@
-"""The kernel data path under user-mode Linux: boots linux.uml once and runs bench/uml_routes.py.
+"""The kernel data path under a real kernel: one boot of tests/support/realkernel.py's runner
+(user-mode Linux where it boots, else QEMU) running bench/kernel_routes.py.
 
-The boot follows tests/support/uml.py (its init script, the host root through hostfs, modules
-from /usr/lib/uml/modules) but keeps hold of the UML process group until it is gone: on a
-timeout, an error or Ctrl-C the whole group is killed and the temporary directory removed.
+The runner owns the guest: on a timeout, an error or Ctrl-C its whole process group is killed and
+its temporary directory removed.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shlex
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from tests.support.tools import tool
-from tests.support.uml import _INIT, REPOSITORY, UML_MODULES, uml_available
+from tests.support.realkernel import json_lines, kernel_unavailable, run_in_kernel
 
-SCRIPT = Path(__file__).resolve().parent / "uml_routes.py"
+SCRIPT = Path(__file__).resolve().parent / "kernel_routes.py"
 MODULES = ("ipip", "ip_gre", "veth")
 
 
-def run(count: int, *, dataplane: bool = True, timeout: float = 300.0) -> dict[str, Any]:
-    """Boot UML, measure ``count`` routes (and the whole home-agent data plane unless ``dataplane``
-    is false); the script's JSON plus ``boot_s`` (boot to power-off)."""
-    why = uml_available()
+def run(count: int, *, dataplane: bool = True, timeout: float = 600.0) -> dict[str, Any]:
+    """Boot once, measure ``count`` routes (and the whole home-agent data plane unless ``dataplane``
+    is false); the script's JSON plus ``boot_s`` (boot to power-off), ``runner`` (which kernel ran
+    it and why) and ``guest_kernel`` (its release)."""
+    why = kernel_unavailable()
     if why is not None:
-        raise RuntimeError(why)
-    out = Path(tempfile.mkdtemp(prefix="mipd-bench-uml-"))
-    process: subprocess.Popen[bytes] | None = None
-    try:
-        init = out / "init.sh"
-        init.write_text(_INIT.format(
-            repo=shlex.quote(str(REPOSITORY)), modules=shlex.quote(str(UML_MODULES)),
-            module_list=" ".join(MODULES), modprobe=shlex.quote(tool("modprobe")), out=shlex.quote(str(out)),
-            python=shlex.quote(sys.executable), script=shlex.quote(str(SCRIPT)),
-            args=str(count) if dataplane else f"{count} --tunnels-only"))
-        init.chmod(0o755)
-        for name in ("stdout", "stderr"):
-            (out / name).write_text("")
-        started = time.monotonic()
-        process = subprocess.Popen(
-            [tool("linux.uml"), "mem=512M", "rootfstype=hostfs", "rw", f"init={init}", f"uml_dir={out}",
-             "con=null", "con0=fd:0,fd:1", "quiet"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-        console, _ = process.communicate(timeout=timeout)
-        seconds = time.monotonic() - started
-        rc = out / "rc"
-        stdout, stderr = (out / "stdout").read_text(), (out / "stderr").read_text()
-        if not rc.exists() or rc.read_text().strip() != "0":
-            raise RuntimeError(f"the UML script failed: {stderr[-1500:] or console.decode(errors='replace')[-1500:]}")
-        result: dict[str, Any] = json.loads(stdout.strip().splitlines()[-1])
-        result["boot_s"] = seconds
-        return result
-    finally:
-        if process is not None and process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
-        shutil.rmtree(out, ignore_errors=True)
+        raise RuntimeError(f"no real Linux kernel: {why}")
+    args = [str(count)] if dataplane else [str(count), "--tunnels-only"]
+    result = run_in_kernel(SCRIPT, args, modules=MODULES, timeout=timeout)
+    lines = json_lines(result.stdout)
+    if result.returncode != 0 or not lines:
+        raise RuntimeError(f"the kernel script failed under {result.runner} (exit {result.returncode}): "
+                           f"{result.stderr[-1500:] or result.console[-1500:]}")
+    measured: dict[str, Any] = lines[-1]
+    measured.update(boot_s=round(result.seconds, 1), runner=f"{result.runner} ({result.why})",
+                    guest_kernel=f"{result.kernel} ({result.runner})")
+    return measured

@@ -116,15 +116,16 @@ def _kernel_section(details: dict[str, Any]) -> list[str]:
     if not kernel:
         error = details.get("kernel_error")
         return ["", f"Kernel data path: not measured: {error[:500]}"] if error else []
-    out = ["", f"Kernel data path under user-mode Linux ({kernel['count']} home addresses, kernel backend via "
-               "pyroute2; UML system calls are slow: compare with ip -batch)"]
+    out = ["", f"Kernel data path under {kernel.get('runner', 'a real kernel')}, Linux {kernel.get('guest_kernel')} "
+               f"({kernel['count']} home addresses, kernel backend via pyroute2; the guest's system calls are "
+               "slow: compare with ip -batch)"]
     rows: list[tuple[str, ...]] = [("operation", "per second")]
     for key, label in (("tunnel_install_per_s", "tunnel route install (KernelBackend.apply)"),
                        ("tunnel_move_per_s", "care-of change (route replace)"),
                        ("tunnel_remove_per_s", "tunnel route removal"),
                        ("dataplane_install_per_s", "whole HA data plane, node leaves home"),
                        ("dataplane_remove_per_s", "whole HA data plane, node returns"),
-                       ("ip_batch_install_per_s", "same routes by one `ip -batch` (the UML kernel's pace)")):
+                       ("ip_batch_install_per_s", "same routes by one `ip -batch` (the guest kernel's pace)")):
         if key in kernel:
             rows.append((label, _fmt(kernel[key], 0)))
     return out + _table(rows)

@@ -24,6 +24,9 @@ from tests.support.netns import Topology, netns_socket
 from tests.support.tools import tool, venv_script
 
 HA, HOME_PEER, FA, COLOCATED, FAR = "10.1.0.1", "10.1.0.2", "10.2.0.2", "10.2.0.50", "10.3.0.2"
+# How many times slower than on the host everything runs: tests/support/realkernel.py sets it in an
+# emulated guest kernel (QEMU's TCG), where starting a Python takes seconds.
+SLOWDOWN = float(os.environ.get("MIPD_TEST_SLOWDOWN", "1"))
 NODES = {f"10.1.0.{10 + i}": (256 + i, bytes([i + 1]) * 16) for i in range(8)}  # home address -> (spi, key)
 NONCE_NODE = "10.1.0.30"
 NONCE_SA = (300, bytes(range(100, 116)))
@@ -84,8 +87,9 @@ class HomeAgentDaemon:
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
             )
         if wait:
-            deadline = time.monotonic() + 20
-            while self.mipctl("status").returncode != 0:
+            deadline = time.monotonic() + 20 * SLOWDOWN
+            # The socket first: each mipctl is a Python start, which competes with mipd's own.
+            while not self.socket.exists() or self.mipctl("status").returncode != 0:
                 if self.process.poll() is not None:
                     raise RuntimeError(f"mipd exited {self.process.returncode}: {self.stderr.read_text()}")
                 if time.monotonic() > deadline:

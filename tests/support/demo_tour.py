@@ -1,4 +1,4 @@
-"""The roaming demo's tour with every check, for the host tests and (as a script) inside user-mode Linux.
+"""The roaming demo's tour with every check, for the host tests and (as a script) inside a real kernel.
 
 :func:`tour` runs one :class:`mipd.demo.session.Session` whose daemons log to a real journald (a
 :class:`tests.support.journal.Journald`, entered with nsenter) and checks, at every location once the move
@@ -27,9 +27,9 @@ check's outcome goes into the returned JSON-able result (``problems`` lists all 
 asserts once and sees everything.
 
 Run as a script (``python -m tests.support.demo_tour [--moves N] [--reverse-tunneling]
-[--registration-required] [--uml]``, as root, with the checkout on the Python path) it starts its own
+[--registration-required] [--guest]``, as root, with the checkout on the Python path) it starts its own
 journald in a private mount namespace, runs the tour and prints the result as one JSON line:
-tests/integration/test_demo_tour.py runs it so inside UML.
+tests/integration/test_demo_tour.py runs it so under a real kernel (tests/support/realkernel.py).
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ class Checker:
             if not ok:
                 problems.append(f"move {move.number} ({move.origin} -> {move.stop}): {what}")
 
-        # The four mipctl calls at once: each starts a Python, which is slow under UML.
+        # The four mipctl calls at once: each starts a Python, which is slow in a guest kernel.
         with ThreadPoolExecutor(4) as pool:
             asked = {key: pool.submit(processes.mipctl, self.sock(name), command) for key, name, command in (
                 ("status", "mn", "status"), ("bindings", "ha", "bindings"), ("fa1", "fa1", "visitors"),
@@ -216,7 +216,7 @@ def expected_events(stops: list[str]) -> dict[str, list[list[str | None]]]:
 
 def without_retransmissions(events: list[list[str | None]]) -> tuple[list[list[str | None]], int]:
     """``events`` less what a retransmitted request adds (a reply slower than the node's one-second
-    retransmission, seen under UML): a second ``visitor.pending`` in a row, and a ``*.renewed`` right after
+    retransmission, seen in a guest kernel): a second ``visitor.pending`` in a row, and a ``*.renewed`` right after
     the ``*.added`` or ``*.renewed`` of the same care-of address. Returns them and how many were left out."""
     kept: list[list[str | None]] = []
     for event in events:
@@ -286,7 +286,7 @@ def leftovers(prefix: str, directory: str) -> list[str]:
 
 def tour(options: Options, journal: Journald, *, slow: bool = False) -> dict[str, Any]:
     """One tour of the demo with its daemons on ``journal``; everything it makes is removed at the end.
-    ``slow``: give every start and move three times the time (Python starts slowly under UML)."""
+    ``slow``: give every start and move three times the time (Python starts slowly in a guest kernel)."""
     session = Session(options, journal=Journal(journal.pid), start_timeout=60.0 if slow else 20.0,
                       move_timeout=60.0 if slow else 20.0)
     checker = Checker(session)
@@ -347,11 +347,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--interval-ms", type=float, default=20.0)
     parser.add_argument("--reverse-tunneling", action="store_true")
     parser.add_argument("--registration-required", action="store_true")
-    parser.add_argument("--uml", action="store_true",
-                        help="inside user-mode Linux: files on its tmpfs /run, journald's namespace over "
-                             "/run/systemd and /run/log only")
+    parser.add_argument("--guest", action="store_true",
+                        help="inside a real-kernel guest (tests/support/realkernel.py): files on its tmpfs /run, "
+                             "journald's namespace over /run/systemd and /run/log only, slower timeouts")
     args = parser.parse_args(argv)
-    if args.uml:
+    if args.guest:
         for directory in ("/run/systemd", "/run/log", "/run/mipd-demo-tour"):
             Path(directory).mkdir(parents=True, exist_ok=True)
         os.environ["TMPDIR"] = "/run/mipd-demo-tour"  # the demo's directory (sockets, profiles, state)
@@ -361,7 +361,7 @@ def main(argv: list[str]) -> int:
     options = Options(moves=args.moves, interval_ms=args.interval_ms, reverse_tunneling=args.reverse_tunneling,
                       registration_required=args.registration_required)
     with running_journald() as journal:
-        result = tour(options, journal, slow=args.uml)
+        result = tour(options, journal, slow=args.guest)
     print(json.dumps(result), flush=True)
     return 0
 

@@ -1,6 +1,6 @@
-"""Kernel-backend checks, run as a script INSIDE user-mode Linux (tests/support/uml.py).
+"""Kernel-backend checks, run as a script INSIDE a real kernel (tests/support/realkernel.py).
 
-UML's root network namespace plays the home agent (HA): home link 10.1.0.0/24 to a correspondent
+The guest's root network namespace plays the home agent (HA): home link 10.1.0.0/24 to a correspondent
 (namespace ``cn``, 10.1.0.10, routing the home address H = 10.1.0.50 via the HA), and two visited
 links to nodes at care-of addresses 10.2.0.2 (``mn1``, decapsulating with a kernel ipip device)
 and 10.3.0.2 (``mn2``, with a gre device). Each node holds H on its tunnel device and sends
@@ -32,7 +32,7 @@ HA = IPv4Address("10.1.0.1")
 HOME = IPv4Address("10.1.0.50")
 COA1, COA2 = IPv4Address("10.2.0.2"), IPv4Address("10.3.0.2")
 NAMESPACES = ("cn", "mn1", "mn2", "mem")
-ROUTES_MEASURED = 2_000  # 10,000 gave the same per-route figure but costs ~7 s of UML time
+ROUTES_MEASURED = 2_000  # 10,000 gave the same per-route figure but costs ~7 s of guest time
 results: dict[str, dict[str, object]] = {}
 
 

@@ -1,4 +1,5 @@
-"""A real ``mipd run`` home agent on the kernel backend, run as a script INSIDE user-mode Linux.
+"""A real ``mipd run`` home agent on the kernel backend, run as a script INSIDE a real kernel
+(tests/support/realkernel.py: user-mode Linux or QEMU).
 
 tests/support/kernel_checks.py drives KernelBackend directly; this drives the daemon, the way an
 operator runs it: a profile (mode 0600, keys inline, ``tunnel: {backend: kernel}``), ``mipd run``
@@ -6,14 +7,14 @@ from the running virtual environment, registrations over UDP 434 built independe
 Mobile IP layers plus hmac, as in tests/integration/test_home_agent_daemon.py), and the kernel's
 own view of the result (``ip route show proto 77``, ``ip neigh show proxy``, links).
 
-Topology, all inside UML: its root namespace is the home agent (HA, 10.1.0.1 on the home link
+Topology, all inside that kernel: its root namespace is the home agent (HA, 10.1.0.1 on the home link
 ``home0``); namespace ``cn`` is a correspondent on the home link (10.1.0.10/24, no route for the
 home address other than the link: it reaches an away node through the HA's proxy ARP). Two
 visited links: ``mn1`` at co-located care-of address 10.2.0.2 with an ipip device ``tun`` and a
 gre device ``gtun``, ``mn2`` at 10.3.0.2 with an ipip device ``tun``; every node device holds the
 home address H = 10.1.0.50 and the node's default route goes back through one of them (reverse
-tunnel, RFC 3024). Nothing is written outside UML's tmpfs /run: the profile, state file, control
-socket and the daemon's stderr (its events, as JSON lines: no journald in UML) live there.
+tunnel, RFC 3024). Nothing is written outside the guest's tmpfs /run: the profile, state file, control
+socket and the daemon's stderr (its events, as JSON lines: no journald in the guest) live there.
 
 Prints one JSON line per named check: {"check": name, "ok": bool, "detail": ...}; every check
 runs even when an earlier one failed, so the pytest side reports each on its own.
@@ -42,7 +43,7 @@ COA1, COA2 = "10.2.0.2", "10.3.0.2"
 STALE = "10.1.0.99"  # a proto-77 route and proxy entry left by "someone": removed at restart
 NODES = {HOME: (256, bytes(range(1, 17))), HOME2: (257, bytes(range(17, 33)))}  # home -> (spi, key)
 NAMESPACES = ("cn", "mn1", "mn2")
-WORK = Path("/run/mipd-uml")  # UML's tmpfs: never the host
+WORK = Path("/run/mipd-kernel")  # the guest's tmpfs: never the host
 PROFILE, SOCKET, STATE = WORK / "home-agent.yaml", WORK / "ha.sock", WORK / "state"
 D, T, G = 0x20, 0x02, 0x08  # RRQ flags: decapsulation by the node, reverse tunnel, GRE
 NTP_OFFSET = 2_208_988_800
@@ -294,8 +295,8 @@ def checks(daemon: Daemon) -> None:
     found_sysctl = {"ip_forward": Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()}
     build_home_link()  # the daemon needs its interface
     daemon.start()
-    run("topology", build_visited_links)  # while mipd starts (Python is slow in UML)
-    import scapy.layers.mobileip  # noqa: F401, PLC0415 - likewise: ~2 s in UML
+    run("topology", build_visited_links)  # while mipd starts (Python is slow in a guest kernel)
+    import scapy.layers.mobileip  # noqa: F401, PLC0415 - likewise: ~2 s in a guest kernel
     nodes: dict[str, Node] = {}
 
     def started() -> tuple[bool, object]:

@@ -1,8 +1,8 @@
-"""A lossy visited link (netem), run INSIDE user-mode Linux: the host kernel has no netem.
+"""A lossy visited link (netem), run INSIDE a real kernel (tests/support/realkernel.py): the host kernel has no netem.
 
 The roaming topology of tests/support/roaming.py with three real ``mipd run`` processes (home agent,
 foreign agent 1, mobile node; events to a standalone journald in a private mount namespace, as in the
-integration tests), all inside UML, whose files live in a tmpfs of its own on /mnt only. netem drops a share of
+integration tests), all inside that kernel, whose files live in a tmpfs of its own on /mnt only. netem drops a share of
 what both ends of visited link 1 send (the foreign agent's advertisements and replies, the node's
 solicitations and requests; everything the node sends for its first 2.5 s there). The node is moved there
 and must register all the same — its
@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-WORK = Path("/mnt/mipd-lossy")  # on a tmpfs of UML's own (the journald namespace hides /run)
+WORK = Path("/mnt/mipd-lossy")  # on a tmpfs of the guest's own (the journald namespace hides /run)
 LOSS = sys.argv[1] if len(sys.argv) > 1 else "30%"
 
 

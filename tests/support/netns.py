@@ -131,7 +131,7 @@ _libc = ctypes.CDLL(None, use_errno=True)
 @contextmanager
 def entered(name: str) -> Iterator[None]:
     """Run the body with this thread in namespace ``name``: sockets made there stay there. Quicker than
-    :func:`netns_socket` (no child process), which counts where Python starts slowly (user-mode Linux)."""
+    :func:`netns_socket` (no child process), which counts where Python starts slowly (a guest kernel)."""
     own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     target = os.open(f"/run/netns/{name}", os.O_RDONLY)
     try:

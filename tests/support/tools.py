@@ -20,6 +20,7 @@ from pathlib import Path
 # program name -> the Debian package that installs it
 DEBIAN_PACKAGES: dict[str, str] = {
     "bash": "bash",
+    "busybox": "busybox-static",
     "dash": "dash",
     "date": "coreutils",
     "dpkg": "dpkg",
@@ -37,6 +38,7 @@ DEBIAN_PACKAGES: dict[str, str] = {
     "openssl": "openssl",
     "pgrep": "procps",
     "ping": "iputils-ping",
+    "qemu-system-x86_64": "qemu-system-x86",
     "rpm": "rpm",
     "setpriv": "util-linux",
     "sleep": "coreutils",

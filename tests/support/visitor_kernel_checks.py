@@ -1,6 +1,7 @@
-"""Foreign-agent kernel-backend checks, run as a script INSIDE user-mode Linux (tests/support/uml.py).
+"""Foreign-agent kernel-backend checks, run as a script INSIDE a real kernel
+(tests/support/realkernel.py).
 
-UML's root namespace plays the foreign agent: uplink ``up0`` 10.0.0.2 (the care-of address) to
+The guest's root namespace plays the foreign agent: uplink ``up0`` 10.0.0.2 (the care-of address) to
 namespace ``ha`` (the home agent 10.0.0.1, with a correspondent address 10.9.0.10 on lo and kernel
 tunnels ``t4`` ipip and ``t47`` gre towards the care-of address), and the visited link ``visit0``
 10.2.0.1 to namespace ``mn``, a visitor holding two home addresses as /32s (H1 via ipip, H2 via

@@ -1,7 +1,7 @@
-"""Inside user-mode Linux (bench/kernel.py boots it): tunnel and route installs per second through
+"""Inside a real kernel (bench/kernel.py boots one): tunnel and route installs per second through
 mipd's kernel backend (mipd.adapters.tunnel_kernel over pyroute2, mipd.adapters.netlink).
 
-    python bench/uml_routes.py COUNT [--tunnels-only]
+    python bench/kernel_routes.py COUNT [--tunnels-only]
 
 Phases, each over COUNT home addresses, timed around the backend calls only:
 
@@ -10,7 +10,7 @@ Phases, each over COUNT home addresses, timed around the backend calls only:
 - ``tunnel_move``: the node moves: the route replaced with a new care-of address (one RTM_NEWROUTE
   with NLM_F_REPLACE);
 - ``tunnel_remove``: the node comes home: its route deleted;
-- ``ip_batch_install``: the same routes by one ``ip -batch`` process, for the UML kernel's own pace;
+- ``ip_batch_install``: the same routes by one ``ip -batch`` process, for the guest kernel's own pace;
 - ``dataplane_install`` / ``dataplane_remove``: the home agent's whole per-binding data plane
   (mipd.runtime.dataplane.HomeAgentDataPlane.apply: the tunnel route, proxy ARP for the home
   address on the home link, gratuitous ARP, broadcast forwarding state) for a node leaving home
