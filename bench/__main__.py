@@ -4,8 +4,9 @@ Runs, in order: the registration rate against the C floor, the Python floor and 
 without journald (bench/rate.py); the daemon's footprint (start to READY=1 over sd_notify, idle
 RSS and CPU); binding scale at engine level (bench/scale.py, one process per size); the kernel
 data path under a real kernel (bench/kernel.py); handoff over the demo tour (bench/handoff.py).
-Writes CONTRACT §8's JSON to bench/results/latest.json (quick: quick.json), the per-part details
-next to it (``*-details.json``), and prints a readable table. Needs root (namespaces, a guest kernel).
+Writes the JSON of docs/interfaces.md ("Benchmark results") to bench/results/latest.json (quick:
+quick.json), the per-part details next to it (``*-details.json``), and prints a readable table.
+Needs root (namespaces, a guest kernel).
 
 Everything it creates -- namespaces, processes, journald, the guest kernel, its work directory --
 is removed when it ends, also on failure, Ctrl-C or SIGTERM. A part that fails is reported and
@@ -33,7 +34,7 @@ from typing import Any
 from bench import handoff, kernel, rate
 from bench.build import Programs, compile_all
 from bench.procs import Processes
-from bench.report import CONTRACT_KEYS, machine, number, render
+from bench.report import SUMMARY_KEYS, machine, number, render
 from tests.support.journal import private_namespace, running_journald
 from tests.support.netns import Topology
 
@@ -160,7 +161,7 @@ def summarize(details: dict[str, Any]) -> dict[str, Any]:
         "idle_rss_mib": foot.get("idle_rss_mib"),
         "idle_cpu_pct": foot.get("idle_cpu_pct"),
     }
-    summary: dict[str, Any] = {key: number(values[key]) for key in CONTRACT_KEYS}
+    summary: dict[str, Any] = {key: number(values[key]) for key in SUMMARY_KEYS}
     summary["machine"] = machine()
     if kern.get("guest_kernel"):
         summary["machine"]["guest_kernel"] = kern["guest_kernel"]

@@ -1,7 +1,7 @@
 """Handoff: the roaming demo's tour (``mipd demo --moves N --interval-ms 10``), its table parsed.
 
 The demo prints a per-move table (columns found by their header names, cells by the header's
-underline of dashes, so added columns do not break the parse) and CONTRACT §7's summary line.
+underline of dashes, so added columns do not break the parse) and its summary line (docs/interfaces.md).
 Per move: handoff ms (link change to the first ping answered over the new path) and pings lost.
 """
 

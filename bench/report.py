@@ -1,4 +1,5 @@
-"""The results: CONTRACT §8's JSON (exact keys plus ``machine`` and ``journal``) and a readable table."""
+"""The results: the JSON of docs/interfaces.md, "Benchmark results" (exact keys plus ``machine`` and
+``journal``), and a readable table."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-CONTRACT_KEYS = (
+SUMMARY_KEYS = (
     "registrations_per_s", "c_floor_per_s", "python_floor_per_s", "p50_ms_at_50pct", "p99_ms_at_50pct",
     "bytes_per_binding_1m", "expire_s_per_100k", "route_installs_per_s", "handoff_ms_median", "handoff_ms_p95",
     "lost_per_move_max", "ready_s", "idle_rss_mib", "idle_cpu_pct",

@@ -1,6 +1,6 @@
 """One fuzz harness per decoder of mipd.core, and the invariants each one checks.
 
-The invariant of every harness (STYLE 4 and 8, mipd.core.errors): *decode succeeds or raises
+The invariant of every harness (mipd.core.errors; docs/robustness.md): *decode succeeds or raises
 DecodeError*; any other exception is a crash. Where the codec has a round trip it is checked too,
 ``decode(encode(x)) == x`` for every ``x`` that decoded, and byte for byte where the module promises
 it (registration messages and extensions re-encode exactly, unknown extensions included).

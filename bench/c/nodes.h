@@ -1,4 +1,4 @@
-/* The mobile nodes of a mobile_nodes_file ("home_address spi hex-key", CONTRACT section 3), for
+/* The mobile nodes of a mobile_nodes_file ("home_address spi hex-key", mip.yaml(5)), for
  * the benchmark's C programs: arrays plus two open-addressing maps (home address -> node, SPI -> node). */
 #ifndef MIPD_BENCH_NODES_H
 #define MIPD_BENCH_NODES_H

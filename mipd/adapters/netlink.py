@@ -1,5 +1,5 @@
-"""Every netlink call mipd makes, in one place (STYLE: "keep every netlink call in one adapter
-module; its API moves"). This is the only module that imports pyroute2.
+"""Every netlink call mipd makes, in one place, because pyroute2's API moves between releases (0.9
+rebuilt it on asyncio). This is the only module that imports pyroute2.
 
 The functions are synchronous and act on the network namespace the process was in when the first
 call was made. pyroute2 0.9's synchronous ``IPRoute`` runs its own asyncio event loop and so

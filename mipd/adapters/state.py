@@ -1,4 +1,4 @@
-"""Durable state: ``<state_directory>/<instance>.db`` (CONTRACT section 6).
+"""Durable state: ``<state_directory>/<instance>.db`` (docs/interfaces.md, "Durability").
 
 SQLite from the standard library, in WAL mode with ``synchronous=FULL``: a commit returns only
 once it is on disk. The runtime calls :meth:`StateStore.commit` once per turn of the event loop

@@ -8,7 +8,7 @@ needs (3.8.3.1) — no IP_PKTINFO ancillary data is required.
 
 Each wake-up drains up to :data:`BATCH` datagrams from a socket and hands them over together,
 so that the runtime handles a burst in one turn of the event loop and commits it once (group
-commit, CONTRACT section 6) instead of once per datagram.
+commit, docs/interfaces.md "Durability") instead of once per datagram.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``mipd check PATH...``: validate profiles (CONTRACT section 1)."""
+"""``mipd check PATH...``: validate profiles (mipd(8) COMMANDS)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``mipd keygen``: a fresh random 128-bit key as 32 hex digits (CONTRACT section 1)."""
+"""``mipd keygen``: a fresh random 128-bit key as 32 hex digits (mipd(8) COMMANDS)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``mipd schema``: the JSON Schema of the profiles, for editors and CI linting (CONTRACT section 1)."""
+"""``mipd schema``: the JSON Schema of the profiles, for editors and CI linting (mipd(8) COMMANDS)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Profiles: pydantic v2 models of /etc/mip/<instance>.yaml and their loading (CONTRACT sections 2 and 3).
+"""Profiles: pydantic v2 models of /etc/mip/<instance>.yaml and their loading (mip.yaml(5)).
 
 ``load_profile(path)`` returns a validated :data:`AnyProfile` or raises :class:`ProfileError`, whose
 ``problems`` are what ``mipd check`` prints; ``home_agent_settings`` turns a home-agent profile

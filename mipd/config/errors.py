@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 ROOT = "(root)"  # the YAML path of the document itself
-SYNTAX = "syntax"  # CONTRACT section 1: the YAML path of a YAML syntax error
-PERMISSIONS = "permissions"  # CONTRACT section 1: the YAML path of a file mode problem (line 0)
+SYNTAX = "syntax"  # the YAML path of a YAML syntax error (mipd(8), check)
+PERMISSIONS = "permissions"  # the YAML path of a file mode problem, at line 0 (mipd(8), check)
 
 
 class Problem(NamedTuple):

@@ -1,8 +1,8 @@
 """``load_profile``: a YAML profile file to a validated profile, or every problem with it.
 
-The steps, each reporting problems at a file, line and YAML path (CONTRACT section 1):
+The steps, each reporting problems at a file, line and YAML path (``mipd check`` in mipd(8)):
 YAML syntax and duplicate keys (:mod:`mipd.config.yamltree`), the profile file's mode when it
-holds a ``key`` (CONTRACT section 2), the pydantic model of its ``role``, the rules between keys
+holds a ``key`` (mip.yaml(5) PERMISSIONS), the pydantic model of its ``role``, the rules between keys
 (:mod:`mipd.config.rules`), then the key files and the ``mobile_nodes_file``, whose modes are
 checked too. Relative paths in a profile resolve against the profile's directory.
 """
@@ -51,7 +51,7 @@ def load_profile(path: str | os.PathLike[str], instance: str | None = None) -> A
 
 
 def file_mode_problem(file: Path, what: str) -> str | None:
-    """Why ``file`` may not hold keys (CONTRACT section 2: mode & 077 must be 0), or None."""
+    """Why ``file`` may not hold keys (mip.yaml(5) PERMISSIONS: mode & 077 must be 0), or None."""
     mode = stat.S_IMODE(file.stat().st_mode)
     if mode & 0o077:
         return (f"{what} {file} has mode {mode:04o}; a file holding keys must not be readable or writable "

@@ -1,4 +1,4 @@
-"""Pydantic v2 models of the three profile roles (CONTRACT section 3), discriminated on ``role``.
+"""Pydantic v2 models of the three profile roles (mip.yaml(5)), discriminated on ``role``.
 
 These models check each key's type and range. Rules between keys (addresses inside the home
 network, unique SPIs, advertisement timing, what a tunnel backend can do) are in

@@ -1,4 +1,4 @@
-"""``mobile_nodes_file``: one mobile node per line, for 100,000 nodes and more (CONTRACT section 3).
+"""``mobile_nodes_file``: one mobile node per line, for 100,000 nodes and more (mip.yaml(5) MOBILE NODES FILE).
 
     # home_address  spi  hex-key                           [algorithm] [replay]
     10.1.0.10       256  00112233445566778899aabbccddeeff

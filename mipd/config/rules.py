@@ -66,7 +66,7 @@ def _tunnel(tunnel: Tunnel) -> Iterator[Finding]:
 
 
 def _spis_unique(profile: AnyProfile) -> Iterator[Finding]:
-    # CONTRACT 3: SPIs are unique within a profile, since the SPI selects the SA (RFC 5944 3.5.1).
+    # SPIs are unique within a profile (mip.yaml(5) VALIDATION), since the SPI selects the SA (RFC 5944 3.5.1).
     first: dict[int, str] = {}
     if isinstance(profile, MobileNodeProfile):
         first[profile.spi] = "spi"

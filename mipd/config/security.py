@@ -1,4 +1,4 @@
-"""The one security-association shape of every profile (CONTRACT section 3, RFC 5944 1.6 and 3.5.1).
+"""The one security-association shape of every profile (mip.yaml(5) SECURITY ASSOCIATIONS, RFC 5944 1.6 and 3.5.1).
 
 ``{spi, key | key_file, algorithm, replay}`` plus who the association is with: ``home_address``
 for a mobile node, ``address`` for an agent. The mobile-node profile carries the same keys at its
@@ -23,7 +23,7 @@ KEY_MISSING = "key_missing"
 
 
 class Strict(BaseModel):
-    """Base of every profile model: unknown keys are errors (CONTRACT section 3)."""
+    """Base of every profile model: unknown keys are errors (mip.yaml(5) VALIDATION)."""
 
     model_config = ConfigDict(extra="forbid")
 

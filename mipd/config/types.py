@@ -1,4 +1,4 @@
-"""Field types shared by the profile models (CONTRACT section 3)."""
+"""Field types shared by the profile models (mip.yaml(5))."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, Strict
 
 from mipd.core.security import ReverseTunneling
 
-MIN_KEY_BYTES = 16  # CONTRACT 3: keys of at least 16 bytes (RFC 5944 5.1: 128-bit default keys)
+MIN_KEY_BYTES = 16  # keys of at least 16 bytes, mip.yaml(5) (RFC 5944 5.1: 128-bit default keys)
 _HEX = re.compile(r"[0-9a-fA-F]*")
 _INTERFACE = re.compile(r"[^/\s:]{1,15}")  # Linux IFNAMSIZ is 16 with the NUL
 

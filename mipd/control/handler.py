@@ -23,8 +23,8 @@ class ControlError(Exception):
 class ControlHandler(Protocol):
     """The daemon side of each ``mipctl`` command.
 
-    Each method returns the command's result as a JSON object, already in its CONTRACT section 4
-    shape (build them with :mod:`mipd.control.shapes`); :class:`mipd.control.server.ControlServer`
+    Each method returns the command's result as a JSON object, already in its shape of mipctl(8)
+    JSON OUTPUT (build them with :mod:`mipd.control.shapes`); :class:`mipd.control.server.ControlServer`
     relays it unchanged. A method raises :class:`ControlError` to refuse; any other exception is
     reported to the client as an internal error and logged. Methods are coroutines so that the
     runtime can wait for its event loop's work (a reload, a commit) before answering; the server

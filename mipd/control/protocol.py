@@ -6,7 +6,7 @@ newline)::
     -> {"command": "bindings"}
     -> {"command": "flush", "home_address": "10.1.0.10"}
     -> {"command": "log-level", "level": "debug"}
-    <- {"ok": true, "result": {...}}          # result: a CONTRACT section 4 shape
+    <- {"ok": true, "result": {...}}          # result: a shape of mipctl(8) JSON OUTPUT
     <- {"ok": false, "error": "why"}
 
 Every malformed request becomes one exception, :class:`ProtocolError`, whose message is sent

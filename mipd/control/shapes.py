@@ -1,6 +1,7 @@
-"""Build the JSON results of CONTRACT section 4 from core objects, so no caller hand-rolls them.
+"""Build the JSON results of ``mipctl --json`` (mipctl(8) JSON OUTPUT) from core objects, so no caller
+hand-rolls them.
 
-Section 4's rules: times are whole seconds, flags are RFC letters in RFC order (a subset of
+Their rules: times are whole seconds, flags are RFC letters in RFC order (a subset of
 ``"SBDMGT"``), addresses are strings.
 """
 
@@ -18,7 +19,7 @@ from mipd.core.registration import RequestFlags
 
 VisitorState = Literal["pending", "active"]
 
-# Drop reasons stats always shows, even at 0 (CONTRACT section 4), in this order.
+# Drop reasons stats always shows, even at 0 (docs/interfaces.md, "stats"), in this order.
 ALWAYS_DROPPED = ("malformed", "no_sa", "unknown_extension")
 
 

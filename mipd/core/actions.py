@@ -2,7 +2,7 @@
 
 Engines return lists of these frozen values; the runtime executes them. Within one turn of the
 event loop the runtime first commits every :class:`PersistNode` (one transaction: group commit,
-CONTRACT section 6), then applies the :class:`~mipd.core.dataplane.DataPlane` changes, then sends
+docs/interfaces.md "Durability"), then applies the :class:`~mipd.core.dataplane.DataPlane` changes, then sends
 the datagrams: a reply never announces a change that a crash could still lose, and a node told
 it is registered finds its tunnel already in place.
 """
@@ -59,9 +59,9 @@ class SendDatagram:
 
 @dataclass(frozen=True, slots=True)
 class Emit:
-    """One journal event (CONTRACT section 5).
+    """One journal event (mipd(8) JOURNAL).
 
-    ``event`` is the MIP_EVENT value; ``fields`` uses the contract's field names without the
+    ``event`` is the MIP_EVENT value; ``fields`` uses the journal's field names without the
     ``MIP_`` prefix, in lower case (``home_address``, ``code``, ``reason``, ...). No key ever
     appears in them.
     """
@@ -133,7 +133,7 @@ class SendIcmp:
 
 @dataclass(frozen=True, slots=True)
 class PersistMobile:
-    """Durably record the mobile node's registration and Identification state (CONTRACT 6):
+    """Durably record the mobile node's registration and Identification state (docs/interfaces.md, "Durability"):
     ``state`` is a JSON-able dict the engine alone reads back (wall-clock times inside)."""
 
     state: dict[str, object]

@@ -1,4 +1,4 @@
-"""Totals an engine keeps since start, as ``mipctl stats`` shows them (CONTRACT section 4)."""
+"""Totals an engine keeps since start, as ``mipctl stats`` shows them (mipctl(8) JSON OUTPUT)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 The home agent engine emits one :class:`DataPlane` action whenever a node's bindings change
 (accepted, renewed with other parameters, deregistered, replaced, expired, flushed, restored). It
 states the whole desired state of that node, so applying it twice is harmless and a restart can
-simply apply every restored node again (STYLE: actions describe desired state, idempotently).
+simply apply every restored node again.
 
 An empty ``endpoints`` means the node is at home or unregistered: no tunnel, no route, no proxy
 ARP. A non-empty one means: intercept the node's packets on the home link (proxy ARP, RFC 5944

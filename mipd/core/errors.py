@@ -1,7 +1,8 @@
 """The one exception the wire codec lets escape.
 
 Every decoder in :mod:`mipd.core` either returns a message or raises :class:`DecodeError`,
-whatever bytes it is given (STYLE: "exactly one decode exception escapes the codec").
+whatever bytes it is given, as dnspython's wire parser turns every malformed input into one
+``FormError``.
 Any other exception out of a decoder is a bug.
 """
 

@@ -95,7 +95,7 @@ class _Exchange:
 
 
 class _Denied(Exception):
-    """A check failed; carries the reply code (STYLE: a refusal carries its RFC code)."""
+    """A check failed; carries the reply code, as exabgp's ``Notify(code, subcode)`` carries its RFC code."""
 
     def __init__(self, code: ReplyCode, reason: str) -> None:
         super().__init__(reason)

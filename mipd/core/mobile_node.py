@@ -495,5 +495,5 @@ class MobileNode:
         return PersistMobile(self.state(now))
 
     def state(self, now: float) -> dict[str, object]:
-        """What survives a restart (CONTRACT 6), as mipd.core.mobile_state writes it."""
+        """What survives a restart, as mipd.core.mobile_state writes it."""
         return mobile_state.save(self, now)

@@ -1,4 +1,4 @@
-"""What of a mobile node survives a restart (CONTRACT section 6): its registration (times as
+"""What of a mobile node survives a restart (docs/interfaces.md, "Durability"): its registration (times as
 wall-clock values), the Identification state (the last timestamp sent, the home agent's nonce,
 the clock offset learnt from a 133) and the home agent address in use."""
 
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 
 def save(node: MobileNode, now: float) -> dict[str, object]:
-    """What survives a restart (CONTRACT 6); times as wall-clock values."""
+    """What survives a restart; times as wall-clock values."""
     wall = node._wall_clock()
     reg = node.registration
     stored: dict[str, object] = {

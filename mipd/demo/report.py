@@ -1,6 +1,7 @@
 """What the demo prints: a live progress line (stderr), the per-move table and the summary line (stdout).
 
-The summary line is CONTRACT §7's, always the last line of stdout:
+The summary line (mipd(8) demo; docs/interfaces.md, "The demo's summary line") is always the last
+line of stdout:
 ``roaming: moves=N delivered=X/Y lost=L handoff_ms_median=M tcp_survived=yes|no``.
 """
 

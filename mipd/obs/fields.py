@@ -1,6 +1,6 @@
-"""Turning an event into journal fields (CONTRACT section 5), and keeping secrets out of them.
+"""Turning an event into journal fields (mipd(8) JOURNAL), and keeping secrets out of them.
 
-Callers name fields as the contract does, in lower case and without the ``MIP_`` prefix
+Callers name fields as mipd(8) does, in lower case and without the ``MIP_`` prefix
 (``home_address``, ``care_of_address``, ``code``, ``spi``, ``reason``, ...); each becomes
 ``MIP_<NAME>``. Every entry carries ``SYSLOG_IDENTIFIER=mipd``, ``MIP_INSTANCE``, ``MIP_ROLE``,
 ``MIP_EVENT``, ``MESSAGE`` and ``PRIORITY``; no caller field can override those.

@@ -1,4 +1,4 @@
-"""structlog as mipd's logging API, rendered to journald (CONTRACT section 5).
+"""structlog as mipd's logging API, rendered to journald (mipd(8) JOURNAL).
 
 Use::
 
@@ -9,7 +9,7 @@ Use::
     set_level("debug")             # mipctl log-level
 
 The structlog event is the ``MIP_EVENT`` name; ``message=`` gives ``MESSAGE``; every other keyword
-is a contract field in lower case (``home_address=`` -> ``MIP_HOME_ADDRESS``). The logger's methods
+is a journal field in lower case (``home_address=`` -> ``MIP_HOME_ADDRESS``). The logger's methods
 are the profile's log levels: ``debug``, ``info``, ``notice``, ``warning``, ``error``, each writing
 that syslog priority. The processor chain, in order: drop what is below the current level, format
 an exception, apply the rate limits (ratelimit.py), render the journal fields (fields.py); the
@@ -30,7 +30,7 @@ from mipd.obs.ratelimit import RateLimiter
 from mipd.obs.sink import EntrySink
 
 _PRIORITY_KEY = "_mip_priority"  # carried from the level filter to the renderer
-# Binding and visitor changes are the audit trail of who was where (CONTRACT section 5): they are
+# Binding and visitor changes are the audit trail of who was where (mipd(8) JOURNAL): they are
 # written whatever the log level, as they are never rate-limited.
 ALWAYS_WRITTEN = ("binding.", "visitor.")
 
@@ -91,7 +91,7 @@ class EventLog:
     """One instance's event log: level, rate limits, rendering and sink, plus its structlog processors.
 
     ``limiter`` and ``sink`` are injectable (a test clock, a fake journal); by default a
-    :class:`~mipd.obs.ratelimit.RateLimiter` with the contract's limits and an
+    :class:`~mipd.obs.ratelimit.RateLimiter` with the documented limits and an
     :class:`~mipd.obs.sink.EntrySink` to journald with stderr fallback.
     """
 

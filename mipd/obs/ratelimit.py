@@ -1,4 +1,4 @@
-"""Rate limits on the two events CONTRACT section 5 allows to be limited.
+"""Rate limits on the two events that may be limited (mipd(8) JOURNAL).
 
 Only ``packet.dropped`` and ``registration.denied`` may be limited: a flood of bad packets must
 not flood the journal. Each of those event names has its own token bucket (default: a burst of
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 RATE_LIMITED_EVENTS = frozenset({"packet.dropped", "registration.denied"})
 DEFAULT_BURST = 10  # entries written back to back before limiting starts
 DEFAULT_RATE = 10.0  # entries per second in a sustained flood
-NEVER_LIMITED_PREFIXES = ("binding.", "visitor.")  # CONTRACT section 5: never suppressed
+NEVER_LIMITED_PREFIXES = ("binding.", "visitor.")  # never suppressed (mipd(8) JOURNAL)
 
 Clock = Callable[[], float]
 

@@ -4,7 +4,7 @@ The engine is driven as aioquic drives a connection: datagrams and timer expirie
 come out, and one ``loop.call_at`` timer is re-armed to the earliest ``next_timer()`` of the role's
 timed components (its engine, its advertisements). Actions of one loop turn are executed together
 at its end: every state change is committed to the state file in one transaction (group commit),
-then the role applies its data-plane changes and sends its datagrams (CONTRACT section 6).
+then the role applies its data-plane changes and sends its datagrams (docs/interfaces.md, "Durability").
 """
 
 from __future__ import annotations

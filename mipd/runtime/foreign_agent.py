@@ -269,8 +269,9 @@ class ForeignAgentControl(DaemonControl):
         return visitors_json(_visitor(v, now) for v in entries)
 
     async def stats(self) -> JSONObject:
-        """CONTRACT 4's counters (``relayed`` counts requests relayed to home agents), plus the
-        visited link's, the relay socket's, the data plane's and the advertisements'."""
+        """The counters of ``mipctl stats`` (mipctl(8) JSON OUTPUT; ``relayed`` counts requests relayed
+        to home agents), plus the visited link's, the relay socket's, the data plane's and the
+        advertisements'."""
         result = stats_json(self.engine.counters, relayed=self.engine.counters.relayed)
         counters = result["counters"]
         if self.runtime.visitor_backend is not None:

@@ -200,9 +200,9 @@ class HomeAgentControl(DaemonControl):
         raise ControlError("a home agent has no visitor list; ask its foreign agents")
 
     async def stats(self) -> JSONObject:
-        """CONTRACT 4's counters, plus the data plane's under ``data_plane`` (packets tunnelled,
-        decapsulated, dropped by reason; ARP frames sent) and, when advertising, the agent
-        advertisements' under ``advertisements``."""
+        """The counters of ``mipctl stats`` (mipctl(8) JSON OUTPUT), plus the data plane's under
+        ``data_plane`` (packets tunnelled, decapsulated, dropped by reason; ARP frames sent) and, when
+        advertising, the agent advertisements' under ``advertisements``."""
         result = stats_json(self.engine.counters)
         result["counters"]["data_plane"] = self.runtime.dataplane.counters()
         if self.runtime.advertising is not None:

@@ -231,7 +231,7 @@ class MobileNodeControl(DaemonControl):
         self.runtime = runtime
 
     async def status(self) -> JSONObject:
-        """CONTRACT 4: location home | away, agent, care_of_address, lifetime_remaining, registered."""
+        """mipctl(8) JSON OUTPUT: location home | away, agent, care_of_address, lifetime_remaining, registered."""
         engine = self.runtime.engine
         assert engine is not None
         reg = engine.registration

@@ -1,4 +1,5 @@
-"""``make bench-quick`` as a smoke test: the harness runs end to end and writes CONTRACT §8's JSON.
+"""``make bench-quick`` as a smoke test: the harness runs end to end and writes the JSON of docs/interfaces.md
+("Benchmark results").
 
 Nothing about speed is asserted. Null is accepted only where the quick mode honestly measures
 nothing: ``bytes_per_binding_1m`` (quick mode stops at 10,000 bindings) and ``expire_s_per_100k``
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from bench.handoff import parse_table, percentile
-from bench.report import CONTRACT_KEYS
+from bench.report import SUMMARY_KEYS
 from tests.support.tools import venv_script
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -30,8 +31,8 @@ def test_quick_bench_writes_every_key(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr[-3000:]
     assert "Registration rate" in run.stdout, run.stdout
     summary = json.loads(output.read_text())
-    assert set(summary) == {*CONTRACT_KEYS, "machine", "journal"}
-    for key in CONTRACT_KEYS:
+    assert set(summary) == {*SUMMARY_KEYS, "machine", "journal"}
+    for key in SUMMARY_KEYS:
         value = summary[key]
         assert value is None or (isinstance(value, int | float) and not isinstance(value, bool)), (key, value)
         if key not in NULL_IN_QUICK:

@@ -2,7 +2,7 @@
 
 tshark captures on the home peer's side of the home link (started before the daemon, so the first
 advertisement after start is caught) and every assertion uses tshark's own field names
-(../shared/rfc/WIRESHARK.md). Agent Solicitations are built with scapy and sent from the home
+(as ``tshark -G fields`` lists them). Agent Solicitations are built with scapy and sent from the home
 peer through a raw socket opened in its namespace.
 """
 

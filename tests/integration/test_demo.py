@@ -1,6 +1,6 @@
 """``mipd demo`` end to end, as a user runs it: the venv's script and the default tour.
 
-It must finish within a minute, end with CONTRACT §7's summary line, lose few pings, keep its TCP connection,
+It must finish within a minute, end with docs/interfaces.md's summary line, lose few pings, keep its TCP connection,
 and leave no namespace, process or file of its own behind. The variants (``--moves 8``, ``--reverse-tunneling``,
 ``--registration-required``) run with every check at every location in tests/integration/test_demo_tour.py.
 """

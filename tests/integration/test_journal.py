@@ -1,4 +1,4 @@
-"""Events through mipd.obs into a real systemd-journald, read back with journalctl (CONTRACT section 5).
+"""Events through mipd.obs into a real systemd-journald, read back with journalctl (mipd(8) JOURNAL).
 
 Each test runs tests/support/obs_emitter.py, a stand-in daemon, inside the isolated namespace of
 tests/support/journal.py and tells it on stdin what to emit.
@@ -42,7 +42,7 @@ class Emitter:
         return self.process.returncode, stderr
 
 
-def test_binding_added_reaches_the_journal_with_the_contract_fields(journald: Journald) -> None:
+def test_binding_added_reaches_the_journal_with_the_documented_fields(journald: Journald) -> None:
     emitter = Emitter(journald, "ha-fields")
     emitter.do("emit binding.added 2")
     emitter.do("emit binding.removed 1")

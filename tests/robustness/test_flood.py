@@ -7,7 +7,7 @@ and a replayed request floods it for several seconds while a legitimate node re-
 fresh timestamps. Measured (printed, and kept in docs/robustness.md): the share of the node's requests
 answered within 1 s, their latency, the agent's CPU and memory growth, and how many journal entries the
 flood cost. Asserted: loose floors only — the agent lives, answers most of the node's requests, its
-memory does not grow with the flood, and the journal holds the rate limit (CONTRACT §5).
+memory does not grow with the flood, and the journal holds the rate limit (mipd(8) JOURNAL).
 """
 
 from __future__ import annotations

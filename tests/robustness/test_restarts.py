@@ -2,8 +2,8 @@
 
 - kill -9 while nodes renew and a hostile peer floods: after the restart every binding is back once, with
   its remaining lifetime (never more than before), at least as new as the last reply a node received
-  (state is committed before the reply that announces it, CONTRACT §6), with its data plane re-installed,
-  and a replay of an acknowledged request is still refused;
+  (state is committed before the reply that announces it, docs/interfaces.md "Durability"), with its data
+  plane re-installed, and a replay of an acknowledged request is still refused;
 - the journal (journald) killed, then back: the agent keeps registering nodes, its events go to stderr
   meanwhile, and to the journal again afterwards;
 - the control socket removed: the agent keeps registering nodes; mipctl says it cannot reach it (exit 3).

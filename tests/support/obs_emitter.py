@@ -7,7 +7,7 @@ with one ``ok ...`` line on stdout once done (so a test can act between commands
     level LEVEL                   mipd.obs.set_level(LEVEL)
     sleep SECONDS                 time.sleep(SECONDS)
 
-Every event carries the contract's fields and also a ``key`` field, which must never get out.
+Every event carries the journal's fields and also a ``key`` field, which must never get out.
 End of input: exit 0.
 """
 

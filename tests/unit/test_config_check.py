@@ -1,4 +1,4 @@
-"""``mipd check`` on real files, run as the installed console script (CONTRACT sections 1 to 3)."""
+"""``mipd check`` on real files, run as the installed console script (mipd(8) check, mip.yaml(5))."""
 
 from __future__ import annotations
 

@@ -97,7 +97,7 @@ def test_home_agent_settings_merge_both_node_lists_and_group_agents(home_agent: 
     assert settings.encapsulations == frozenset(Encapsulation)
 
 
-def test_default_settings_match_the_contract(tmp_path: Path) -> None:
+def test_default_settings_match_the_documented_defaults(tmp_path: Path) -> None:
     path = write(tmp_path / "ha.yaml", "role: home-agent\ninterface: eth1\naddress: 10.1.0.1\n"
                                        "home_network: 10.1.0.0/24\n", 0o644)
     profile = load_profile(path)
@@ -191,7 +191,7 @@ tunnel: {{backend: userspace, encapsulations: [ipip, minimal]}}
 
 @pytest.mark.parametrize("written", ["off", '"off"'])
 def test_reverse_tunneling_off_unquoted_is_the_word_not_false(tmp_path: Path, written: str) -> None:
-    """YAML 1.1 reads an unquoted off as false; CONTRACT 3's value is the word."""
+    """YAML 1.1 reads an unquoted off as false; mip.yaml(5)'s value is the word."""
     path = write(tmp_path / "fa.yaml", f"role: foreign-agent\ninterface: eth0\ncare_of_address: 10.2.0.2\n"
                                        f"reverse_tunneling: {written}\n")
     profile = load_profile(path)

@@ -1,4 +1,4 @@
-"""The CONTRACT section 4 results built from core objects."""
+"""The results of ``mipctl --json`` (mipctl(8) JSON OUTPUT) built from core objects."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def binding(**changes: object) -> Binding:
     return Binding(**fields)  # type: ignore[arg-type]
 
 
-def test_binding_json_is_the_contract_example() -> None:
+def test_binding_json_is_the_man_page_example() -> None:
     assert binding_json(binding(), now=1000.0) == {
         "home_address": "10.1.0.10", "care_of_address": "10.2.0.1", "lifetime_granted": 600,
         "lifetime_remaining": 412, "flags": "T", "spi": 256, "identification": "e8fe6f8012345678",

@@ -4,12 +4,16 @@
   and ``tunnel``) with the default the code has, every value a choice key accepts, and no key the code
   does not know;
 - mipd(8) and mipctl(8) name every subcommand and option that ``--help`` shows;
-- mipd(8) names every journal event the code emits, the CONTRACT section 5 events and fields, and every
-  ``packet.dropped`` reason;
+- mipd(8) names every journal event the code emits, the events of each role under it, the journal fields
+  and every ``packet.dropped`` reason;
 - mipd(8) quotes systemd/mipd@.service's settings as the unit has them;
 - each page renders without a groff warning;
 - each example in etc/mip shows every key of its role, with the model's default where it sets one.
-- the profiles mip.yaml(5) shows as examples pass ``mipd check``.
+- the profiles mip.yaml(5) shows as examples pass ``mipd check``;
+- docs/interfaces.md, the one overview, passes the same checks: every profile key with its default and
+  choices (and no other), every command and option of ``--help``, every event under its role with what is
+  rate-limited and never suppressed, every journal field and drop reason, every field of mipctl's JSON
+  and exactly the keys the benchmark writes.
 
 Man pages are read as roff source: ``plain`` turns macro lines into their text, so a test does not depend
 on how groff lays a page out.
@@ -31,12 +35,16 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
+from bench.__main__ import summarize
+from bench.report import machine
 from mipd.cli.mipctl import build_parser as mipctl_parser
 from mipd.cli.mipd import build_parser as mipd_parser
 from mipd.config.loader import SOCKET_DIRECTORY
 from mipd.config.models import ROLES, Common, Tunnel
 from mipd.config.security import AgentAssociation, NodeAssociation
+from mipd.control.shapes import ALWAYS_DROPPED
 from mipd.obs.fields import field_name
+from mipd.obs.ratelimit import NEVER_LIMITED_PREFIXES, RATE_LIMITED_EVENTS
 from tests.support.tools import tool, venv_script
 
 REPO = Path(__file__).resolve().parents[2]
@@ -293,7 +301,7 @@ def test_the_man_page_documents_no_command_that_does_not_exist(program: str) -> 
 # ---------------------------------------------------------------------------------------------------------
 # mipd(8) and the journal
 
-CONTRACT_EVENTS = {
+ROLE_EVENTS = {
     "all": ["daemon.started", "daemon.reloaded", "daemon.stopping", "config.rejected"],
     "home-agent": ["registration.accepted", "registration.denied", "binding.added", "binding.renewed",
                    "binding.removed", "binding.expired", "packet.dropped"],
@@ -304,7 +312,7 @@ CONTRACT_EVENTS = {
 }
 EVENT_SECTIONS = {"all": "Events of every role", "home-agent": "Home agent events",
                   "foreign-agent": "Foreign agent events", "mobile-node": "Mobile node events"}
-CONTRACT_FIELDS = ["MIP_INSTANCE", "MIP_ROLE", "MIP_EVENT", "MIP_HOME_ADDRESS", "MIP_CARE_OF_ADDRESS",
+JOURNAL_FIELDS = ["MIP_INSTANCE", "MIP_ROLE", "MIP_EVENT", "MIP_HOME_ADDRESS", "MIP_CARE_OF_ADDRESS",
                    "MIP_HOME_AGENT", "MIP_FOREIGN_AGENT", "MIP_LINK_ADDRESS", "MIP_LIFETIME", "MIP_CODE", "MIP_SPI",
                    "MIP_REASON", "MIP_SUPPRESSED"]
 _EVENT_NAME = re.compile(r"[a-z]+\.[a-z][a-z-]*")
@@ -365,9 +373,9 @@ def drop_reasons() -> set[str]:
     return found
 
 
-def test_the_code_emits_the_contract_events_and_the_scan_finds_them() -> None:
+def test_the_code_emits_the_role_events_and_the_scan_finds_them() -> None:
     events = emitted_events()
-    missing = sorted({e for names in CONTRACT_EVENTS.values() for e in names} - events)
+    missing = sorted({e for names in ROLE_EVENTS.values() for e in names} - events)
     assert not missing, f"the code emits no {missing}"
     assert {"bad-fa-ha", "no-sa", "malformed"} <= drop_reasons()
 
@@ -378,10 +386,10 @@ def test_mipd_8_documents_every_event_the_code_emits(event: str) -> None:
     assert event in documented, f"mipd(8) JOURNAL has no '.TP' / '.B {event}' entry"
 
 
-@pytest.mark.parametrize("role", sorted(CONTRACT_EVENTS))
-def test_mipd_8_lists_the_contract_events_under_their_role(role: str) -> None:
+@pytest.mark.parametrize("role", sorted(ROLE_EVENTS))
+def test_mipd_8_lists_the_role_events_under_their_role(role: str) -> None:
     documented = entries(journal_subsections()[EVENT_SECTIONS[role]])
-    assert [e for e in CONTRACT_EVENTS[role] if e not in documented] == []
+    assert [e for e in ROLE_EVENTS[role] if e not in documented] == []
 
 
 def written_fields() -> set[str]:
@@ -400,10 +408,10 @@ def written_fields() -> set[str]:
     return found
 
 
-def test_mipd_8_documents_every_contract_field_the_code_writes() -> None:
+def test_mipd_8_documents_every_journal_field_the_code_writes() -> None:
     written = written_fields()
     documented = entries(journal_subsections()["Fields"])
-    for field in CONTRACT_FIELDS:
+    for field in JOURNAL_FIELDS:
         assert field in written, f"the code never writes {field}"
         assert field in documented, f"mipd(8) JOURNAL Fields has no entry for {field}"
     text = plain(sections("mipd.8")["JOURNAL"])
@@ -520,3 +528,179 @@ def test_the_profiles_in_mip_yaml_5_pass_mipd_check(tmp_path: Path) -> None:
                             check=False)
     assert result.stdout.splitlines() == [f"{path}: ok" for path in paths]
     assert result.returncode == 0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# docs/interfaces.md: the same checks against the one overview page
+
+INTERFACES = REPO / "docs" / "interfaces.md"
+
+
+@cache
+def interfaces_lines() -> list[str]:
+    return INTERFACES.read_text().splitlines()
+
+
+def part(title: str) -> list[str]:
+    """The lines under the heading ``title`` of docs/interfaces.md, up to the next heading of its level or
+    above (so a part holds its subsections)."""
+    lines = interfaces_lines()
+    for index, line in enumerate(lines):
+        level = len(line) - len(line.lstrip("#"))
+        if level and line[level:].strip() == title:
+            end = next((i for i in range(index + 1, len(lines))
+                        if lines[i].startswith("#") and len(lines[i]) - len(lines[i].lstrip("#")) <= level),
+                       len(lines))
+            return lines[index + 1:end]
+    raise AssertionError(f"docs/interfaces.md has no heading {title!r}")
+
+
+def rows(lines: list[str]) -> dict[str, list[str]]:
+    """The tables of ``lines``: each row's first cell (without backticks) -> its cells. Header rows (the
+    first of a table) and rule rows are left out."""
+    found: dict[str, list[str]] = {}
+    in_table = False
+    for line in lines:
+        if not line.startswith("|"):
+            in_table = False
+            continue
+        cells = [cell.strip() for cell in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
+        if in_table and not set("".join(cells)) <= set("-: "):
+            found[cells[0].strip("`")] = cells
+        in_table = True
+    return found
+
+
+def test_rows_reads_markdown_tables() -> None:
+    assert rows(["text", "| key | default |", "|---|---|", "| `a` | `1` |", "", "| h |", "|-|", "| b |"]) == {
+        "a": ["`a`", "`1`"], "b": ["b"]}
+    assert part("Tunnel")[0] == ""
+
+
+def documented_default(cell: str) -> str:
+    """A default cell as the code's default reads: without backticks and the ``<>`` around a placeholder."""
+    return re.sub(r"[`<>]", "", cell)
+
+
+@pytest.mark.parametrize(("section", "model", "name"), KEYS, ids=[f"{s}:{n}" for s, _, n in KEYS])
+def test_interfaces_md_documents_the_key_its_default_and_its_choices(section: str, model: type[BaseModel],
+                                                                    name: str) -> None:
+    documented = rows(part(section.capitalize()))
+    assert name in documented, f"docs/interfaces.md {section.capitalize()} has no row | `{name}` | default | ... |"
+    _, default, *rest = documented[name]
+    field = model.model_fields[name]
+    if name in SPECIAL_DEFAULTS:
+        expected = SPECIAL_DEFAULTS[name].removeprefix("Default: ")
+    elif field.is_required():
+        expected = "required"
+    else:
+        expected = render(field.get_default(call_default_factory=True))
+    assert documented_default(default) == expected, f"{name}: the code's default is {expected!r}"
+    if name != "role":
+        for choice in choices(model, name):
+            assert mentions(" ".join(rest), choice), f"{name} accepts {choice!r}, which its row does not name"
+
+
+@pytest.mark.parametrize("section", ["COMMON KEYS", "SECURITY ASSOCIATIONS", "TUNNEL", *ROLE_SECTIONS.values()])
+def test_interfaces_md_documents_no_key_the_code_does_not_know(section: str) -> None:
+    known = {name for where, _, name in KEYS if where == section}
+    assert set(rows(part(section.capitalize()))) <= known
+
+
+@pytest.mark.parametrize(("program", "command"), HELP_CASES, ids=[" ".join((p, *c)) for p, c in HELP_CASES])
+def test_interfaces_md_names_every_command_and_option_of_help(program: str, command: tuple[str, ...]) -> None:
+    text = "\n".join(part(program))
+    text_of_help = help_text(program, *command)
+    missing = sorted(option for option in options_of(text_of_help) if not mentions(text, option))
+    assert not missing, f"docs/interfaces.md {program} does not name {missing}"
+    for name in commands_of(text_of_help):
+        assert mentions(text, f"{program} {name}") if program == "mipd" else f"`{name}" in text, \
+            f"docs/interfaces.md {program} does not describe the command {name}"
+
+
+def test_interfaces_md_lists_only_mipctl_commands_that_exist() -> None:
+    assert {cell.split()[0] for cell in rows(part("mipctl"))} == set(commands_of(help_text("mipctl")))
+
+
+def interfaces_events() -> dict[str, dict[str, list[str]]]:
+    """Role -> the event table of its section: event -> cells."""
+    return {role: rows(part(title)) for role, title in EVENT_SECTIONS.items()}
+
+
+@pytest.mark.parametrize("event", sorted(emitted_events()))
+def test_interfaces_md_documents_every_event_the_code_emits(event: str) -> None:
+    assert any(event in table for table in interfaces_events().values()), \
+        f"docs/interfaces.md has no event row | `{event}` | priority | when |"
+
+
+@pytest.mark.parametrize("role", sorted(ROLE_EVENTS))
+def test_interfaces_md_lists_the_events_of_each_role_under_it(role: str) -> None:
+    table = interfaces_events()[role]
+    assert [e for e in ROLE_EVENTS[role] if e not in table] == []
+    for event, (_, priority, _) in table.items():
+        limited = "rate-limited" in priority
+        assert limited == (event in RATE_LIMITED_EVENTS), f"{event}: say rate-limited exactly when it is"
+        assert ("never suppressed" in priority) == event.startswith(NEVER_LIMITED_PREFIXES)
+
+
+def test_interfaces_md_documents_every_journal_field() -> None:
+    written = written_fields()
+    documented = rows(part("Fields"))
+    for field in JOURNAL_FIELDS:
+        assert field in written, f"the code never writes {field}"
+        assert field in documented, f"docs/interfaces.md Fields has no row for {field}"
+    text = "\n".join(part("Journal"))
+    for field in ["SYSLOG_IDENTIFIER", "MESSAGE", "PRIORITY"]:
+        assert mentions(text, field)
+    for reason in drop_reasons():
+        assert mentions(text, reason), f"docs/interfaces.md Journal does not name the drop reason {reason}"
+
+
+def control_fields() -> set[str]:
+    """Every field name of mipctl's JSON: the keys the shapes build (mipd.control.shapes), the keywords the
+    roles give status_json, the objects the roles add to stats and the keys of reload and log-level."""
+    found = set(ALWAYS_DROPPED)
+    shapes = ast.parse((REPO / "mipd" / "control" / "shapes.py").read_text())
+    found.update(k.value for node in ast.walk(shapes) if isinstance(node, ast.Dict) for k in node.keys
+                 if isinstance(k, ast.Constant) and isinstance(k.value, str))
+    found.update(a.arg for node in ast.walk(shapes) if isinstance(node, ast.FunctionDef)
+                 and node.name == "status_json" for a in node.args.kwonlyargs)
+    for path in sorted((REPO / "mipd" / "runtime").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        for function in (n for n in ast.walk(tree) if isinstance(n, ast.AsyncFunctionDef | ast.FunctionDef)):
+            for node in ast.walk(function):
+                if isinstance(node, ast.Call) and _call_name(node) == "status_json":
+                    found.update(k.arg for k in node.keywords if k.arg is not None)
+                elif function.name == "stats" and isinstance(node, ast.Assign):
+                    found.update(t.slice.value for t in node.targets if isinstance(t, ast.Subscript)
+                                 and isinstance(t.slice, ast.Constant) and isinstance(t.slice.value, str))
+                elif function.name in ("reload", "log_level") and isinstance(node, ast.Return) and node.value:
+                    for value in ast.walk(node.value):
+                        if isinstance(value, ast.Dict):
+                            found.update(k.value for k in value.keys
+                                         if isinstance(k, ast.Constant) and isinstance(k.value, str))
+    return found
+
+
+def test_the_control_field_scan_finds_the_fields() -> None:
+    assert {"lifetime_granted", "link_address", "relayed", "no_sa", "uptime", "location", "home_agent",
+            "data_plane", "visited_link", "routing", "restart_needed", "reloaded", "mobile_nodes",
+            "home_agents", "log_level", "removed"} <= control_fields()
+
+
+@pytest.mark.parametrize("field", sorted(control_fields()))
+def test_interfaces_md_documents_every_control_json_field(field: str) -> None:
+    assert mentions("\n".join(part("Control output (mipctl --json)")), field), \
+        f"docs/interfaces.md Control output does not name {field!r}"
+
+
+def bench_keys() -> set[str]:
+    """The top-level keys the benchmark writes, from its own summary of a run where every part failed."""
+    return set(summarize({}))
+
+
+def test_interfaces_md_documents_exactly_the_bench_keys() -> None:
+    documented = rows(part("Benchmark results"))
+    assert set(documented) == bench_keys()
+    for key in machine():
+        assert mentions(" ".join(documented["machine"]), key), f"the machine row does not name {key}"

@@ -68,7 +68,7 @@ def test_accepted_registration_reply_and_binding(clock: Clock) -> None:
     assert verify(reply, 0, KEY, "hmac-md5")  # type: ignore[arg-type]
     assert (send.source, send.source_port, send.destination, send.destination_port) == (HA, 434, COA, 40123)
     assert events(actions) == ["binding.added", "registration.accepted"]
-    # CONTRACT 6: the node's state is persisted before the reply that announces it.
+    # docs/interfaces.md "Durability": the node's state is persisted before the reply that announces it.
     kinds = [type(a) for a in actions if isinstance(a, PersistNode | SendDatagram)]
     assert kinds == [PersistNode, SendDatagram]
     binding = ha.bindings.get(MN, COA)

@@ -1,4 +1,4 @@
-"""Journal fields (CONTRACT section 5): names, fixed fields, no key, levels."""
+"""Journal fields (mipd(8) JOURNAL): names, fixed fields, no key, levels."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from mipd.core.actions import Priority
 from mipd.obs.fields import field_name, is_secret_field, journal_fields
 from mipd.obs.levels import level_name, parse_level
 
-CONTRACT_FIELDS = {
+JOURNAL_FIELDS = {
     "home_address": "MIP_HOME_ADDRESS",
     "care_of_address": "MIP_CARE_OF_ADDRESS",
     "home_agent": "MIP_HOME_AGENT",
@@ -33,8 +33,8 @@ def entry(fields: dict[str, object], **overrides: object) -> dict[str, str]:
     return journal_fields(**arguments)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("name", "journal_name"), sorted(CONTRACT_FIELDS.items()))
-def test_contract_field_names(name: str, journal_name: str) -> None:
+@pytest.mark.parametrize(("name", "journal_name"), sorted(JOURNAL_FIELDS.items()))
+def test_journal_field_names(name: str, journal_name: str) -> None:
     assert field_name(name) == journal_name
 
 

@@ -1,4 +1,4 @@
-"""Rate limits (CONTRACT section 5) with an injected clock: only two events are limited."""
+"""Rate limits (mipd(8) JOURNAL) with an injected clock: only two events are limited."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The state file (CONTRACT section 6): round trip, group commit, format version, migration, permissions.
+"""The state file (docs/interfaces.md, "Durability"): round trip, group commit, format version, migration, permissions.
 
 A home agent's nodes (format version 1), a foreign agent's visitors (2) and a mobile node's state (3)."""
 
