@@ -99,6 +99,7 @@ class MobileNode:
         self._retry_at: float | None = None  # after a denial
         self._requested_lifetime = settings.lifetime
         self._prefer: IPv4Address | None = None  # an agent to move to (prefixes changed)
+        self._stopping = False  # stop() was called: no new registrations, only the deregistration
 
     # --- inputs ---
 
@@ -209,7 +210,8 @@ class MobileNode:
             _, lifetime, care_of, waiting_for = self._deferred
             self._deferred = None
             actions += self._send(now, lifetime=lifetime, care_of=care_of, agent=waiting_for)
-        if not self.agents.all() and self.solicitation.next_at is None and self.location != "home":
+        if not self.agents.all() and self.solicitation.next_at is None and self.location != "home" \
+                and not self._stopping:
             self.solicitation.start(now)
         if self.solicitation.due(now):
             actions.append(SendIcmp(AgentSolicitation().encode(), ALL_MOBILITY_AGENTS, SOLICITATION_TTL))
@@ -222,11 +224,35 @@ class MobileNode:
         return actions
 
     def stop(self, now: float) -> list[Action]:
-        """Stopping: deregister if away and registered (``deregister_on_stop``)."""
-        reg = self.registration
-        if not self.settings.deregister_on_stop or reg is None or self.location == "home":
+        """Stopping: deregister if away and registered, or a registration is on its way that the
+        home agent may accept (``deregister_on_stop``).
+
+        The deregistration is bound by the once-a-second rule like any request: within a second
+        of the last one it is deferred and sent by :meth:`on_timer` when the second is over (the
+        caller keeps the timer running while :attr:`stop_pending`). From now on nothing but the
+        deregistration is sent: no renewal, no registration after it is answered.
+        """
+        self._stopping = True
+        reg, attempt = self.registration, self.attempt
+        if reg is not None:
+            care_of, agent = reg.care_of_address, reg.agent
+        elif attempt is not None and not attempt.deregistration:
+            care_of, agent = attempt.request.care_of_address, attempt.agent
+        else:
             return []
-        return self._send(now, lifetime=0, care_of=reg.care_of_address, agent=reg.agent)
+        if not self.settings.deregister_on_stop or self.location == "home":
+            return []
+        self.attempt = None  # superseded: a renewal must not be retransmitted in its place
+        self._deferred = None
+        self._retry_at = None
+        return self._send(now, lifetime=0, care_of=care_of, agent=agent)
+
+    @property
+    def stop_pending(self) -> bool:
+        """Stopping, and the deregistration still waits to be sent or answered."""
+        if not self._stopping:
+            return False
+        return self._deferred is not None or (self.attempt is not None and self.attempt.deregistration)
 
     # --- deciding where to be ---
 
@@ -270,6 +296,8 @@ class MobileNode:
         return reg.agent if reg is not None and reg.agent is not None and self._prefer is None else None
 
     def _decide(self, now: float) -> list[Action]:
+        if self._stopping:
+            return []  # stop(): the deregistration is the last request
         s = self.settings
         if self._home_agent_heard() or self._home_prefix_address:
             return self._go_home(now)
@@ -452,8 +480,9 @@ class MobileNode:
             actions.append(self._persist(now))
             return actions + self._decide(now)
         actions.append(self._persist(now))
-        return actions + self._send(now, lifetime=self._requested(attempt.agent),
-                                    care_of=attempt.request.care_of_address, agent=attempt.agent)
+        lifetime = 0 if attempt.deregistration else self._requested(attempt.agent)  # a deregistration stays one
+        return actions + self._send(now, lifetime=lifetime, care_of=attempt.request.care_of_address,
+                                    agent=attempt.agent)
 
     # --- outputs ---
 
