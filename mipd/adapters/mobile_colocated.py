@@ -68,7 +68,7 @@ COUNTERS = (
     "dropped_not_home_address",  # inner destination is not our home address
     "dropped_not_home_source",  # read from mipm0 with another source than the home address (a race)
     "dropped_malformed",  # not a well-formed datagram / tunnel packet (DecodeError)
-    *(f"dropped_{reason}" for reason in DropReason),  # RFC 2003 / 2004 refusals
+    *(f"dropped_{reason}" for reason in DropReason),  # RFC 2003 / 2004 refusals; unsupported_protocol
     "ignored_other_destination",  # a tunnel packet to another of our addresses: not for the care-of address
     "ignored_not_ipv4",  # read from mipm0 but not IPv4
     "send_errors",
