@@ -251,6 +251,8 @@ class MobileNode:
         deregistration is sent: no renewal, no registration after it is answered.
         """
         self._stopping = True
+        if self._deferred is not None and self._deferred[1] != 0:
+            self._deferred = None  # a registration not sent yet never will be (a deregistration still is)
         reg, attempt = self.registration, self.attempt
         if reg is not None:
             care_of, agent = reg.care_of_address, reg.agent

@@ -266,6 +266,25 @@ def test_stop_while_not_registered_sends_nothing() -> None:
     assert mobile.stop(0.5) == [] and not mobile.stop_pending
 
 
+def test_stop_without_deregister_on_stop_drops_a_deferred_registration() -> None:
+    _, mobile = node(deregister_on_stop=False)
+    first = request_of(sends(hear(mobile, 0.0))[0])
+    answer(mobile, first, 0.05)
+    assert sends(hear(mobile, 0.5, agent=FA2, sequence=1, prefix=16)) == []  # a move, deferred by the 1 s rule
+    assert mobile.next_timer() == 1.0
+    assert mobile.stop(0.6) == [] and not mobile.stop_pending
+    assert sends(mobile.on_timer(1.0)) == []  # nothing is sent once stopped
+
+
+def test_stop_back_home_lets_the_deferred_deregistration_go() -> None:
+    _, mobile = node()
+    answer(mobile, request_of(sends(hear(mobile, 0.0))[0]), 0.05)
+    assert sends(hear(mobile, 0.5, agent=HA, home=True)) == []  # home: the deregistration waits for 1.0
+    assert mobile.stop(0.6) == [] and mobile.stop_pending
+    (dereg,) = sends(mobile.on_timer(1.0))
+    assert (request_of(dereg).lifetime, request_of(dereg).care_of_address) == (0, MN)
+
+
 def test_state_survives_a_restart() -> None:
     world, mobile = node()
     answer(mobile, request_of(sends(hear(mobile, 0.0))[0]), 0.1)
