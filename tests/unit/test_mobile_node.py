@@ -260,6 +260,16 @@ def test_stop_during_a_renewal_deregisters_instead_of_retransmitting_it() -> Non
     assert not mobile.stop_pending
 
 
+def test_stop_with_the_first_registration_unanswered_deregisters_it_too() -> None:
+    """The home agent may have accepted the request whose reply is still on its way."""
+    _, mobile = node()
+    first = request_of(sends(hear(mobile, 0.0))[0])
+    assert mobile.registration is None and sends(mobile.stop(0.2)) == []
+    assert sends(answer(mobile, first, 0.3)) == [] and mobile.registration is None  # superseded: dropped
+    (dereg,) = sends(mobile.on_timer(1.0))
+    assert (request_of(dereg).lifetime, request_of(dereg).care_of_address) == (0, FA1)
+
+
 def test_stop_while_not_registered_sends_nothing() -> None:
     _, mobile = node()
     mobile.start(0.0)
