@@ -113,10 +113,13 @@ def test_stopped_right_after_registering_it_deregisters(world: dict[str, Any], j
     assert removed["MIP_REASON"] == "deregistered"
     # The stop did come within a second of the registration (else the pacing was not exercised),
     # and the deregistration was sent after that second was over.
+    # (A deregistration retransmitted on a slow machine adds more "0" entries.)
     sent = journald.entries(count=2, MIP_EVENT="registration.sent", MIP_INSTANCE="stop-mn")
-    assert [e["MIP_LIFETIME"] for e in sent] == ["600", "0"], sent
+    lifetimes = [e["MIP_LIFETIME"] for e in sent]
+    assert lifetimes[0] == "600" and len(lifetimes) >= 2 and set(lifetimes[1:]) == {"0"}, lifetimes
     (stopping,) = journald.entries(MIP_EVENT="daemon.stopping", MIP_INSTANCE="stop-mn")
     assert when(stopping) - when(sent[0]) < 1.0, "the node was not stopped within a second of registering"
-    assert when(sent[1]) - when(sent[0]) >= 0.99  # once a second at most
+    # Once a second at most (journald's receipt times, so a little jitter is allowed).
+    assert when(sent[1]) >= when(stopping) and when(sent[1]) - when(sent[0]) >= 0.9
     accepted = journald.entries(count=2, MIP_EVENT="registration.accepted", MIP_INSTANCE="stop-mn")
     assert [e["MIP_LIFETIME"] for e in accepted] == ["600", "0"]
