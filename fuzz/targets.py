@@ -135,14 +135,17 @@ def ipv4_header(data: bytes) -> None:
 
 
 def tunnel_decapsulate(data: bytes) -> None:
-    """decapsulate (RFC 2003 / 2784 / 2004): succeeds, DecodeError, or TunnelRefused(TTL_ZERO);
-    what decapsulated, encapsulated again the same way, decapsulates to the same inner datagram."""
+    """decapsulate (RFC 2003 / 2784 / 2004): succeeds, DecodeError, or TunnelRefused(TTL_ZERO or,
+    GRE with another Protocol Type than IPv4, UNSUPPORTED_PROTOCOL); what decapsulated,
+    encapsulated again the same way, decapsulates to the same inner datagram."""
     try:
         taken = decapsulate(data)
     except DecodeError:
         return
     except TunnelRefused as refused:
-        assert refused.reason is DropReason.TTL_ZERO, refused
+        assert refused.reason in (DropReason.TTL_ZERO, DropReason.UNSUPPORTED_PROTOCOL), refused
+        if refused.reason is DropReason.UNSUPPORTED_PROTOCOL:
+            assert data[9] == 47, refused  # only GRE says which protocol it carries
         return
     try:
         packet = encapsulate(taken.inner, taken.source, taken.destination, taken.encapsulation, 0)

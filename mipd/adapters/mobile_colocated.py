@@ -8,8 +8,8 @@ device ``mipm0`` plus raw sockets, no kernel tunnel module needed.
   if its outer source is *our* home agent and its inner destination our home address; anything
   else is counted and dropped (no ICMP). The inner datagram is written to ``mipm0``; the kernel
   receives it there and, the home address being local, delivers it. IP-in-IP MUST be received
-  (4.1); GRE and minimal encapsulation are accepted too: which one the home agent uses is its
-  choice among what we registered, and the source check is what protects us.
+  (4.1); GRE and minimal encapsulation are accepted too (the node asks for them with G / M as
+  ``tunnel.encapsulations`` prefer, mip.yaml(5)), and the source check is what protects us.
 - **Home address.** While co-located it lives on ``mipm0`` as a /32, not on the physical
   interface, so that the interface (``arp_ignore`` 1, see mipd.adapters.mobile_routing) never
   answers ARP for it. Having an address also keeps *loose* reverse-path filtering (2, the
@@ -19,10 +19,12 @@ device ``mipm0`` plus raw sockets, no kernel tunnel module needed.
   the node does not reverse-tunnel (the route back to a correspondent is not through ``mipm0``).
 - **Reverse tunnel** (T, RFC 3024). ``ip rule from H lookup 760001 prio 7620 proto 77`` and, in
   that table, ``default dev mipm0 proto 77``: the node's own packets *from its home address* go
-  into ``mipm0``; we read them, encapsulate them from the care-of address to the home agent and
-  send them with the raw ``IPPROTO_RAW`` socket. The tunnel packets themselves have the care-of
-  address as source, so the rule does not catch them: they follow the interface's own default
-  route. Registration requests (source: the care-of address, 3.6.1.1) are not tunnelled either.
+  into ``mipm0``; we read them, encapsulate them from the care-of address to the home agent (in
+  the encapsulation the home agent granted: ``Colocation.encapsulation``, IP-in-IP unless it
+  accepted a request with G or M) and send them with the raw ``IPPROTO_RAW`` socket. The tunnel
+  packets themselves have the care-of address as source, so the rule does not catch them: they
+  follow the interface's own default route. Registration requests (source: the care-of address,
+  3.6.1.1) are not tunnelled either.
 
 IPv6 is disabled on ``mipm0`` so that the kernel's own router solicitations never reach the reader.
 """
@@ -68,7 +70,7 @@ COUNTERS = (
     "dropped_not_home_address",  # inner destination is not our home address
     "dropped_not_home_source",  # read from mipm0 with another source than the home address (a race)
     "dropped_malformed",  # not a well-formed datagram / tunnel packet (DecodeError)
-    *(f"dropped_{reason}" for reason in DropReason),  # RFC 2003 / 2004 refusals
+    *(f"dropped_{reason}" for reason in DropReason),  # RFC 2003 / 2004 refusals; unsupported_protocol
     "ignored_other_destination",  # a tunnel packet to another of our addresses: not for the care-of address
     "ignored_not_ipv4",  # read from mipm0 but not IPv4
     "send_errors",

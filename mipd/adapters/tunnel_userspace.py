@@ -58,7 +58,7 @@ COUNTERS = (
     "dropped_malformed",  # not a well-formed datagram / tunnel packet (DecodeError)
     "dropped_not_registered",  # tunnelled to us from an outer source that is no registered care-of address
     "dropped_not_reverse",  # from a registered care-of address whose binding did not ask for T
-    *(f"dropped_{reason}" for reason in DropReason),  # RFC 2003 / 2004 refusals
+    *(f"dropped_{reason}" for reason in DropReason),  # RFC 2003 / 2004 refusals; unsupported_protocol
     "ignored_other_destination",  # a tunnel packet to another of this host's addresses: not ours
     "send_errors",
     "write_errors",

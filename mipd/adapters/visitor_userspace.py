@@ -63,7 +63,7 @@ COUNTERS = (
     "dropped_not_home_agent",  # outer source is not the visitor's home agent
     "dropped_not_reverse",  # read from mipv0 from a source that is no reverse-tunnelled visitor (a race)
     "dropped_malformed",  # not a well-formed datagram / tunnel packet (DecodeError)
-    *(f"dropped_{reason}" for reason in DropReason),  # RFC 2003 / 2004 refusals
+    *(f"dropped_{reason}" for reason in DropReason),  # RFC 2003 / 2004 refusals; unsupported_protocol
     "ignored_not_ipv4",  # read from mipv0 but not IPv4 (e.g. the kernel's own IPv6 before it was disabled)
     "ignored_other_destination",  # a tunnel packet to another of this host's addresses: not ours
     "send_errors",

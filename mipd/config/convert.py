@@ -87,4 +87,5 @@ def mobile_node_settings(profile: MobileNodeProfile) -> MobileNodeSettings:
         reverse_tunneling=profile.reverse_tunneling,
         deregister_on_stop=profile.deregister_on_stop,
         foreign_agents={a.address: a.to_core() for a in profile.foreign_agents},
+        encapsulations=tuple(profile.tunnel.encapsulations),
     )

@@ -25,6 +25,14 @@ and exactly one valid MN-FA when the node shares an SA with the foreign agent (3
 resynchronises the Identification (timestamps: the clock offset; nonces: the new nonce), 69
 retries with the offered lifetime, 136 adopts the home agent address given (3.6.2.3). The
 registration is renewed before it ends, counted from when the request was sent (3.6.2.2).
+
+Encapsulation (G and M, 3.3; an agent's G and M, 2.1.1; codes 72 and 139, 3.4): the first of
+``tunnel.encapsulations`` the node may ask for is requested, G for GRE and M for minimal
+encapsulation, neither for IP-in-IP. Co-located, the node decapsulates itself and may ask for
+any; through a foreign agent only for one the agent advertises (its G or M: it can decapsulate
+that), else the agent would deny it with 72. A denial with 139 (home agent) or 72 (foreign agent)
+of a request with G or M is followed by a request for the next choice, finally IP-in-IP, and
+the refused encapsulation is not asked of that agent again.
 """
 
 from __future__ import annotations
@@ -68,7 +76,15 @@ from mipd.core.registration import (
     RequestFlags,
     decode_registration,
 )
-from mipd.core.security import ReplayProtection
+from mipd.core.security import Encapsulation, ReplayProtection
+
+_ENCAPSULATION_FLAGS = {Encapsulation.GRE: RequestFlags.G, Encapsulation.MINIMAL: RequestFlags.M}
+_ADVERTISED = {Encapsulation.GRE: AdvertisementFlags.G, Encapsulation.MINIMAL: AdvertisementFlags.M}
+
+
+def _requested_encapsulation(flags: RequestFlags) -> Encapsulation | None:
+    """GRE or minimal encapsulation if ``flags`` ask for one, None for IP-in-IP."""
+    return next((e for e, flag in _ENCAPSULATION_FLAGS.items() if flags & flag), None)
 
 
 class MobileNode:
@@ -99,6 +115,9 @@ class MobileNode:
         self._retry_at: float | None = None  # after a denial
         self._requested_lifetime = settings.lifetime
         self._prefer: IPv4Address | None = None  # an agent to move to (prefixes changed)
+        self._stopping = False  # stop() was called: no new registrations, only the deregistration
+        # Encapsulations an agent (home or foreign, by address) refused with 139 / 72: not asked again.
+        self._refused: dict[IPv4Address, set[Encapsulation]] = {}
 
     # --- inputs ---
 
@@ -209,7 +228,8 @@ class MobileNode:
             _, lifetime, care_of, waiting_for = self._deferred
             self._deferred = None
             actions += self._send(now, lifetime=lifetime, care_of=care_of, agent=waiting_for)
-        if not self.agents.all() and self.solicitation.next_at is None and self.location != "home":
+        if not self.agents.all() and self.solicitation.next_at is None and self.location != "home" \
+                and not self._stopping:
             self.solicitation.start(now)
         if self.solicitation.due(now):
             actions.append(SendIcmp(AgentSolicitation().encode(), ALL_MOBILITY_AGENTS, SOLICITATION_TTL))
@@ -222,11 +242,37 @@ class MobileNode:
         return actions
 
     def stop(self, now: float) -> list[Action]:
-        """Stopping: deregister if away and registered (``deregister_on_stop``)."""
-        reg = self.registration
-        if not self.settings.deregister_on_stop or reg is None or self.location == "home":
+        """Stopping: deregister if away and registered, or a registration is on its way that the
+        home agent may accept (``deregister_on_stop``).
+
+        The deregistration is bound by the once-a-second rule like any request: within a second
+        of the last one it is deferred and sent by :meth:`on_timer` when the second is over (the
+        caller keeps the timer running while :attr:`stop_pending`). From now on nothing but the
+        deregistration is sent: no renewal, no registration after it is answered.
+        """
+        self._stopping = True
+        if self._deferred is not None and self._deferred[1] != 0:
+            self._deferred = None  # a registration not sent yet never will be (a deregistration still is)
+        reg, attempt = self.registration, self.attempt
+        if reg is not None:
+            care_of, agent = reg.care_of_address, reg.agent
+        elif attempt is not None and not attempt.deregistration:
+            care_of, agent = attempt.request.care_of_address, attempt.agent
+        else:
             return []
-        return self._send(now, lifetime=0, care_of=reg.care_of_address, agent=reg.agent)
+        if not self.settings.deregister_on_stop or self.location == "home":
+            return []
+        self.attempt = None  # superseded: a renewal must not be retransmitted in its place
+        self._deferred = None
+        self._retry_at = None
+        return self._send(now, lifetime=0, care_of=care_of, agent=agent)
+
+    @property
+    def stop_pending(self) -> bool:
+        """Stopping, and the deregistration still waits to be sent or answered."""
+        if not self._stopping:
+            return False
+        return self._deferred is not None or (self.attempt is not None and self.attempt.deregistration)
 
     # --- deciding where to be ---
 
@@ -270,6 +316,8 @@ class MobileNode:
         return reg.agent if reg is not None and reg.agent is not None and self._prefer is None else None
 
     def _decide(self, now: float) -> list[Action]:
+        if self._stopping:
+            return []  # stop(): the deregistration is the last request
         s = self.settings
         if self._home_agent_heard() or self._home_prefix_address:
             return self._go_home(now)
@@ -347,6 +395,8 @@ class MobileNode:
             flags |= RequestFlags.D  # 3.6.1.2: co-located
         if s.reverse_tunneling and not home and (agent is None or agent.mobility.flags & AdvertisementFlags.T):
             flags |= RequestFlags.T
+        if not home and lifetime:
+            flags |= _ENCAPSULATION_FLAGS.get(self._encapsulation(agent), RequestFlags(0))
         request = RegistrationRequest(flags, lifetime, s.home_address, self.home_agent, care_of,
                                       self._identification())
         request = append_authentication(request, ExtensionType.MOBILE_HOME_AUTHENTICATION, s.sa.spi, s.sa.key,
@@ -386,6 +436,21 @@ class MobileNode:
         # With timestamps each retransmission is a new registration with a new Identification.
         return self._send(now, lifetime=attempt.request.lifetime, care_of=attempt.request.care_of_address,
                           agent=attempt.agent)
+
+    def _encapsulation(self, agent: Agent | None) -> Encapsulation:
+        """The encapsulation to ask for: the first preferred one that this home agent (and the
+        foreign agent, which must advertise it) has not refused; IP-in-IP otherwise."""
+        refused = self._refused.get(self.home_agent, set())
+        if agent is not None:
+            refused = refused | self._refused.get(agent.address, set())
+        for encapsulation in self.settings.encapsulations:
+            if encapsulation is Encapsulation.IPIP:
+                break
+            if encapsulation in refused:
+                continue
+            if agent is None or agent.mobility.flags & _ADVERTISED[encapsulation]:
+                return encapsulation
+        return Encapsulation.IPIP
 
     def _identification(self) -> int:
         if self.settings.sa.replay is ReplayProtection.NONCE:
@@ -447,13 +512,26 @@ class MobileNode:
             self._requested_lifetime = reply.lifetime
         elif code == ReplyCode.HA_UNKNOWN_HOME_AGENT_ADDRESS:
             self.home_agent = reply.home_agent
+        elif (asked := _requested_encapsulation(attempt.request.flags)) is not None and \
+                (refuser := self._refuser(code, attempt)) is not None:
+            # Not asked of that agent again: the next request falls back (finally to IP-in-IP).
+            self._refused.setdefault(refuser, set()).add(asked)
         else:
             self._retry_at = now + DENIED_RETRY  # retrying at once would be denied again
             actions.append(self._persist(now))
             return actions + self._decide(now)
         actions.append(self._persist(now))
-        return actions + self._send(now, lifetime=self._requested(attempt.agent),
-                                    care_of=attempt.request.care_of_address, agent=attempt.agent)
+        lifetime = 0 if attempt.deregistration else self._requested(attempt.agent)  # a deregistration stays one
+        return actions + self._send(now, lifetime=lifetime, care_of=attempt.request.care_of_address,
+                                    agent=attempt.agent)
+
+    def _refuser(self, code: int, attempt: Attempt) -> IPv4Address | None:
+        """Who refused the requested encapsulation: the home agent (139) or the foreign agent (72)."""
+        if code == ReplyCode.HA_REQUESTED_ENCAPSULATION_UNAVAILABLE:
+            return self.home_agent
+        if code == ReplyCode.FA_REQUESTED_ENCAPSULATION_UNAVAILABLE and attempt.agent is not None:
+            return attempt.agent.address
+        return None
 
     # --- outputs ---
 
@@ -466,9 +544,13 @@ class MobileNode:
         s = self.settings
         if self.location in ("home", "unknown"):
             return MobilePlane(self.location, s.home_address, self.home_agent)
+        # The reverse tunnel of a co-located node uses what the home agent granted (it accepted
+        # the request with G or M); before that, IP-in-IP, which it always accepts (4.1).
+        granted = reg.flags if reg is not None and reg.care_of_address == care_of else RequestFlags(0)
+        encapsulation = _requested_encapsulation(granted) or Encapsulation.IPIP
         return MobilePlane(self.location, s.home_address, self.home_agent,
                            agent.address if agent else None, agent.link_address if agent else None, care_of,
-                           s.reverse_tunneling)
+                           s.reverse_tunneling, encapsulation)
 
     def restore(self, stored: Mapping[str, object] | None, now: float) -> None:
         """Take back what :meth:`state` wrote (mipd.core.mobile_state)."""

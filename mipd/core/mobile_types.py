@@ -8,7 +8,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 from mipd.core.discovery import Agent
 from mipd.core.registration import RegistrationRequest, RequestFlags
-from mipd.core.security import SecurityAssociation
+from mipd.core.security import Encapsulation, SecurityAssociation
 
 MIN_RETRANSMISSION = 1.0  # 3.6.3: "MUST NOT be less than 1 second"
 MIN_REGISTRATION_GAP = 1.0  # 2.4.2: "MUST NOT register more frequently than once per second on average"
@@ -30,6 +30,9 @@ class MobileNodeSettings:
     reverse_tunneling: bool = False
     deregister_on_stop: bool = True
     foreign_agents: Mapping[IPv4Address, SecurityAssociation] = field(default_factory=dict)  # MN-FA by agent
+    # tunnel.encapsulations, in order of preference: the first the node may ask for is requested
+    # (G for gre, M for minimal; ipip is asked for by setting neither).
+    encapsulations: tuple[Encapsulation, ...] = (Encapsulation.IPIP,)
 
 
 @dataclass(frozen=True, slots=True)

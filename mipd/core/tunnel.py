@@ -8,7 +8,8 @@ Two outcomes besides success, so that a caller can count every drop by its reaso
 
 - :class:`~mipd.core.errors.DecodeError`: the bytes are not a well-formed datagram or tunnel
   packet (counted as ``malformed``);
-- :class:`TunnelRefused`: well-formed, but a tunnelling rule forbids carrying it; its
+- :class:`TunnelRefused`: well-formed, but a tunnelling rule forbids carrying it, or it carries
+  a protocol we do not (GRE with IPv6 inside: ``unsupported_protocol``); its
   :attr:`TunnelRefused.reason` is a :class:`DropReason` whose value names the counter.
 """
 
@@ -58,6 +59,9 @@ class DropReason(StrEnum):
     SOURCE_IS_LOCAL = "source_is_local"  # RFC 2003 4: source is one of the encapsulator's own addresses
     FRAGMENTED_MINIMAL = "fragmented_minimal"  # RFC 2004 3: "MUST NOT be used when ... already fragmented"
     TOO_BIG = "too_big"  # the outer datagram would exceed 65535 bytes
+    # A well-formed tunnel packet carrying another protocol than IPv4 (GRE Protocol Type not
+    # 0x0800, e.g. IPv6's 0x86DD): nothing wrong with it, but Mobile IPv4 carries IPv4 only.
+    UNSUPPORTED_PROTOCOL = "unsupported_protocol"
 
 
 class TunnelRefused(Exception):
@@ -147,9 +151,10 @@ def _encapsulate_minimal(header: IPv4Header, payload: bytes, source: IPv4Address
 def decapsulate(packet: bytes) -> Decapsulated:
     """Take apart an IP-in-IP (4), GRE (47) or minimal (55) tunnel packet.
 
-    Raises DecodeError for anything malformed or any other protocol (GRE only as RFC 2784 with
-    C=0, version 0 and Protocol Type 0x0800), and TunnelRefused(TTL_ZERO) for an inner datagram
-    with TTL 0, which the decapsulator MUST discard (RFC 2003 3.1, RFC 2004 3).
+    Raises DecodeError for anything malformed or any other IP protocol (GRE only as RFC 2784
+    with C=0 and version 0), TunnelRefused(UNSUPPORTED_PROTOCOL) for well-formed GRE whose
+    Protocol Type is not IPv4 (0x0800), and TunnelRefused(TTL_ZERO) for an inner datagram with
+    TTL 0, which the decapsulator MUST discard (RFC 2003 3.1, RFC 2004 3).
     """
     outer, payload = ipv4.parse(packet)
     if outer.fragmented:
@@ -183,8 +188,8 @@ def _strip_gre(payload: bytes, offset: int) -> bytes:
     if word & GRE_VERSION:
         raise DecodeError(f"GRE version {word & GRE_VERSION}, expected 0", offset + 1)
     # Reserved0 bits 6-12 "MUST be ignored on receipt" (RFC 2784 2.3).
-    if protocol_type != ETHERTYPE_IPV4:
-        raise DecodeError(f"GRE protocol type {protocol_type:#06x} is not IPv4", offset + 2)
+    if protocol_type != ETHERTYPE_IPV4:  # well-formed: IPv6 (0x86DD) or anything else we do not carry
+        raise TunnelRefused(DropReason.UNSUPPORTED_PROTOCOL, f"GRE protocol type {protocol_type:#06x} is not IPv4")
     return payload[_GRE.size :]
 
 

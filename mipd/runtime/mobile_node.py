@@ -23,13 +23,14 @@ from mipd.control.shapes import stats_json, status_json
 from mipd.core.actions import Action, Datagram, SendDatagram, SendIcmp
 from mipd.core.dataplane import AnnounceHome, MobilePlane
 from mipd.core.mobile_node import MobileNode
+from mipd.core.mobile_types import MIN_REGISTRATION_GAP
 from mipd.runtime.role import DaemonControl, StartError, Timed
 
 if TYPE_CHECKING:
     from mipd.runtime.daemon import Daemon
 
 RESTART_KEYS = ("interface", "home_address", "home_network", "state_directory", "control_socket")
-DEREGISTRATION_WAIT = 3.0  # seconds a stopping node waits for its deregistration to be answered
+DEREGISTRATION_WAIT = 3.0  # seconds a stopping node waits for its deregistration to be answered, once sent
 MAX_DATAGRAM = 65535
 IP_PKTINFO = 8  # <linux/in.h>; the socket module has the name only from Python 3.12
 
@@ -202,18 +203,30 @@ class MobileNodeRuntime:
         return MobileNodeControl(self.daemon, self)
 
     async def stop(self) -> None:
-        """deregister_on_stop: deregister when away, waiting a little for the answer."""
-        if self.engine is None:
+        """deregister_on_stop: deregister when away, waiting a little for the answer.
+
+        Within a second of the last request the engine defers the deregistration (the
+        once-a-second rule): the event loop, and with it the daemon's timer, keeps running here
+        until it has been sent and answered, at most MIN_REGISTRATION_GAP + DEREGISTRATION_WAIT
+        seconds, well inside the unit's TimeoutStopSec."""
+        engine = self.engine
+        if engine is None:
             return
-        actions = self.engine.stop(self.daemon.now())
-        if not actions:
-            return
-        self._replied.clear()
-        self.daemon.execute(actions)
+        self.daemon.execute(engine.stop(self.daemon.now()))
         await self.daemon.flush_now()
+        if not engine.stop_pending:
+            return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._replied.wait(), DEREGISTRATION_WAIT)
+            await asyncio.wait_for(self._deregistered(engine), MIN_REGISTRATION_GAP + DEREGISTRATION_WAIT)
         await self.daemon.flush_now()
+
+    async def _deregistered(self, engine: MobileNode) -> None:
+        """Until the engine no longer waits for its deregistration (sent, then answered)."""
+        while True:
+            self._replied.clear()
+            if not engine.stop_pending:
+                return
+            await self._replied.wait()
 
     def close(self) -> None:
         for part in (self.link, self.monitor, self.udp, self.routing):

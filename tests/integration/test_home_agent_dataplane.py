@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from scapy.layers.inet import GRE, ICMP, IP
+from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
 from scapy.layers.l2 import ARP, Ether
 
 from tests.integration.test_home_agent_daemon import D, parse_reply, rrq
@@ -254,6 +255,27 @@ def test_unregistered_reverse_tunnel_is_dropped_and_counted(home_agent: HomeAgen
     after = home_agent.json("stats")["counters"]["data_plane"]
     dropped = {k: v for k, v in after.items() if k.startswith("dropped")}
     assert sum(dropped.values()) > sum(v for k, v in before.items() if k.startswith("dropped"))
+
+
+def test_ipv6_in_gre_shows_as_unsupported_protocol_in_mipctl_stats(home_agent: HomeAgentDaemon,
+                                                                    topo: Topology) -> None:
+    """IPv6 in GRE from the registered care-of address is well-formed: ``mipctl stats`` counts it
+    under data_plane ``dropped_unsupported_protocol``, not ``dropped_malformed``."""
+    assert register(topo, D | T | G)["code"] == 0
+    before = home_agent.json("stats")["counters"]["data_plane"]
+    sender = netns_socket(topo.ns("visited"), socket.SOCK_RAW, socket.IPPROTO_RAW)
+    try:
+        ipv6 = IPv6(src="2001:db8::10", dst="2001:db8::2") / ICMPv6EchoRequest()
+        sender.sendto(bytes(IP(src=COLOCATED, dst=HA) / GRE(proto=0x86DD) / ipv6), (HA, 0))
+        deadline = time.monotonic() + 3
+        while (after := home_agent.json("stats")["counters"]["data_plane"])["dropped_unsupported_protocol"] == \
+                before["dropped_unsupported_protocol"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        sender.close()
+    assert after["dropped_unsupported_protocol"] == before["dropped_unsupported_protocol"] + 1
+    assert after["dropped_malformed"] == before["dropped_malformed"]
+    assert after["decapsulated"] == before["decapsulated"]
 
 
 def test_expiry_removes_route_and_proxy(home_agent: HomeAgentDaemon, topo: Topology, journald: Journald) -> None:

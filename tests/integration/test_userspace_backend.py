@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 from scapy.layers.inet import ICMP, IP, UDP
+from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
 from scapy.layers.l2 import GRE
 from scapy.packet import Raw
 from scapy.utils import checksum as scapy_checksum
@@ -244,6 +245,27 @@ def test_unregistered_or_unreversed_tunnels_are_dropped_and_counted(driver: Driv
         time.sleep(0.05)
     assert after["dropped_not_registered"] == before["dropped_not_registered"] + 1
     assert after["dropped_not_reverse"] == before["dropped_not_reverse"] + 1
+    assert after["decapsulated"] == before["decapsulated"]
+
+
+def test_ipv6_in_gre_is_counted_as_unsupported_not_malformed(driver: Driver, node: dict[str, socket.socket]) -> None:
+    """A well-formed GRE packet from the registered care-of address, carrying IPv6 (Protocol Type
+    0x86DD): dropped as ``unsupported_protocol``; a GRE packet with C=1 stays ``malformed``."""
+    driver("apply", home=HOME, endpoints=[endpoint("gre", reverse=True, decapsulates=True)])
+    ipv6 = IPv6(src="2001:db8::10", dst="2001:db8::2") / ICMPv6EchoRequest()
+    before = driver.counters()
+    node["send"].sendto(bytes(IP(src=COA, dst=HA) / GRE(proto=0x86DD) / ipv6), (HA, 0))
+    node["send"].sendto(bytes(IP(src=COA, dst=HA) / GRE(chksum_present=1, proto=0x0800)
+                              / IP(src=HOME, dst=CH) / ICMP(type=0)), (HA, 0))
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        after = driver.counters()
+        if after["dropped_unsupported_protocol"] > before["dropped_unsupported_protocol"] and \
+                after["dropped_malformed"] > before["dropped_malformed"]:
+            break
+        time.sleep(0.05)
+    assert after["dropped_unsupported_protocol"] == before["dropped_unsupported_protocol"] + 1
+    assert after["dropped_malformed"] == before["dropped_malformed"] + 1
     assert after["decapsulated"] == before["decapsulated"]
 
 

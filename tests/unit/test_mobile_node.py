@@ -218,6 +218,83 @@ def test_stop_deregisters_when_away() -> None:
     assert quiet.stop(5.0) == []
 
 
+def test_stop_within_a_second_of_a_registration_still_deregisters() -> None:
+    """The once-a-second rule defers the deregistration, it does not skip it; nothing else follows."""
+    _, mobile = node()
+    answer(mobile, request_of(sends(hear(mobile, 0.0))[0]), 0.05)
+    assert mobile.registration is not None
+    assert sends(mobile.stop(0.3)) == []  # 0.3 s after the request: not yet
+    assert mobile.stop_pending and mobile.next_timer() == 1.0
+    (dereg,) = sends(mobile.on_timer(1.0))
+    req = request_of(dereg)
+    assert (req.lifetime, req.care_of_address, dereg.destination) == (0, FA1, FA1)
+    assert mobile.stop_pending  # sent, not answered yet
+    later = answer(mobile, req, 1.05)
+    assert not mobile.stop_pending and mobile.registration is None
+    assert sends(later) == []  # still away with an agent heard, yet no new registration
+    now = 1.05
+    for _ in range(20):  # nor from the timers (the agent's advertisement lifetime, solicitations)
+        deadline = mobile.next_timer()
+        if deadline is None:
+            break
+        now = max(now, deadline)
+        assert sends(mobile.on_timer(now)) == []
+        hear(mobile, now)  # the agent keeps advertising
+    assert mobile.registration is None
+
+
+def test_stop_during_a_renewal_deregisters_instead_of_retransmitting_it() -> None:
+    _, mobile = node(lifetime=10)
+    first = request_of(sends(hear(mobile, 0.0, registration_lifetime=10))[0])
+    answer(mobile, first, 0.05)
+    renewal = sends(mobile.on_timer(mobile.registration.renew_at))  # type: ignore[union-attr]
+    assert request_of(renewal[0]).lifetime == 10
+    assert sends(mobile.stop(8.2)) == []  # 0.2 s after the renewal
+    assert sends(mobile.on_timer(8.9)) == []  # the renewal's retransmission is not due nor sent
+    (dereg,) = sends(mobile.on_timer(9.0))
+    assert request_of(dereg).lifetime == 0
+    denied = answer(mobile, request_of(dereg), 9.1, code=133)  # resynchronised: still a deregistration
+    resent = sends(denied) + sends(mobile.on_timer(10.0))
+    assert [request_of(s).lifetime for s in resent] == [0]
+    answer(mobile, request_of(resent[0]), 10.1)
+    assert not mobile.stop_pending
+
+
+def test_stop_with_the_first_registration_unanswered_deregisters_it_too() -> None:
+    """The home agent may have accepted the request whose reply is still on its way."""
+    _, mobile = node()
+    first = request_of(sends(hear(mobile, 0.0))[0])
+    assert mobile.registration is None and sends(mobile.stop(0.2)) == []
+    assert sends(answer(mobile, first, 0.3)) == [] and mobile.registration is None  # superseded: dropped
+    (dereg,) = sends(mobile.on_timer(1.0))
+    assert (request_of(dereg).lifetime, request_of(dereg).care_of_address) == (0, FA1)
+
+
+def test_stop_while_not_registered_sends_nothing() -> None:
+    _, mobile = node()
+    mobile.start(0.0)
+    assert mobile.stop(0.5) == [] and not mobile.stop_pending
+
+
+def test_stop_without_deregister_on_stop_drops_a_deferred_registration() -> None:
+    _, mobile = node(deregister_on_stop=False)
+    first = request_of(sends(hear(mobile, 0.0))[0])
+    answer(mobile, first, 0.05)
+    assert sends(hear(mobile, 0.5, agent=FA2, sequence=1, prefix=16)) == []  # a move, deferred by the 1 s rule
+    assert mobile.next_timer() == 1.0
+    assert mobile.stop(0.6) == [] and not mobile.stop_pending
+    assert sends(mobile.on_timer(1.0)) == []  # nothing is sent once stopped
+
+
+def test_stop_back_home_lets_the_deferred_deregistration_go() -> None:
+    _, mobile = node()
+    answer(mobile, request_of(sends(hear(mobile, 0.0))[0]), 0.05)
+    assert sends(hear(mobile, 0.5, agent=HA, home=True)) == []  # home: the deregistration waits for 1.0
+    assert mobile.stop(0.6) == [] and mobile.stop_pending
+    (dereg,) = sends(mobile.on_timer(1.0))
+    assert (request_of(dereg).lifetime, request_of(dereg).care_of_address) == (0, MN)
+
+
 def test_state_survives_a_restart() -> None:
     world, mobile = node()
     answer(mobile, request_of(sends(hear(mobile, 0.0))[0]), 0.1)

@@ -96,7 +96,6 @@ def outer(protocol: int, body: bytes, *, flags: Flags = NO_FLAGS) -> bytes:
     (outer(47, b"\x80\0\x08\0\0\0\0\0" + datagram()), "checksum present"),
     (outer(47, b"\x40\0\x08\0" + datagram()), "Reserved0"),
     (outer(47, b"\0\x01\x08\0" + datagram()), "version 1"),
-    (outer(47, b"\0\0\x86\xdd" + datagram()), "not IPv4"),
     (outer(47, b"\0\0"), "GRE header"),
     (outer(17, datagram()), "not a tunnel"),
     (outer(4, datagram(), flags=Flags.MF), "fragment"),
@@ -108,6 +107,17 @@ def outer(protocol: int, body: bytes, *, flags: Flags = NO_FLAGS) -> bytes:
 def test_decapsulate_rejects_malformed(packet: bytes, match: str) -> None:
     with pytest.raises(DecodeError, match=match):
         decapsulate(packet)
+
+
+IPV6_ECHO = bytes.fromhex("6000000000083a40") + bytes(15) + b"\x01" + bytes(15) + b"\x02" + b"\x80\0\0\0\0\0\0\0"
+
+
+@pytest.mark.parametrize("protocol_type", [b"\x86\xdd", b"\x65\x58", b"\x08\x06"])  # IPv6, Ethernet, ARP
+def test_gre_with_another_protocol_than_ipv4_is_unsupported_not_malformed(protocol_type: bytes) -> None:
+    with pytest.raises(TunnelRefused, match="not IPv4") as refused:
+        decapsulate(outer(47, b"\0\0" + protocol_type + IPV6_ECHO))
+    assert refused.value.reason is DropReason.UNSUPPORTED_PROTOCOL
+    assert refused.value.reason == "unsupported_protocol"
 
 
 def test_gre_reserved_bits_6_to_12_are_ignored_rfc2784() -> None:
@@ -172,9 +182,11 @@ def test_reverse_accepts_only_registered_care_of_addresses_with_t() -> None:
     assert table.reverse(tunnelled(A("10.2.0.99"))) is None  # not a care-of address of HOME
     assert table.reverse(tunnelled(COA, A("10.1.0.2"))) is None  # another address of this host
     assert table.reverse(outer(47, b"\x80\0\x08\0" + reply)) is None  # GRE with C=1
+    assert table.reverse(outer(47, b"\0\0\x86\xdd" + IPV6_ECHO)) is None  # IPv6 in GRE: well-formed
     assert {k: v for k, v in table.counts.items() if v} == {
         "decapsulated": 1, "dropped_not_reverse": 1, "dropped_not_registered": 1,
-        "ignored_other_destination": 1, "dropped_malformed": 1}
+        "ignored_other_destination": 1, "dropped_malformed": 1, "dropped_unsupported_protocol": 1}
+    assert set(table.counts) <= set(COUNTERS)
 
 
 # --- broadcast forwarding (RFC 5944 4.3) -----------------------------------------------------------
