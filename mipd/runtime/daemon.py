@@ -25,9 +25,13 @@ from mipd.control.handler import ControlError
 from mipd.control.protocol import JSONObject
 from mipd.control.server import ControlServer, ControlSocketError
 from mipd.core.actions import Action, Emit, PersistMobile, PersistNode, PersistVisitor, Priority, SendIcmp
+from mipd.core.counters import DropReport
 from mipd.obs import EventLog, configure, notify
 from mipd.runtime.clock import TimeOfDay
 from mipd.runtime.role import Role, StartError
+
+# The data plane's drops go to the journal as packet.dropped, each reason at most this often (seconds).
+DROP_REPORT_INTERVAL = 10.0
 
 
 class Daemon:
@@ -49,6 +53,8 @@ class Daemon:
         self._stop = asyncio.Event()
         self.time_of_day = TimeOfDay()  # the engines' wall clock (Identification timestamps, stored expiry)
         self._watchdog: asyncio.TimerHandle | None = None
+        self._drop_report: asyncio.TimerHandle | None = None
+        self._drops = DropReport(DROP_REPORT_INTERVAL)
         self._status = ""
         self.commit_failures = 0
 
@@ -135,6 +141,16 @@ class Daemon:
         interval = notify.watchdog_interval()
         if interval is not None:
             self._watchdog_ping(interval / 2)
+        self._report_drops()
+
+    def _report_drops(self) -> None:
+        """Once a second: ``packet.dropped`` for the data plane's drops, per reason at most once per
+        DROP_REPORT_INTERVAL (mipd.core.counters.DropReport)."""
+        assert self._loop is not None and self.role is not None
+        for reason, count in self._drops.due(self.role.data_plane_counters(), self.now()):
+            self.emit("packet.dropped", f"the data plane dropped {count} packet(s): {reason}", Priority.NOTICE,
+                      reason=reason, count=count)
+        self._drop_report = self._loop.call_later(1.0, self._report_drops)
 
     def _watchdog_ping(self, every: float) -> None:
         """WATCHDOG=1 from the event loop itself: a loop that hangs stops the pings and systemd restarts us."""
@@ -152,6 +168,8 @@ class Daemon:
             notify.status(line)
 
     async def _shutdown(self) -> None:
+        if self._drop_report is not None:
+            self._drop_report.cancel()
         if self._watchdog is not None:
             self._watchdog.cancel()
         if self._timer is not None:

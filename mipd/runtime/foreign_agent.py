@@ -227,6 +227,9 @@ class ForeignAgentRuntime:
     async def stop(self) -> None:
         """Nothing to say before closing: bindings and visitors stay on record for the restart."""
 
+    def data_plane_counters(self) -> dict[str, int]:
+        return self.visitor_backend.counters() if self.visitor_backend is not None else {}
+
     def close(self) -> None:
         for part in (self.link, self.relay, self.advertising, self.visitor_backend):
             if part is not None:

@@ -174,6 +174,9 @@ class HomeAgentRuntime:
     async def stop(self) -> None:
         """Nothing to say before closing: bindings and visitors stay on record for the restart."""
 
+    def data_plane_counters(self) -> dict[str, int]:
+        return self.dataplane.counters()
+
     def close(self) -> None:
         self.udp.close()
         if self.advertising is not None:

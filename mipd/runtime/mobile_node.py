@@ -228,6 +228,9 @@ class MobileNodeRuntime:
                 return
             await self._replied.wait()
 
+    def data_plane_counters(self) -> dict[str, int]:
+        return self.routing.counters()
+
     def close(self) -> None:
         for part in (self.link, self.monitor, self.udp, self.routing):
             try:

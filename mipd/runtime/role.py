@@ -7,7 +7,7 @@ owns its engine and adapters, and says what to do with its actions once they are
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from mipd.config import AnyProfile
@@ -65,6 +65,10 @@ class Role(Protocol):
     def reload(self, profile: AnyProfile) -> tuple[dict[str, object], list[str]]:
         """Adopt a reloaded profile: a summary for mipctl and the keys that need a restart.
         Raises ControlError if this profile cannot be adopted (another role)."""
+        ...
+
+    def data_plane_counters(self) -> Mapping[str, int]:
+        """The tunnel backend's counters (``dropped_<reason>`` among them), as ``mipctl stats`` shows them."""
         ...
 
     @property

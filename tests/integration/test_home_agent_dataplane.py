@@ -258,9 +258,10 @@ def test_unregistered_reverse_tunnel_is_dropped_and_counted(home_agent: HomeAgen
 
 
 def test_ipv6_in_gre_shows_as_unsupported_protocol_in_mipctl_stats(home_agent: HomeAgentDaemon,
-                                                                    topo: Topology) -> None:
+                                                                    topo: Topology, journald: Journald) -> None:
     """IPv6 in GRE from the registered care-of address is well-formed: ``mipctl stats`` counts it
-    under data_plane ``dropped_unsupported_protocol``, not ``dropped_malformed``."""
+    under data_plane ``dropped_unsupported_protocol``, not ``dropped_malformed``, and the journal
+    says so in a ``packet.dropped`` with that reason."""
     assert register(topo, D | T | G)["code"] == 0
     before = home_agent.json("stats")["counters"]["data_plane"]
     sender = netns_socket(topo.ns("visited"), socket.SOCK_RAW, socket.IPPROTO_RAW)
@@ -276,6 +277,10 @@ def test_ipv6_in_gre_shows_as_unsupported_protocol_in_mipctl_stats(home_agent: H
     assert after["dropped_unsupported_protocol"] == before["dropped_unsupported_protocol"] + 1
     assert after["dropped_malformed"] == before["dropped_malformed"]
     assert after["decapsulated"] == before["decapsulated"]
+    logged = journald.entries(MIP_EVENT="packet.dropped", MIP_INSTANCE="ha-dp", MIP_REASON="unsupported-protocol",
+                              timeout=5)
+    assert logged[0]["PRIORITY"] == "5" and logged[0]["MIP_COUNT"] == "1", logged
+    assert "unsupported-protocol" in logged[0]["MESSAGE"]
 
 
 def test_expiry_removes_route_and_proxy(home_agent: HomeAgentDaemon, topo: Topology, journald: Journald) -> None:
