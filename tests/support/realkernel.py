@@ -305,7 +305,8 @@ def _probe_uml() -> str | None:
 
 # /init of the guest's initramfs (busybox). The host root, read-only over 9p, is the lower layer of an
 # overlay whose upper layer is a tmpfs: the script may write anywhere, and only the run's directory,
-# shared writable at the same path, reaches the host.
+# shared writable at the same path, reaches the host. /tmp stays the host's (under the overlay): the
+# checkout may live there (CI clones anywhere).
 _QEMU_INIT = """#!/bin/busybox sh
 /bin/busybox mkdir -p /proc /sys /dev /bin /sbin /host /layer /root
 /bin/busybox --install -s /bin
@@ -324,7 +325,6 @@ mkdir -p /root/dev/pts /root/dev/shm
 mount -t devpts devpts /root/dev/pts
 mount -t tmpfs shm /root/dev/shm
 mount -t tmpfs run /root/run
-mount -t tmpfs tmp /root/tmp
 mkdir -p /root{out}
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 out /root{out} || echo "no out share"
 umount /proc /sys /dev
