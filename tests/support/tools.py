@@ -37,6 +37,8 @@ DEBIAN_PACKAGES: dict[str, str] = {
     "openssl": "openssl",
     "pgrep": "procps",
     "ping": "iputils-ping",
+    "prometheus": "prometheus",
+    "promtool": "prometheus",
     "rpm": "rpm",
     "setpriv": "util-linux",
     "sleep": "coreutils",
