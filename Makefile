@@ -21,7 +21,7 @@ VENV_STAMP := $(VENV)/.stamp-installed
 help:
 	@echo "make test    set up (Debian packages, .venv) and run ruff, mypy, lint-imports and all tests"
 	@echo "make check   the fast loop: ruff, mypy, lint-imports, unit and property tests (-x -q)"
-	@echo "make demo    the one-machine roaming demo (as root): mipd demo"
+	@echo "make demo    the one-machine roaming demo (as root): mipd demo, its picture in DEMO_PLOT (demo-roaming.png)"
 	@echo "make fuzz    fuzz every decoder with atheris, FUZZ_SECONDS (25) each; docs/robustness.md"
 	@echo "make bench   the benchmarks (as root, < 10 min): bench/results/latest.json and a table"
 	@echo "make bench-quick  the same in < 60 s with small sizes (a smoke test): bench/results/quick.json"
@@ -75,9 +75,11 @@ test: lint
 check: lint
 	$(BIN)/pytest -x -q tests/unit tests/property
 
-# The one-machine roaming demo (as root); `$(BIN)/mipd demo --help` lists its options.
+# The one-machine roaming demo (as root); `$(BIN)/mipd demo --help` lists its options. It also draws the
+# roaming (ping round trips, moves, lost pings, registration round trips) into DEMO_PLOT.
+DEMO_PLOT ?= demo-roaming.png
 demo: bootstrap
-	$(BIN)/mipd demo
+	$(BIN)/mipd demo --plot $(DEMO_PLOT)
 
 # Every decoder under atheris for FUZZ_SECONDS each (14 harnesses: about 7 minutes at 25);
 # working corpora and any crash input go to FUZZ_WORK. `make test` runs a short fixed run of each.
@@ -105,5 +107,5 @@ rpm: | $(APT_STAMP)
 
 clean:
 	rm -rf $(VENV) $(APT_STAMP) .pytest_cache .mypy_cache .ruff_cache .hypothesis .import_linter_cache \
-	    build dist *.egg-info
+	    build dist *.egg-info demo-roaming.png
 	find . -path ./.git -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +
