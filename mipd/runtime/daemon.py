@@ -200,7 +200,7 @@ class Daemon:
         finally:
             notify.ready(self.role.status_line())
         self.events.set_level(profile.log_level)
-        if profile.metrics != self.profile.metrics:
+        if (profile.metrics and profile.metrics.listen) != (self.metrics and self.metrics.listen):  # what runs
             restart_needed = [*restart_needed, "metrics"]
         self.profile = profile
         note = f" (changes to {', '.join(restart_needed)} take effect at restart)" if restart_needed else ""

@@ -292,3 +292,16 @@ def test_an_address_the_host_does_not_have_stops_mipd_run(world: dict[str, Any],
         assert "metrics endpoint 192.0.2.1:9434: Cannot assign requested address" in daemon.stderr.read_text()
     finally:
         daemon.close()
+
+
+def test_a_reload_keeps_the_endpoint_and_says_a_new_one_needs_a_restart(world: dict[str, Any]) -> None:
+    fa, ns = world["fa1"], world["topo"].ns("fa1")
+    original = fa.profile.read_text()
+    try:
+        fa.write_profile(original.replace("metrics: {listen: 127.0.0.1}", "metrics: {listen: 127.0.0.1:9435}"))
+        answer = fa.json("reload")
+        assert answer["restart_needed"] == ["metrics"], answer
+        assert value(scrape(ns), "mipd_up") == 1  # still on 9434
+    finally:
+        fa.write_profile(original)
+        assert fa.json("reload")["restart_needed"] == []
