@@ -1,10 +1,11 @@
 """``mipd demo --plot FILE.png``: a picture of the roaming, from the records the table is built from.
 
 Left, the correspondent's ping round trips over the tour (one dot per answered echo, at the time it was
-sent), a dashed line at each move (the node's carrier going down) and a red cross for each echo of the
-table's moves that was never answered; right, the registration round trip of each move, as the table's
-``registration ms`` column has it. The numbers drawn are returned and also written into the PNG's tEXt
-chunks (``mipd:moves``, ``mipd:lost``, ``mipd:answered``), so a test can hold the picture to the table.
+sent), a dashed line at each move (the node's carrier going down, labelled with where it went and how
+many pings it lost) and a red cross for each echo of the table's moves that was never answered; right,
+the registration round trip of each move, as the table's ``registration ms`` column has it. The numbers
+drawn are returned and also written into the PNG's tEXt chunks (``mipd:moves``, ``mipd:lost``,
+``mipd:answered``), so a test can hold the picture to the table.
 
 Needs matplotlib (``pip install 'mipd[plot]'``; the Agg backend, no display); nothing else of the demo does.
 """
@@ -80,7 +81,8 @@ def write(path: Path, moves: list[Move], pings: Pings, end: float) -> Plotted:
     for move in moves:
         at = move.at - origin
         pings_axes.axvline(at, color="tab:gray", linestyle="--", linewidth=1)
-        pings_axes.annotate(f"{move.number}: {STOPS[move.stop][1]}", (at, 1.0), xycoords=("data", "axes fraction"),
+        pings_axes.annotate(f"{move.number}: {STOPS[move.stop][1]}, {move.lost} lost", (at, 1.0),
+                            xycoords=("data", "axes fraction"),
                             xytext=(3, 3), textcoords="offset points", fontsize=9, rotation=0, va="bottom")
     pings_axes.set_xlabel("seconds since the first ping")
     pings_axes.set_ylabel("ping round trip (ms)")
