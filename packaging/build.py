@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 # What the packages ship from the source tree; each must exist (completions/mipctl is optional).
 REQUIRED = (
     "pyproject.toml",
+    "requirements.txt",
     "README.md",
     "mipd/__init__.py",
     "systemd/mipd@.service",
@@ -41,7 +42,7 @@ REQUIRED = (
     "packaging/debian/control",
     "packaging/rpm/mipd.spec",
 )
-COPIED = ("pyproject.toml", "README.md", "mipd", "systemd", "man", "etc/mip", "completions", "packaging")
+COPIED = ("pyproject.toml", "requirements.txt", "README.md", "mipd", "systemd", "man", "etc/mip", "completions", "packaging")
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", ".mypy_cache", "build", "dist")
 TOOLS = {"deb": ("dpkg-buildpackage", "dh", "dpkg-deb"), "rpm": ("rpmbuild",)}
 MAINTAINER = "mipd developers <mipd@localhost>"

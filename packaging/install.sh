@@ -5,8 +5,9 @@
 #
 # run from the top of a staged source tree (packaging/build.py makes one). PYTHON (default
 # /usr/bin/python3, >= 3.11) builds a private virtual environment in DESTDIR/usr/lib/mipd with mipd
-# and its runtime dependencies from PyPI; it is then made relocatable to /usr/lib/mipd: no path into
-# DESTDIR, the source tree or a home directory stays in it (checked at the end).
+# and its runtime dependencies from PyPI, exactly as requirements.txt pins them (hash-checked); it is
+# then made relocatable to /usr/lib/mipd: no path into DESTDIR, the source tree or a home directory
+# stays in it (checked at the end).
 set -eu
 
 if [ $# -lt 2 ] || [ $# -gt 3 ]; then
@@ -23,13 +24,19 @@ src=$(pwd)
 fail() { echo "packaging/install.sh: $*" >&2; exit 1; }
 
 [ -f pyproject.toml ] && [ -d mipd ] || fail "run me from the top of mipd's source tree (not $src)"
+[ -f requirements.txt ] || fail "$src has no requirements.txt (the lock: make lock writes it)"
 "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || fail "$python is older than Python 3.11"
 
 # --- the private virtual environment -------------------------------------------------------------
 rm -rf "$venv"
 "$python" -m venv "$venv"
-# Not editable, no byte-compilation yet (it would record $venv in every .pyc).
-"$venv/bin/python" -m pip install --quiet --root-user-action=ignore --no-compile --no-warn-script-location "$src"
+# The locked dependencies, each checked against its hashes, then mipd itself adding nothing; not
+# editable, no byte-compilation yet (it would record $venv in every .pyc).
+pip_install() {
+    "$venv/bin/python" -m pip install --quiet --root-user-action=ignore --no-compile --no-warn-script-location "$@"
+}
+pip_install --require-hashes -r "$src/requirements.txt"
+pip_install --no-deps "$src"
 "$venv/bin/python" -m pip uninstall --quiet --root-user-action=ignore --yes pip setuptools
 # pip notes where each distribution came from (file:// URLs of the build tree): not needed to run.
 rm -f "$venv"/lib/python3*/site-packages/*.dist-info/direct_url.json

@@ -124,12 +124,15 @@ class KernelBackend:
         self._routes[change.home_address] = endpoint
 
     def counters(self) -> dict[str, int]:
-        """Packets the devices sent (encapsulated) and received (decapsulated), and their drops."""
-        totals = {"encapsulated": 0, "decapsulated": 0, "dropped": 0}
+        """Packets (and bytes) the devices sent (encapsulated) and received (decapsulated), and their drops."""
+        totals = {"encapsulated": 0, "decapsulated": 0, "encapsulated_bytes": 0, "decapsulated_bytes": 0,
+                  "dropped": 0}
         for device in DEVICES.values():
             stats = netlink.link_stats(device)
             totals["encapsulated"] += stats.get("tx_packets", 0)
             totals["decapsulated"] += stats.get("rx_packets", 0)
+            totals["encapsulated_bytes"] += stats.get("tx_bytes", 0)
+            totals["decapsulated_bytes"] += stats.get("rx_bytes", 0)
             totals["dropped"] += stats.get("tx_dropped", 0) + stats.get("rx_dropped", 0)
         return totals
 

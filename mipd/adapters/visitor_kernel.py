@@ -106,11 +106,14 @@ class VisitorKernelBackend:
 
     def counters(self) -> dict[str, int]:
         """What the devices received (decapsulated, visitor or not) and sent (reverse_tunnelled)."""
-        totals = {"decapsulated": 0, "reverse_tunnelled": 0, "dropped": 0}
+        totals = {"decapsulated": 0, "reverse_tunnelled": 0, "decapsulated_bytes": 0, "reverse_tunnelled_bytes": 0,
+                  "dropped": 0}
         for device in DEVICES.values():
             stats = netlink.link_stats(device)
             totals["decapsulated"] += stats.get("rx_packets", 0)
             totals["reverse_tunnelled"] += stats.get("tx_packets", 0)
+            totals["decapsulated_bytes"] += stats.get("rx_bytes", 0)
+            totals["reverse_tunnelled_bytes"] += stats.get("tx_bytes", 0)
             totals["dropped"] += stats.get("tx_dropped", 0) + stats.get("rx_dropped", 0)
         return totals
 

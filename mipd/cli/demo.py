@@ -1,9 +1,12 @@
-"""``mipd demo [--moves N] [--interval-ms MS] [--reverse-tunneling] [--registration-required] [--keep]``:
+"""``mipd demo [--moves N] [--interval-ms MS] [--reverse-tunneling] [--registration-required] [--keep]
+[--plot FILE.png]``:
 the one-machine roaming demo."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from mipd.cli.subcommand import Subparsers
 
@@ -30,6 +33,9 @@ With --registration-required both foreign agents advertise R (registration requi
 prefers a co-located care-of address (care_of: colocated); on visited 1 and 2 it also gets a lease once it
 has registered, so it could go co-located there, but R keeps it registered through the foreign agent. On
 visited 3, where no agent advertises, it still registers co-located.
+
+With --plot FILE.png it also draws the correspondent's ping round trips over time, each move and each
+lost ping, and the registration round trip of each move, into FILE.png (needs matplotlib: mipd[plot]).
 
 Everything (namespaces, links, processes, files) is removed at the end, on failure and on Ctrl-C.
 Exit status: 0 the tour completed, 1 it failed, 130 interrupted."""
@@ -64,12 +70,22 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
                              "node prefers co-location (care_of: colocated) but must register through them")
     parser.add_argument("--keep", action="store_true",
                         help="leave the topology and daemons up at the end and print how to look at them")
+    parser.add_argument("--plot", type=Path, metavar="FILE.png",
+                        help="draw the ping round trips, moves, lost pings and registration round trips into "
+                             "FILE.png (needs matplotlib: pip install 'mipd[plot]')")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from mipd.demo.session import Options  # noqa: PLC0415 - keeps other commands light
+    from mipd.demo import plot  # noqa: PLC0415 - keeps other commands light
+    from mipd.demo.session import Options  # noqa: PLC0415
     from mipd.demo.session import run as run_demo  # noqa: PLC0415
 
+    if args.plot is not None and not plot.available():
+        print(plot.MISSING, file=sys.stderr)
+        return 1
+    if args.plot is not None and not args.plot.parent.is_dir():
+        print(f"mipd demo: --plot {args.plot}: {args.plot.parent} is not a directory", file=sys.stderr)
+        return 1
     return run_demo(Options(moves=args.moves, interval_ms=args.interval_ms, reverse_tunneling=args.reverse_tunneling,
-                            registration_required=args.registration_required, keep=args.keep))
+                            registration_required=args.registration_required, keep=args.keep, plot=args.plot))

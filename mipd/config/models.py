@@ -22,6 +22,7 @@ from mipd.config.types import (
     Flag,
     InterfaceName,
     Lifetime,
+    ListenAddress,
     LogLevel,
     ReverseTunnelingPolicy,
     Seconds,
@@ -41,12 +42,19 @@ class Tunnel(Strict):
     encapsulations: list[Encapsulation] = Field(default_factory=lambda: [Encapsulation.IPIP])
 
 
+class Metrics(Strict):
+    """``metrics:``: serve Prometheus metrics at ``http://<listen>/metrics`` (mipd(8) METRICS)."""
+
+    listen: ListenAddress
+
+
 class Common(Strict):
     """Keys of every profile. ``control_socket`` left out becomes ``/run/mip/<instance>.sock`` at load."""
 
     log_level: LogLevel = "info"
     state_directory: Path = Path("/var/lib/mip")
     control_socket: Path | None = None
+    metrics: Metrics | None = None
     _instance: str = PrivateAttr(default="")
     _source: Path | None = PrivateAttr(default=None)
 

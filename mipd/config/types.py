@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from ipaddress import IPv4Interface
+from ipaddress import IPv4Address, IPv4Interface, IPv6Address, ip_address
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, Strict
@@ -63,3 +63,40 @@ def _off_is_not_false(value: object) -> object:
 
 ReverseTunnelingPolicy = Annotated[ReverseTunneling, BeforeValidator(_off_is_not_false)]
 TunnelBackend = Literal["auto", "kernel", "userspace"]
+
+
+METRICS_PORT = 9434  # metrics.listen without a port: 9 and Mobile IP's UDP port 434 (mip.yaml(5))
+_BRACKETED = re.compile(r"\[([^\]]+)\](?::(.*))?")
+
+
+def parse_listen(text: str) -> tuple[IPv4Address | IPv6Address, int]:
+    """``ADDRESS[:PORT]`` (IPv6 in brackets when a port follows) as (address, port); the port
+    defaults to :data:`METRICS_PORT`. ValueError says what is wrong (a host name is refused)."""
+    bracketed = _BRACKETED.fullmatch(text)
+    if bracketed:
+        host, port_text = bracketed.group(1), bracketed.group(2)
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    else:
+        host, port_text = text, None  # an IPv4 address alone, or an IPv6 address without brackets
+    try:
+        address = ip_address(host)
+    except ValueError:
+        raise ValueError(f"{host!r} is not an IP address (give ADDRESS:PORT, e.g. 127.0.0.1:{METRICS_PORT} "
+                         f"or [::1]:{METRICS_PORT}; host names are not resolved)") from None
+    if bracketed and address.version != 6:
+        raise ValueError("only an IPv6 address is written in brackets")
+    if port_text is None:
+        return address, METRICS_PORT
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ValueError(f"port {port_text!r} is not a number from 1 to 65535")
+    return address, int(port_text)
+
+
+def _check_listen(text: str) -> str:
+    address, port = parse_listen(text)
+    return f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"
+
+
+# ``metrics.listen``, normalised to ``ADDRESS:PORT`` (``[ADDRESS]:PORT`` for IPv6).
+ListenAddress = Annotated[str, Strict(), AfterValidator(_check_listen)]

@@ -44,6 +44,7 @@ class Options:
     reverse_tunneling: bool = False
     keep: bool = False
     registration_required: bool = False
+    plot: Path | None = None  # mipd demo --plot FILE.png (mipd/demo/plot.py)
 
 
 @dataclass
@@ -58,6 +59,7 @@ class Session:
     on_move: Callable[[Move], None] | None = None  # called after each move settles (see Tour)
     start_timeout: float = START_TIMEOUT  # for each daemon to answer mipctl, and for the traffic to start
     move_timeout: float = 20.0  # for each move to settle (see Tour)
+    ended: float = 0.0  # when the pinger stopped: the end of the last move's window
 
     def _wait(self, what: str, ready: object) -> None:
         deadline = time.monotonic() + self.start_timeout
@@ -120,7 +122,7 @@ class Session:
         moves = tour.run(self.options.moves, self.tcp)
         pinger = self.helpers["pinger"]
         pinger.process.send_signal(signal.SIGUSR1)  # stop sending; late replies still count
-        end = time.time()
+        end = self.ended = time.time()
         time.sleep(1.0)
         tcp = self.tcp()
         windows = zip([m.at for m in moves], [m.at for m in moves[1:]] + [end + 1], strict=True)
@@ -199,6 +201,12 @@ def run(options: Options) -> int:
         print(session.keep_instructions())
     if result is not None:
         moves, pings, survived = result
+        if options.plot is not None:
+            from mipd.demo import plot  # noqa: PLC0415 - matplotlib only when asked for
+
+            drawn = plot.write(options.plot, moves, pings, session.ended)
+            session.progress.note(f"plot: wrote {options.plot.resolve()} ({drawn.moves} moves, {drawn.lost} "
+                                  f"pings lost, {drawn.answered} answered)")
         print(report.table(moves))
         print(report.summary(moves, len(pings.sent), len(pings.answered), survived))
     return status

@@ -26,7 +26,7 @@ from mipd.control.protocol import JSONObject
 from mipd.control.server import ControlServer, ControlSocketError
 from mipd.core.actions import Action, Emit, PersistMobile, PersistNode, PersistVisitor, Priority, SendIcmp
 from mipd.core.counters import DropReport
-from mipd.obs import EventLog, configure, notify
+from mipd.obs import EventLog, configure, metrics, notify
 from mipd.runtime.clock import TimeOfDay
 from mipd.runtime.role import Role, StartError
 
@@ -57,6 +57,7 @@ class Daemon:
         self._drops = DropReport(DROP_REPORT_INTERVAL)
         self._status = ""
         self.commit_failures = 0
+        self.metrics: metrics.Metrics | None = None  # the Prometheus endpoint (mipd/obs/metrics.py)
 
     @property
     def backend(self) -> str:
@@ -129,6 +130,10 @@ class Daemon:
             await self.control.start()
         except (ControlSocketError, OSError) as exc:
             raise StartError(f"control socket {socket_path}: {exc}") from exc
+        try:
+            self.metrics = metrics.serve(profile.metrics, self.role.control, self._loop, profile.role)
+        except metrics.MetricsError as exc:
+            raise StartError(str(exc)) from exc
         for signum in (signal.SIGTERM, signal.SIGINT):
             self._loop.add_signal_handler(signum, self._stop.set)
         self._loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
@@ -174,6 +179,8 @@ class Daemon:
             self._watchdog.cancel()
         if self._timer is not None:
             self._timer.cancel()
+        if self.metrics is not None:
+            await self.metrics.close()
         with contextlib.suppress(AttributeError):
             await self.control.close()
         with contextlib.suppress(AttributeError):
@@ -211,6 +218,8 @@ class Daemon:
         finally:
             notify.ready(self.role.status_line())
         self.events.set_level(profile.log_level)
+        if (profile.metrics and profile.metrics.listen) != (self.metrics and self.metrics.listen):  # what runs
+            restart_needed = [*restart_needed, "metrics"]
         self.profile = profile
         note = f" (changes to {', '.join(restart_needed)} take effect at restart)" if restart_needed else ""
         self.emit("daemon.reloaded", f"{self.instance} reloaded {self.profile_path}{note}")
@@ -224,6 +233,8 @@ class Daemon:
         for action in actions:
             if isinstance(action, Emit):
                 self.events.emit(action)
+                if self.metrics is not None:
+                    self.metrics.observe(action)
             elif isinstance(action, PersistNode | PersistVisitor | PersistMobile):
                 self._persist.append(action)
             elif isinstance(action, SendIcmp):

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from mipd.demo import plot
+from tests.support.png import read_png
 from tests.support.tools import tool, venv_script
 
 SUMMARY = re.compile(
@@ -32,10 +34,11 @@ def leftovers() -> list[str]:
 
 
 @pytest.mark.parametrize(("moves", "args"), [(4, [])], ids=["default tour"])
-def test_demo_tours_and_cleans_up(moves: int, args: list[str]) -> None:
+def test_demo_tours_and_cleans_up(moves: int, args: list[str], tmp_path: Path) -> None:
     before = leftovers()
-    out = subprocess.run([venv_script("mipd"), "demo", *args], capture_output=True, text=True, timeout=240,
-                         check=False)
+    picture = tmp_path / "roaming.png"
+    out = subprocess.run([venv_script("mipd"), "demo", *args, "--plot", str(picture)], capture_output=True,
+                         text=True, timeout=240, check=False)
     assert out.returncode == 0, out.stdout + out.stderr
     last = out.stdout.splitlines()[-1]
     match = SUMMARY.fullmatch(last)
@@ -45,7 +48,14 @@ def test_demo_tours_and_cleans_up(moves: int, args: list[str]) -> None:
     assert lost < 0.1 * sent, out.stdout
     assert match["tcp"] == "yes", out.stdout + out.stderr
     assert "tunnel backend:" in out.stderr
-    assert len([line for line in out.stdout.splitlines() if re.match(r"\s+\d+\s", line)]) == moves  # the table
+    rows = [line.split() for line in out.stdout.splitlines() if re.match(r"\s+\d+\s", line)]  # the table
+    assert len(rows) == moves
+    # The picture: the size promised, drawn from the table's records (its move lines and lost crosses).
+    assert f"plot: wrote {picture}" in out.stderr
+    png = read_png(picture)
+    assert (png.width, png.height) == (plot.WIDTH, plot.HEIGHT)
+    assert png.text["mipd:moves"] == str(len(rows))
+    assert png.text["mipd:lost"] == str(sum(int(row[-3]) for row in rows))
     assert leftovers() == before
 
 

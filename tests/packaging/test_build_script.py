@@ -11,14 +11,16 @@ import pytest
 from tests.support.package import REPO
 from tests.support.tools import venv_script
 
-SHIPPED = ["pyproject.toml", "README.md", "mipd/__init__.py", "systemd/mipd@.service", "systemd/mip.target",
+SHIPPED = ["pyproject.toml", "requirements.txt", "README.md", "mipd/__init__.py", "systemd/mipd@.service",
+           "systemd/mip.target",
            "man/mipd.8", "man/mipctl.8", "man/mip.yaml.5", "etc/mip/home-agent.yaml",
            "etc/mip/foreign-agent.yaml", "etc/mip/mobile-node.yaml", "packaging/README.md",
            "packaging/install.sh", "packaging/debian/control", "packaging/rpm/mipd.spec"]
 
 
 @pytest.mark.parametrize("kind", ["deb", "rpm"])
-@pytest.mark.parametrize("missing", ["man/mipctl.8", "systemd/mip.target", "etc/mip/mobile-node.yaml"])
+@pytest.mark.parametrize("missing", ["man/mipctl.8", "systemd/mip.target", "etc/mip/mobile-node.yaml",
+                                     "requirements.txt"])
 def test_a_missing_shipped_file_stops_the_build_with_its_name(kind: str, missing: str, tmp_path: Path) -> None:
     source = tmp_path / "source"
     for name in SHIPPED:

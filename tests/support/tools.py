@@ -38,6 +38,8 @@ DEBIAN_PACKAGES: dict[str, str] = {
     "openssl": "openssl",
     "pgrep": "procps",
     "ping": "iputils-ping",
+    "prometheus": "prometheus",
+    "promtool": "prometheus",
     "qemu-system-x86_64": "qemu-system-x86",
     "rpm": "rpm",
     "setpriv": "util-linux",
