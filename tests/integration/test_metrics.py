@@ -20,7 +20,8 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support import journal as journal_support
-from tests.support import roaming
+from tests.support import roaming, waiting
 from tests.support.daemon import HomeAgentDaemon
 from tests.support.journal import Journald
 from tests.support.netns import entered, topology
@@ -72,15 +73,7 @@ lifetime: 120
 }
 
 
-def wait_for(condition: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
+wait_for = partial(waiting.wait_for, timeout=20.0, every=0.1)
 
 
 def http_get(ns: str, url: str) -> str:

@@ -8,14 +8,15 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.support import journal as journal_support
-from tests.support import roaming
+from tests.support import roaming, waiting
 from tests.support.daemon import HomeAgentDaemon
 from tests.support.journal import Journald
 from tests.support.netns import Topology, topology
@@ -26,15 +27,7 @@ K1 = bytes(range(1, 17)).hex()
 KF1, KF2 = bytes(range(40, 56)).hex(), bytes(range(60, 76)).hex()
 
 
-def wait_for(condition: Callable[[], Any], timeout: float = 15.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
+wait_for = partial(waiting.wait_for, timeout=15.0, every=0.2)
 
 
 def ping(topo: Topology, ns: str, target: str, count: int = 3) -> bool:

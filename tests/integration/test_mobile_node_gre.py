@@ -14,7 +14,8 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import pytest
@@ -22,7 +23,7 @@ from scapy.layers.inet import GRE, ICMP, IP
 from scapy.layers.l2 import Ether
 
 from tests.support import journal as journal_support
-from tests.support import roaming
+from tests.support import roaming, waiting
 from tests.support.daemon import HomeAgentDaemon
 from tests.support.journal import Journald
 from tests.support.netns import Topology, netns_socket, topology
@@ -33,15 +34,7 @@ K1 = bytes(range(1, 17)).hex()
 ETH_P_ALL = 0x0003  # not ETH_P_IP: only ETH_P_ALL sockets see what the host itself sends
 
 
-def wait_for(condition: Callable[[], Any], timeout: float = 15.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
+wait_for = partial(waiting.wait_for, timeout=15.0, every=0.1)
 
 
 @pytest.fixture(scope="module", params=["ipip, gre", "ipip"], ids=["ha-offers-gre", "ha-without-gre"])

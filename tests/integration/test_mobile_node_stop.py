@@ -10,8 +10,8 @@ care-of address appears, and is stopped as soon as the home agent lists the bind
 from __future__ import annotations
 
 import signal
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import pytest
@@ -19,7 +19,7 @@ import pytest
 from mipd.control import client
 from mipd.control.protocol import Request
 from tests.support import journal as journal_support
-from tests.support import roaming
+from tests.support import roaming, waiting
 from tests.support.daemon import HomeAgentDaemon
 from tests.support.journal import Journald
 from tests.support.netns import topology
@@ -28,15 +28,7 @@ journald = journal_support.journald
 K1 = bytes(range(1, 17)).hex()
 
 
-def wait_for(condition: Callable[[], Any], timeout: float = 15.0, what: str = "", every: float = 0.02) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(every)
+wait_for = partial(waiting.wait_for, timeout=15.0, every=0.02)
 
 
 @pytest.fixture

@@ -64,7 +64,7 @@ def attacker(world: dict[str, Any]) -> Iterator[socket.socket]:
     roaming.port(world["topo"], "evil", "eth0", f"{EVIL}/24", "br-v1")
     roaming.move(world["topo"], "br-v1")
     wait_for(lambda: status(world).get("registered") and status(world).get("care_of_address") == roaming.FA1,
-             30, "the node to register through foreign agent 1")
+             timeout=30, what="the node to register through foreign agent 1")
     sock = netns_socket(world["topo"].ns("evil"), socket.SOCK_RAW, socket.IPPROTO_ICMP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"eth0")  # 255.255.255.255 out of this link
