@@ -36,40 +36,16 @@ from tests.support.netns import entered, topology
 from tests.support.tools import tool
 
 journald = journal_support.journald
-K1 = bytes(range(1, 17)).hex()
-KF1 = bytes(range(40, 56)).hex()
 PORT = 9434  # the default, as mip.yaml(5) documents it
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 PROFILES = {
-    "ha": f"""role: home-agent
-interface: home0
-address: {roaming.HA}
-home_network: 10.1.0.0/24
-advertisement_interval: 0.5
-mobile_nodes:
-  - {{home_address: {roaming.MN}, spi: 256, key: "{K1}"}}
-foreign_agents:
-  - {{address: {roaming.FA1}, spi: 500, key: "{KF1}"}}
-tunnel: {{backend: userspace}}
-""",
-    "fa1": f"""role: foreign-agent
-interface: visit0
-care_of_address: {roaming.FA1}
-advertisement_interval: 0.5
-home_agents:
-  - {{address: {roaming.HA}, spi: 500, key: "{KF1}"}}
-tunnel: {{backend: userspace}}
-""",
-    "mn": f"""role: mobile-node
-interface: eth0
-home_address: {roaming.MN}
-home_network: 10.1.0.0/24
-home_agent: {roaming.HA}
-spi: 256
-key: "{K1}"
-lifetime: 120
-""",
+    "ha": roaming.home_agent_profile(advertisement_interval=0.5,
+                                     foreign_agents=[roaming.peer(roaming.FA1, 500, roaming.KF1)],
+                                     tunnel="{backend: userspace}"),
+    "fa1": roaming.foreign_agent_profile(roaming.FA1, 500, roaming.KF1, advertisement_interval=0.5,
+                                         tunnel="{backend: userspace}"),
+    "mn": roaming.mobile_node_profile(lifetime=120),
 }
 
 

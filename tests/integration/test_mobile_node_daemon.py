@@ -23,8 +23,6 @@ from tests.support.netns import Topology, topology
 from tests.support.tools import tool
 
 journald = journal_support.journald
-K1 = bytes(range(1, 17)).hex()
-KF1, KF2 = bytes(range(40, 56)).hex(), bytes(range(60, 76)).hex()
 
 
 wait_for = partial(waiting.wait_for, timeout=15.0, every=0.2)
@@ -45,49 +43,17 @@ def world(journald: Journald, tmp_path_factory: pytest.TempPathFactory) -> Itera
     with topology() as topo:
         roaming.build(topo)
         daemons: dict[str, HomeAgentDaemon] = {}
+        adverts = {"advertisement_interval": 0.5, "advertisement_lifetime": 3}
         profiles = {
-            "ha": f"""role: home-agent
-interface: home0
-address: {roaming.HA}
-home_network: 10.1.0.0/24
-advertisement_interval: 0.5
-advertisement_lifetime: 3
-mobile_nodes:
-  - {{home_address: {roaming.MN}, spi: 256, key: "{K1}"}}
-foreign_agents:
-  - {{address: {roaming.FA1}, spi: 500, key: "{KF1}"}}
-  - {{address: {roaming.FA2}, spi: 501, key: "{KF2}"}}
-tunnel: {{backend: userspace}}
-""",
-            "fa1": f"""role: foreign-agent
-interface: visit0
-care_of_address: {roaming.FA1}
-advertisement_interval: 0.5
-advertisement_lifetime: 3
-home_agents:
-  - {{address: {roaming.HA}, spi: 500, key: "{KF1}"}}
-tunnel: {{backend: userspace}}
-""",
-            "fa2": f"""role: foreign-agent
-interface: visit0
-care_of_address: {roaming.FA2}
-advertisement_interval: 0.5
-advertisement_lifetime: 3
-home_agents:
-  - {{address: {roaming.HA}, spi: 501, key: "{KF2}"}}
-tunnel: {{backend: userspace}}
-""",
-            "mn": f"""role: mobile-node
-interface: eth0
-home_address: {roaming.MN}
-home_network: 10.1.0.0/24
-home_agent: {roaming.HA}
-spi: 256
-key: "{K1}"
-lifetime: 120
-care_of: auto
-reverse_tunneling: true
-""",
+            "ha": roaming.home_agent_profile(
+                **adverts, foreign_agents=[roaming.peer(roaming.FA1, 500, roaming.KF1),
+                                           roaming.peer(roaming.FA2, 501, roaming.KF2)],
+                tunnel="{backend: userspace}"),
+            "fa1": roaming.foreign_agent_profile(roaming.FA1, 500, roaming.KF1, **adverts,
+                                                 tunnel="{backend: userspace}"),
+            "fa2": roaming.foreign_agent_profile(roaming.FA2, 501, roaming.KF2, **adverts,
+                                                 tunnel="{backend: userspace}"),
+            "mn": roaming.mobile_node_profile(lifetime=120, care_of="auto", reverse_tunneling=True),
         }
         try:
             for name in ("ha", "fa1", "fa2", "mn"):

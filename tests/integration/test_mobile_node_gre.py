@@ -30,7 +30,6 @@ from tests.support.netns import Topology, netns_socket, topology
 from tests.support.tools import tool
 
 journald = journal_support.journald
-K1 = bytes(range(1, 17)).hex()
 ETH_P_ALL = 0x0003  # not ETH_P_IP: only ETH_P_ALL sockets see what the host itself sends
 
 
@@ -45,26 +44,9 @@ def world(request: pytest.FixtureRequest, journald: Journald, tmp_path_factory: 
         roaming.build(topo)
         roaming.move(topo, "br-v3")
         profiles = {
-            "ha": f"""role: home-agent
-interface: home0
-address: {roaming.HA}
-home_network: 10.1.0.0/24
-mobile_nodes:
-  - {{home_address: {roaming.MN}, spi: 256, key: "{K1}"}}
-tunnel: {{backend: userspace, encapsulations: [{offered}]}}
-""",
-            "mn": f"""role: mobile-node
-interface: eth0
-home_address: {roaming.MN}
-home_network: 10.1.0.0/24
-home_agent: {roaming.HA}
-spi: 256
-key: "{K1}"
-lifetime: 600
-care_of: auto
-reverse_tunneling: true
-tunnel: {{encapsulations: [gre, ipip]}}
-""",
+            "ha": roaming.home_agent_profile(tunnel=f"{{backend: userspace, encapsulations: [{offered}]}}"),
+            "mn": roaming.mobile_node_profile(lifetime=600, care_of="auto", reverse_tunneling=True,
+                                              tunnel="{encapsulations: [gre, ipip]}"),
         }
         daemons: dict[str, HomeAgentDaemon] = {}
         suffix = "gre" if "gre" in offered else "nogre"

@@ -25,7 +25,6 @@ from tests.support.journal import Journald
 from tests.support.netns import topology
 
 journald = journal_support.journald
-K1 = bytes(range(1, 17)).hex()
 
 
 wait_for = partial(waiting.wait_for, timeout=15.0, every=0.02)
@@ -37,24 +36,8 @@ def world(journald: Journald, tmp_path_factory: pytest.TempPathFactory) -> Itera
         roaming.build(topo)
         roaming.move(topo, "br-v3")  # away from the start, no agent there, no care-of address yet
         profiles = {
-            "ha": f"""role: home-agent
-interface: home0
-address: {roaming.HA}
-home_network: 10.1.0.0/24
-mobile_nodes:
-  - {{home_address: {roaming.MN}, spi: 256, key: "{K1}"}}
-tunnel: {{backend: userspace}}
-""",
-            "mn": f"""role: mobile-node
-interface: eth0
-home_address: {roaming.MN}
-home_network: 10.1.0.0/24
-home_agent: {roaming.HA}
-spi: 256
-key: "{K1}"
-lifetime: 600
-care_of: auto
-""",
+            "ha": roaming.home_agent_profile(tunnel="{backend: userspace}"),
+            "mn": roaming.mobile_node_profile(lifetime=600, care_of="auto"),
         }
         daemons: dict[str, HomeAgentDaemon] = {}
         try:

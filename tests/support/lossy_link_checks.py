@@ -37,22 +37,17 @@ def main() -> int:
     subprocess.run([tool("mount"), "-t", "cgroup2", "cgroup2", "/sys/fs/cgroup"], check=True)
     WORK.mkdir(mode=0o700, exist_ok=True)
     tempfile.tempdir = str(WORK)  # every temporary file in that tmpfs, never the host's /tmp
-    from tests.integration.test_mobile_node_daemon import K1, KF1, common, ping  # noqa: PLC0415
+    from tests.integration.test_mobile_node_daemon import common, ping  # noqa: PLC0415
     from tests.support import roaming  # noqa: PLC0415
     from tests.support.daemon import HomeAgentDaemon  # noqa: PLC0415
     from tests.support.journal import running_journald  # noqa: PLC0415
     from tests.support.netns import topology  # noqa: PLC0415
 
+    adverts = {"advertisement_interval": 0.5, "advertisement_lifetime": 3}
     profiles = {
-        "ha": f"role: home-agent\ninterface: home0\naddress: {roaming.HA}\nhome_network: 10.1.0.0/24\n"
-              f"advertisement_interval: 0.5\nadvertisement_lifetime: 3\n"
-              f"mobile_nodes:\n  - {{home_address: {roaming.MN}, spi: 256, key: \"{K1}\"}}\n"
-              f"foreign_agents:\n  - {{address: {roaming.FA1}, spi: 500, key: \"{KF1}\"}}\n",
-        "fa1": f"role: foreign-agent\ninterface: visit0\ncare_of_address: {roaming.FA1}\n"
-               f"advertisement_interval: 0.5\nadvertisement_lifetime: 3\n"
-               f"home_agents:\n  - {{address: {roaming.HA}, spi: 500, key: \"{KF1}\"}}\n",
-        "mn": f"role: mobile-node\ninterface: eth0\nhome_address: {roaming.MN}\nhome_network: 10.1.0.0/24\n"
-              f"home_agent: {roaming.HA}\nspi: 256\nkey: \"{K1}\"\nlifetime: 120\n",
+        "ha": roaming.home_agent_profile(**adverts, foreign_agents=[roaming.peer(roaming.FA1, 500, roaming.KF1)]),
+        "fa1": roaming.foreign_agent_profile(roaming.FA1, 500, roaming.KF1, **adverts),
+        "mn": roaming.mobile_node_profile(lifetime=120),
     }
     (WORK / "journal").mkdir()
     with running_journald(WORK / "journal") as journal, topology() as topo:

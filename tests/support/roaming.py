@@ -9,6 +9,9 @@ bringing it up: the node sees its carrier drop and return, as with a real cable 
                                                   wan1 10.4.0.1 --- 10.4.0.2 [fa1] visit0 10.2.0.1 --- br-v1
                                                   wan2 10.5.0.1 --- 10.5.0.2 [fa2] visit0 10.3.0.1 --- br-v2
     mn 10.1.0.10 (home address) --- mnp: one of the bridges
+
+``home_agent_profile``, ``foreign_agent_profile`` and ``mobile_node_profile`` write the profile
+texts (mip.yaml(5)) of these hosts: what is the same in every test, then the settings a test names.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ HA, CN, MN = "10.1.0.1", "10.1.0.2", "10.1.0.10"
 FA1, FA2 = "10.2.0.1", "10.3.0.1"
 V3_ROUTER, COLOCATED = "10.6.0.1", "10.6.0.50"
 BRIDGES = ("br-home", "br-v1", "br-v2", "br-v3")
+K1 = bytes(range(1, 17)).hex()  # the mobile node's key with its home agent (spi 256)
+KF1, KF2 = bytes(range(40, 56)).hex(), bytes(range(60, 76)).hex()  # the home agent's with foreign agent 1, 2
 
 
 def ip(*args: str) -> None:
@@ -74,3 +79,40 @@ def move(topo: Topology, bridge: str) -> None:
     ip("-n", sw, "link", "set", "mnp", "down")
     ip("-n", sw, "link", "set", "mnp", "master", bridge)
     ip("-n", sw, "link", "set", "mnp", "up")
+
+
+def lines(settings: dict[str, object]) -> str:
+    """``key: value`` profile lines; a list becomes a block sequence, a bool ``true`` / ``false``."""
+    out = ""
+    for key, value in settings.items():
+        if isinstance(value, list):
+            out += f"{key}:\n" + "".join(f"  - {item}\n" for item in value)
+        elif isinstance(value, bool):
+            out += f"{key}: {str(value).lower()}\n"
+        else:
+            out += f"{key}: {value}\n"
+    return out
+
+
+def peer(address: str, spi: int, key: str) -> str:
+    """An entry of ``foreign_agents`` or ``home_agents``: the agent at ``address`` and its security association."""
+    return f'{{address: {address}, spi: {spi}, key: "{key}"}}'
+
+
+def home_agent_profile(**settings: object) -> str:
+    """The home agent on home0 at HA, serving the mobile node MN (spi 256, key K1), then ``settings``."""
+    return (f"role: home-agent\ninterface: home0\naddress: {HA}\nhome_network: 10.1.0.0/24\n"
+            f'mobile_nodes:\n  - {{home_address: {MN}, spi: 256, key: "{K1}"}}\n' + lines(settings))
+
+
+def foreign_agent_profile(address: str, spi: int, key: str, **settings: object) -> str:
+    """A foreign agent on visit0 with care-of address ``address``, sharing ``spi`` / ``key`` with the home agent at
+    HA, then ``settings``."""
+    return (f"role: foreign-agent\ninterface: visit0\ncare_of_address: {address}\n"
+            + lines({"home_agents": [peer(HA, spi, key)]}) + lines(settings))
+
+
+def mobile_node_profile(**settings: object) -> str:
+    """The mobile node on eth0, home address MN, home agent HA (spi 256, key K1), then ``settings``."""
+    return (f"role: mobile-node\ninterface: eth0\nhome_address: {MN}\nhome_network: 10.1.0.0/24\n"
+            f'home_agent: {HA}\nspi: 256\nkey: "{K1}"\n' + lines(settings))
