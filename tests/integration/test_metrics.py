@@ -108,19 +108,9 @@ def expected_samples(counters: dict[str, Any]) -> dict[tuple[str, frozenset[tupl
 def world(journald: Journald, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     with topology() as topo:
         roaming.build(topo)
-        daemons: dict[str, HomeAgentDaemon] = {}
-        try:
-            for name in ("ha", "fa1", "mn"):
-                workdir = tmp_path_factory.mktemp(name)
-                daemon = HomeAgentDaemon(journald, topo, workdir, f"metrics-{name}", namespace=name)
-                daemon.write_profile(PROFILES[name] + f"state_directory: {workdir / 'state'}\n"
-                                     f"control_socket: {daemon.socket}\nmetrics: {{listen: 127.0.0.1}}\n")
-                daemon.start()
-                daemons[name] = daemon
+        with roaming.started(journald, topo, PROFILES, "metrics", tmp_path_factory.mktemp,
+                             extra="metrics: {listen: 127.0.0.1}\n") as daemons:
             yield {"topo": topo, **daemons}
-        finally:
-            for daemon in reversed(list(daemons.values())):
-                daemon.close()
 
 
 def assert_agrees_with_mipctl(daemon: HomeAgentDaemon, ns: str) -> Samples:

@@ -10,14 +10,12 @@ import subprocess
 import time
 from collections.abc import Iterator
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.support import journal as journal_support
 from tests.support import roaming, waiting
-from tests.support.daemon import HomeAgentDaemon
 from tests.support.journal import Journald
 from tests.support.netns import Topology, topology
 from tests.support.tools import tool
@@ -34,15 +32,10 @@ def ping(topo: Topology, ns: str, target: str, count: int = 3) -> bool:
     return out.returncode == 0
 
 
-def common(workdir: Path, name: str) -> str:
-    return f"state_directory: {workdir / 'state'}\ncontrol_socket: {workdir / (name + '.sock')}\n"
-
-
 @pytest.fixture(scope="module")
 def world(journald: Journald, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     with topology() as topo:
         roaming.build(topo)
-        daemons: dict[str, HomeAgentDaemon] = {}
         adverts = {"advertisement_interval": 0.5, "advertisement_lifetime": 3}
         profiles = {
             "ha": roaming.home_agent_profile(
@@ -55,17 +48,8 @@ def world(journald: Journald, tmp_path_factory: pytest.TempPathFactory) -> Itera
                                                  tunnel="{backend: userspace}"),
             "mn": roaming.mobile_node_profile(lifetime=120, care_of="auto", reverse_tunneling=True),
         }
-        try:
-            for name in ("ha", "fa1", "fa2", "mn"):
-                workdir = tmp_path_factory.mktemp(name)
-                daemon = HomeAgentDaemon(journald, topo, workdir, f"roam-{name}", namespace=name)
-                daemon.write_profile(profiles[name] + common(workdir, f"roam-{name}"))
-                daemon.start()
-                daemons[name] = daemon
+        with roaming.started(journald, topo, profiles, "roam", tmp_path_factory.mktemp) as daemons:
             yield {"topo": topo, **daemons}
-        finally:
-            for daemon in reversed(list(daemons.values())):
-                daemon.close()
 
 
 def status(world: dict[str, Any]) -> dict[str, Any]:

@@ -24,7 +24,6 @@ from scapy.layers.l2 import Ether
 
 from tests.support import journal as journal_support
 from tests.support import roaming, waiting
-from tests.support.daemon import HomeAgentDaemon
 from tests.support.journal import Journald
 from tests.support.netns import Topology, netns_socket, topology
 from tests.support.tools import tool
@@ -48,21 +47,10 @@ def world(request: pytest.FixtureRequest, journald: Journald, tmp_path_factory: 
             "mn": roaming.mobile_node_profile(lifetime=600, care_of="auto", reverse_tunneling=True,
                                               tunnel="{encapsulations: [gre, ipip]}"),
         }
-        daemons: dict[str, HomeAgentDaemon] = {}
         suffix = "gre" if "gre" in offered else "nogre"
-        try:
-            for name in ("ha", "mn"):
-                workdir = tmp_path_factory.mktemp(name)
-                daemon = HomeAgentDaemon(journald, topo, workdir, f"{suffix}-{name}", namespace=name)
-                daemon.write_profile(profiles[name] + f"state_directory: {workdir / 'state'}\n"
-                                     f"control_socket: {daemon.socket}\n")
-                daemon.start()
-                daemons[name] = daemon
+        with roaming.started(journald, topo, profiles, suffix, tmp_path_factory.mktemp) as daemons:
             roaming.ip("-n", topo.ns("mn"), "addr", "add", f"{roaming.COLOCATED}/24", "dev", "eth0")
             yield {"topo": topo, "gre": "gre" in offered, "instance": suffix, **daemons}
-        finally:
-            for daemon in reversed(list(daemons.values())):
-                daemon.close()
 
 
 def binding(world: dict[str, Any]) -> dict[str, Any] | None:

@@ -20,7 +20,6 @@ from mipd.control import client
 from mipd.control.protocol import Request
 from tests.support import journal as journal_support
 from tests.support import roaming, waiting
-from tests.support.daemon import HomeAgentDaemon
 from tests.support.journal import Journald
 from tests.support.netns import topology
 
@@ -39,19 +38,8 @@ def world(journald: Journald, tmp_path_factory: pytest.TempPathFactory) -> Itera
             "ha": roaming.home_agent_profile(tunnel="{backend: userspace}"),
             "mn": roaming.mobile_node_profile(lifetime=600, care_of="auto"),
         }
-        daemons: dict[str, HomeAgentDaemon] = {}
-        try:
-            for name in ("ha", "mn"):
-                workdir = tmp_path_factory.mktemp(name)
-                daemon = HomeAgentDaemon(journald, topo, workdir, f"stop-{name}", namespace=name)
-                daemon.write_profile(profiles[name] + f"state_directory: {workdir / 'state'}\n"
-                                     f"control_socket: {daemon.socket}\n")
-                daemon.start()
-                daemons[name] = daemon
+        with roaming.started(journald, topo, profiles, "stop", tmp_path_factory.mktemp) as daemons:
             yield {"topo": topo, **daemons}
-        finally:
-            for daemon in reversed(list(daemons.values())):
-                daemon.close()
 
 
 def binding(world: dict[str, Any]) -> dict[str, Any] | None:

@@ -37,9 +37,8 @@ def main() -> int:
     subprocess.run([tool("mount"), "-t", "cgroup2", "cgroup2", "/sys/fs/cgroup"], check=True)
     WORK.mkdir(mode=0o700, exist_ok=True)
     tempfile.tempdir = str(WORK)  # every temporary file in that tmpfs, never the host's /tmp
-    from tests.integration.test_mobile_node_daemon import common, ping  # noqa: PLC0415
+    from tests.integration.test_mobile_node_daemon import ping  # noqa: PLC0415
     from tests.support import roaming  # noqa: PLC0415
-    from tests.support.daemon import HomeAgentDaemon  # noqa: PLC0415
     from tests.support.journal import running_journald  # noqa: PLC0415
     from tests.support.netns import topology  # noqa: PLC0415
 
@@ -49,19 +48,15 @@ def main() -> int:
         "fa1": roaming.foreign_agent_profile(roaming.FA1, 500, roaming.KF1, **adverts),
         "mn": roaming.mobile_node_profile(lifetime=120),
     }
+
+    def workdir(name: str) -> Path:
+        (WORK / name).mkdir()
+        return WORK / name
+
     (WORK / "journal").mkdir()
     with running_journald(WORK / "journal") as journal, topology() as topo:
         roaming.build(topo)
-        daemons: dict[str, HomeAgentDaemon] = {}
-        try:
-            for name, text in profiles.items():
-                workdir = WORK / name
-                workdir.mkdir()
-                daemon = HomeAgentDaemon(journal, topo, workdir, f"lossy-{name}", namespace=name)
-                daemon.write_profile(text + common(workdir, f"lossy-{name}"))
-                daemon.start()
-                daemons[name] = daemon
-
+        with roaming.started(journal, topo, profiles, "lossy", workdir) as daemons:
             def status() -> dict[str, Any]:
                 result: dict[str, Any] = daemons["mn"].json("status")
                 return result
@@ -104,9 +99,6 @@ def main() -> int:
             record("requests_were_retransmitted", sent >= 3, {"requests_sent": sent})
             reached = any(ping(topo, "cn", roaming.MN, count=5) for _ in range(3))
             record("correspondent_reaches_the_node", reached, {})
-        finally:
-            for daemon in reversed(list(daemons.values())):
-                daemon.close()
     return 0
 
 

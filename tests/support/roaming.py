@@ -18,7 +18,12 @@ from __future__ import annotations
 
 import subprocess
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
+from tests.support.daemon import HomeAgentDaemon
+from tests.support.journal import Journald
 from tests.support.netns import Topology
 from tests.support.tools import tool
 
@@ -116,3 +121,25 @@ def mobile_node_profile(**settings: object) -> str:
     """The mobile node on eth0, home address MN, home agent HA (spi 256, key K1), then ``settings``."""
     return (f"role: mobile-node\ninterface: eth0\nhome_address: {MN}\nhome_network: 10.1.0.0/24\n"
             f'home_agent: {HA}\nspi: 256\nkey: "{K1}"\n' + lines(settings))
+
+
+@contextmanager
+def started(journal: Journald, topo: Topology, profiles: dict[str, str], instance: str,
+            workdir: Callable[[str], Path], extra: str = "") -> Iterator[dict[str, HomeAgentDaemon]]:
+    """A ``mipd run`` for each of ``profiles`` in turn, in the namespace its key names, as instance
+    ``{instance}-{key}``, in the folder ``workdir(key)``, its profile followed by its state directory,
+    its control socket and ``extra``; all are closed at the end (the last started first), also when
+    one does not start."""
+    daemons: dict[str, HomeAgentDaemon] = {}
+    try:
+        for name, text in profiles.items():
+            folder = workdir(name)
+            daemon = HomeAgentDaemon(journal, topo, folder, f"{instance}-{name}", namespace=name)
+            daemon.write_profile(text + f"state_directory: {folder / 'state'}\ncontrol_socket: {daemon.socket}\n"
+                                 + extra)
+            daemon.start()
+            daemons[name] = daemon
+        yield daemons
+    finally:
+        for daemon in reversed(list(daemons.values())):
+            daemon.close()
