@@ -23,6 +23,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
+from mipd.control.client import Unreachable, call
+from mipd.control.protocol import ProtocolError, Request
 from mipd.demo.topology import ip_path
 
 JOURNAL_DIRECTORY = "/run/systemd/journal"
@@ -169,13 +171,13 @@ def helper(name: str, namespace: str, args: list[str], log: Path) -> Child:
     return start(name, namespace, [sys.executable, "-m", "mipd.demo.agents", *args], log)
 
 
-def mipctl(socket_path: Path, *args: str) -> Any:
-    """``mipctl --socket PATH ARGS --json``, parsed; None if the instance does not answer (in 15 s)."""
+def mipctl(socket_path: Path, command: str) -> Any:
+    """What ``mipctl --socket PATH COMMAND --json`` prints, parsed; None if the instance does not answer
+    (in 15 s) or refuses. Asked in this process through mipctl's own client (mipd.control.client), not
+    by starting mipctl: the tour asks several times a second, and a Python start per question slowed
+    the daemons it measures (seconds each in an emulated guest kernel)."""
     try:
-        out = subprocess.run([*mipctl_command(), "--socket", str(socket_path), *args, "--json"],
-                             capture_output=True, text=True, timeout=15, check=False)
-    except subprocess.TimeoutExpired:
+        response = call(socket_path, Request(command), timeout=15)
+    except (Unreachable, ProtocolError):
         return None
-    if out.returncode:
-        return None
-    return json.loads(out.stdout)
+    return response.result if response.ok else None

@@ -59,6 +59,7 @@ class Session:
     on_move: Callable[[Move], None] | None = None  # called after each move settles (see Tour)
     start_timeout: float = START_TIMEOUT  # for each daemon to answer mipctl, and for the traffic to start
     move_timeout: float = 20.0  # for each move to settle (see Tour)
+    dwell: float = 1.5  # how long the node stays at each place once it settled there (see Tour)
     ended: float = 0.0  # when the pinger stopped: the end of the last move's window
 
     def _wait(self, what: str, ready: object) -> None:
@@ -116,7 +117,7 @@ class Session:
         node = self.daemons["mn"]
         tour = Tour(self.topology, self.directory / "mn.sock", node, self.helpers["pinger"], self.progress,
                     late_leases=("v1", "v2") if self.options.registration_required else (),
-                    timeout=self.move_timeout, on_move=self.on_move)
+                    timeout=self.move_timeout, dwell=self.dwell, on_move=self.on_move)
         tour.wait_home()
         time.sleep(1.0)  # a second of pings at home first
         moves = tour.run(self.options.moves, self.tcp)

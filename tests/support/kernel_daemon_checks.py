@@ -35,6 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tests.support.daemon import SLOWDOWN
 from tests.support.netns import entered
 from tests.support.tools import tool, venv_script
 
@@ -144,7 +145,7 @@ class Daemon:
                     found.append(entry)
         return found
 
-    def event(self, name: str, timeout: float = 30.0, **fields: str) -> dict[str, str]:
+    def event(self, name: str, timeout: float = 30.0 * SLOWDOWN, **fields: str) -> dict[str, str]:
         """The first event ``name`` (with ``fields``) of this start, waiting for it."""
         deadline = time.monotonic() + timeout
         while True:
@@ -379,17 +380,24 @@ def checks(daemon: Daemon) -> None:
         return int(found[0]["lifetime_remaining"]) if found else -1
 
     def clock_back() -> tuple[bool, object]:
+        # Lifetimes count down by the seconds that pass (measured: mipctl is slow in a guest kernel), not
+        # by the hour the clock steps back.
+        began = time.monotonic()
         before = lifetime_left()
         subprocess.run([tool("date"), "-s", f"@{time.time() - 3600:.0f}"], check=True, capture_output=True)
         after = lifetime_left()  # the step changed nothing that counts down
+        stepped = time.monotonic() - began
         stale = nodes["mn2"].register(HOME)  # an hour behind everything accepted so far: 133 (5.7.1) ...
         offset = (stale["ident"] >> 32) - NTP_OFFSET - time.time()
         resynced = nodes["mn2"].register(HOME, clock_offset=offset)  # ... with the agent's time: accepted
+        accepted = time.monotonic()
         renewed = lifetime_left()
-        ok = stale["code"] == 133 and 3590 < offset < 3610 and resynced["code"] == 0 and 0 <= before - after <= 3 \
-            and after > 0 and renewed >= 595
+        since = time.monotonic() - accepted
+        ok = stale["code"] == 133 and 3590 < offset < 3610 and resynced["code"] == 0 \
+            and 0 <= before - after <= stepped + 1 and after > 0 and renewed >= 599 - since
         return ok, {"stale": stale["code"], "agent_ahead_s": round(offset, 1), "resynced": resynced["code"],
-                    "lifetime_before_step": before, "lifetime_after_step": after, "lifetime_renewed": renewed}
+                    "lifetime_before_step": before, "lifetime_after_step": after, "lifetime_renewed": renewed,
+                    "seconds_across_the_step": round(stepped, 1), "seconds_to_read_renewed": round(since, 1)}
     run("wall_clock_back_1h_resync_is_accepted", clock_back)
 
     def clock_forward() -> tuple[bool, object]:
