@@ -15,7 +15,7 @@ from typing import Literal
 from mipd.control.protocol import JSONObject
 from mipd.core.bindings import Binding
 from mipd.core.home_agent import Counters
-from mipd.core.registration import RequestFlags
+from mipd.core.wire.registration import RequestFlags
 
 VisitorState = Literal["pending", "active"]
 

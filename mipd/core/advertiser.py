@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface
 
 from mipd.core.actions import SendIcmp
-from mipd.core.icmp import (
+from mipd.core.wire.icmp import (
     ADVERTISEMENT_TTL,
     ALL_SYSTEMS,
     LIMITED_BROADCAST,

@@ -35,21 +35,22 @@ from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address
 
 from mipd.core.actions import Action, Datagram, Emit, PersistVisitor, Priority, SendDatagram, SendToNode
-from mipd.core.auth import append_authentication, verify
-from mipd.core.codes import ReplyCode, is_accepted
 from mipd.core.counters import Counters
-from mipd.core.dataplane import Delivery, VisitorPlane
-from mipd.core.errors import DecodeError
-from mipd.core.extensions import EncapsulatingDeliveryStyle, ExtensionType
-from mipd.core.registration import (
+from mipd.core.planes import Delivery, VisitorPlane
+from mipd.core.security import ReverseTunneling, SecurityAssociation
+from mipd.core.visitors import Visitor, VisitorList
+from mipd.core.wire.auth import append_authentication, verify
+from mipd.core.wire.codes import ReplyCode, is_accepted
+from mipd.core.wire.errors import DecodeError
+from mipd.core.wire.extensions import EncapsulatingDeliveryStyle, ExtensionType
+from mipd.core.wire.registration import (
     REGISTRATION_PORT,
     RegistrationReply,
     RegistrationRequest,
     RequestFlags,
     decode_registration,
 )
-from mipd.core.security import Encapsulation, ReverseTunneling, SecurityAssociation
-from mipd.core.visitors import Visitor, VisitorList
+from mipd.core.wire.tunnel import Encapsulation
 
 ALL_MOBILITY_AGENTS = IPv4Address("224.0.0.11")
 LIMITED_BROADCAST = IPv4Address("255.255.255.255")

@@ -36,17 +36,18 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
 
-from mipd.core import identification as ident
 from mipd.core.actions import Action, Datagram, Emit, PersistNode, Priority, ReplayState, SendDatagram
-from mipd.core.auth import append_authentication, verify
 from mipd.core.bindings import Binding, BindingTable
-from mipd.core.codes import ReplyCode
 from mipd.core.counters import Counters
-from mipd.core.dataplane import DataPlane, Endpoint
-from mipd.core.errors import DecodeError
-from mipd.core.extensions import ExtensionType
 from mipd.core.home_agent_types import HomeAgentSettings, NodeRecord
-from mipd.core.registration import (
+from mipd.core.planes import DataPlane, Endpoint
+from mipd.core.security import ReplayProtection, ReverseTunneling, SecurityAssociation
+from mipd.core.wire import identification as ident
+from mipd.core.wire.auth import append_authentication, verify
+from mipd.core.wire.codes import ReplyCode
+from mipd.core.wire.errors import DecodeError
+from mipd.core.wire.extensions import ExtensionType
+from mipd.core.wire.registration import (
     INFINITE_LIFETIME,
     REGISTRATION_PORT,
     RegistrationReply,
@@ -54,7 +55,7 @@ from mipd.core.registration import (
     RequestFlags,
     decode_registration,
 )
-from mipd.core.security import Encapsulation, ReplayProtection, ReverseTunneling, SecurityAssociation
+from mipd.core.wire.tunnel import Encapsulation
 
 __all__ = ["Counters", "HomeAgent", "HomeAgentSettings", "NodeRecord"]
 

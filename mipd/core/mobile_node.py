@@ -42,23 +42,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Interface
 
-from mipd.core import identification as ident
 from mipd.core import mobile_state
 from mipd.core.actions import Action, Datagram, Emit, PersistMobile, Priority, SendDatagram, SendIcmp
-from mipd.core.auth import append_authentication, verify
-from mipd.core.codes import ReplyCode, denied_by_foreign_agent, is_accepted
 from mipd.core.counters import Counters
-from mipd.core.dataplane import AnnounceHome, MobilePlane
 from mipd.core.discovery import Agent, AgentTable, Heard, Solicitation, prefixes_differ
-from mipd.core.errors import DecodeError
-from mipd.core.extensions import ExtensionType
-from mipd.core.icmp import (
-    ALL_MOBILITY_AGENTS,
-    SOLICITATION_TTL,
-    AdvertisementFlags,
-    AgentAdvertisement,
-    AgentSolicitation,
-)
 from mipd.core.mobile_types import (
     DENIED_RETRY,
     MIN_REGISTRATION_GAP,
@@ -68,7 +55,21 @@ from mipd.core.mobile_types import (
     MobileNodeSettings,
     Registration,
 )
-from mipd.core.registration import (
+from mipd.core.planes import AnnounceHome, MobilePlane
+from mipd.core.security import ReplayProtection
+from mipd.core.wire import identification as ident
+from mipd.core.wire.auth import append_authentication, verify
+from mipd.core.wire.codes import ReplyCode, denied_by_foreign_agent, is_accepted
+from mipd.core.wire.errors import DecodeError
+from mipd.core.wire.extensions import ExtensionType
+from mipd.core.wire.icmp import (
+    ALL_MOBILITY_AGENTS,
+    SOLICITATION_TTL,
+    AdvertisementFlags,
+    AgentAdvertisement,
+    AgentSolicitation,
+)
+from mipd.core.wire.registration import (
     INFINITE_LIFETIME,
     REGISTRATION_PORT,
     RegistrationReply,
@@ -76,7 +77,7 @@ from mipd.core.registration import (
     RequestFlags,
     decode_registration,
 )
-from mipd.core.security import Encapsulation, ReplayProtection
+from mipd.core.wire.tunnel import Encapsulation
 
 _ENCAPSULATION_FLAGS = {Encapsulation.GRE: RequestFlags.G, Encapsulation.MINIMAL: RequestFlags.M}
 _ADVERTISED = {Encapsulation.GRE: AdvertisementFlags.G, Encapsulation.MINIMAL: AdvertisementFlags.M}

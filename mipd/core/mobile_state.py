@@ -10,9 +10,9 @@ from ipaddress import IPv4Address
 from typing import TYPE_CHECKING
 
 from mipd.core.discovery import Agent
-from mipd.core.icmp import AdvertisementFlags, AgentAdvertisement, MobilityAgentExtension
 from mipd.core.mobile_types import MIN_RETRANSMISSION, Registration
-from mipd.core.registration import RequestFlags
+from mipd.core.wire.icmp import AdvertisementFlags, AgentAdvertisement, MobilityAgentExtension
+from mipd.core.wire.registration import RequestFlags
 
 if TYPE_CHECKING:
     from mipd.core.mobile_node import MobileNode

@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 from mipd.core.discovery import Agent
-from mipd.core.registration import RegistrationRequest, RequestFlags
-from mipd.core.security import Encapsulation, SecurityAssociation
+from mipd.core.security import SecurityAssociation
+from mipd.core.wire.registration import RegistrationRequest, RequestFlags
+from mipd.core.wire.tunnel import Encapsulation
 
 MIN_RETRANSMISSION = 1.0  # 3.6.3: "MUST NOT be less than 1 second"
 MIN_REGISTRATION_GAP = 1.0  # 2.4.2: "MUST NOT register more frequently than once per second on average"

@@ -19,8 +19,8 @@ import math
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
-from mipd.core.registration import RequestFlags
-from mipd.core.security import Encapsulation
+from mipd.core.wire.registration import RequestFlags
+from mipd.core.wire.tunnel import Encapsulation
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ import random
 from collections.abc import Callable, Iterable
 from ipaddress import IPv4Address
 
-from mipd.adapters.icmp import IcmpEndpoint, Received
+from mipd.adapters.link.icmp import IcmpEndpoint, Received
 from mipd.core.actions import Action, SendIcmp
 from mipd.core.advertiser import Advertiser, AdvertiserConfig
 

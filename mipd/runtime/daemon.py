@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from mipd.adapters.state import StateError, StateStore
+from mipd.adapters.state.store import StateError, StateStore
 from mipd.config import AnyProfile, ForeignAgentProfile, HomeAgentProfile, ProfileError, load_profile
 from mipd.control.handler import ControlError
 from mipd.control.protocol import JSONObject

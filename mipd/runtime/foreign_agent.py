@@ -8,25 +8,26 @@ from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Interface
 from typing import TYPE_CHECKING
 
-from mipd.adapters import netlink
-from mipd.adapters.dataplane import BackendError, VisitorBackend
+from mipd.adapters.link.visited import VisitedLink
+from mipd.adapters.netlink import calls as netlink
 from mipd.adapters.relay import RelaySocket
 from mipd.adapters.sysctl import HostSettings
-from mipd.adapters.visited_link import VisitedLink
+from mipd.adapters.tunnel.backend import BackendError, VisitorBackend
 from mipd.config import AnyProfile, ForeignAgentProfile, foreign_agent_settings
 from mipd.control.handler import ControlError, ControlHandler
 from mipd.control.protocol import JSONObject
 from mipd.control.shapes import flush_json, stats_json, status_json, visitor_json, visitors_json
 from mipd.core.actions import Action, Datagram, SendDatagram, SendIcmp, SendToNode
 from mipd.core.advertiser import INFINITE_REGISTRATION_LIFETIME, AdvertiserConfig
-from mipd.core.arp import mac_text
-from mipd.core.dataplane import VisitorPlane
 from mipd.core.foreign_agent import ForeignAgent, ForeignAgentSettings, NodeRequest
-from mipd.core.icmp import AdvertisementCode, AdvertisementFlags
-from mipd.core.security import Encapsulation, ReverseTunneling
+from mipd.core.planes import VisitorPlane
+from mipd.core.security import ReverseTunneling
 from mipd.core.visitors import Visitor
+from mipd.core.wire.arp import mac_text
+from mipd.core.wire.icmp import AdvertisementCode, AdvertisementFlags
+from mipd.core.wire.tunnel import Encapsulation
 from mipd.runtime.advertising import Advertising
-from mipd.runtime.dataplane import choose_visitor_backend
+from mipd.runtime.home_plane import choose_visitor_backend
 from mipd.runtime.role import DaemonControl, StartError, Timed
 
 if TYPE_CHECKING:

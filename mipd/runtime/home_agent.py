@@ -7,21 +7,22 @@ from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Interface
 from typing import TYPE_CHECKING
 
-from mipd.adapters.dataplane import BackendError
+from mipd.adapters.tunnel.backend import BackendError
 from mipd.adapters.udp import Listen, RegistrationEndpoints
 from mipd.config import AnyProfile, HomeAgentProfile, home_agent_settings
 from mipd.control.handler import ControlError, ControlHandler
 from mipd.control.protocol import JSONObject
 from mipd.control.shapes import bindings_json, flush_json, stats_json, status_json
-from mipd.core import identification as ident
 from mipd.core.actions import Action, Datagram, SendDatagram, SendIcmp
 from mipd.core.advertiser import INFINITE_REGISTRATION_LIFETIME, AdvertiserConfig
-from mipd.core.dataplane import DataPlane
 from mipd.core.home_agent import HomeAgent, HomeAgentSettings
-from mipd.core.icmp import ALL_SYSTEMS, AdvertisementCode, AdvertisementFlags
-from mipd.core.security import Encapsulation, ReverseTunneling
+from mipd.core.planes import DataPlane
+from mipd.core.security import ReverseTunneling
+from mipd.core.wire import identification as ident
+from mipd.core.wire.icmp import ALL_SYSTEMS, AdvertisementCode, AdvertisementFlags
+from mipd.core.wire.tunnel import Encapsulation
 from mipd.runtime.advertising import Advertising
-from mipd.runtime.dataplane import HomeAgentDataPlane
+from mipd.runtime.home_plane import HomeAgentDataPlane
 from mipd.runtime.role import DaemonControl, StartError, Timed
 
 if TYPE_CHECKING:

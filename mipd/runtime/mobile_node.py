@@ -13,17 +13,17 @@ import struct
 from ipaddress import IPv4Address, IPv4Interface
 from typing import TYPE_CHECKING
 
-from mipd.adapters.mobile_link import HeardAdvertisement, MobileLink
-from mipd.adapters.mobile_routing import MobileRouting
-from mipd.adapters.netlink_monitor import LinkMonitor
+from mipd.adapters.link.mobile import HeardAdvertisement, MobileLink
+from mipd.adapters.link.mobile_routing import MobileRouting
+from mipd.adapters.netlink.monitor import LinkMonitor
 from mipd.config import AnyProfile, MobileNodeProfile, mobile_node_settings
 from mipd.control.handler import ControlError, ControlHandler
 from mipd.control.protocol import JSONObject
 from mipd.control.shapes import stats_json, status_json
 from mipd.core.actions import Action, Datagram, SendDatagram, SendIcmp
-from mipd.core.dataplane import AnnounceHome, MobilePlane
 from mipd.core.mobile_node import MobileNode
 from mipd.core.mobile_types import MIN_REGISTRATION_GAP
+from mipd.core.planes import AnnounceHome, MobilePlane
 from mipd.runtime.role import DaemonControl, StartError, Timed
 
 if TYPE_CHECKING:
