@@ -5,6 +5,8 @@ come out, and one ``loop.call_at`` timer is re-armed to the earliest ``next_time
 timed components (its engine, its advertisements). Actions of one loop turn are executed together
 at its end: every state change is committed to the state file in one transaction (group commit),
 then the role applies its data-plane changes and sends its datagrams (docs/interfaces.md, "Durability").
+Which action is which is the role's action table (mipd.runtime.host); the daemon is the roles' Host,
+and the registry (mipd.runtime.registry) picks the role's runtime for a profile.
 """
 
 from __future__ import annotations
@@ -12,39 +14,45 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import sqlite3
 import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from mipd.adapters.state.store import StateError, StateStore
-from mipd.config import AnyProfile, ForeignAgentProfile, HomeAgentProfile, ProfileError, load_profile
+from mipd.adapters.state.store import CommitError, StateChange, StateError, StateStore
+from mipd.config import AnyProfile, ProfileError, load_profile
 from mipd.control.handler import ControlError
 from mipd.control.protocol import JSONObject
 from mipd.control.server import ControlServer, ControlSocketError
-from mipd.core.actions import Action, Emit, PersistMobile, PersistNode, PersistVisitor, Priority, SendIcmp
+from mipd.core.actions import Action, Emit, PersistMobile, PersistNode, PersistVisitor, Priority
 from mipd.core.counters import DropReport
 from mipd.obs import EventLog, configure, metrics, notify
 from mipd.runtime.clock import TimeOfDay
-from mipd.runtime.role import Role, StartError
+from mipd.runtime.host import ActionTable, On, Phase, StartError, on
+from mipd.runtime.registry import runtime_for
+from mipd.runtime.role import Role
 
 # The data plane's drops go to the journal as packet.dropped, each reason at most this often (seconds).
 DROP_REPORT_INTERVAL = 10.0
 
 
 class Daemon:
-    """One running instance. :meth:`run` returns the process exit status."""
+    """One running instance (the roles' Host, mipd.runtime.host). :meth:`run` returns the
+    process exit status."""
 
     def __init__(self, profile_path: Path, instance: str | None = None) -> None:
         self.profile_path = profile_path
         self.instance = instance or profile_path.name.removesuffix(".yaml")
         self.events: EventLog = configure(self.instance, "unknown")
+        self.profile: AnyProfile | None = None
         self.role: Role | None = None
+        self.store: StateStore | None = None
+        self.control: ControlServer | None = None
+        self._table: ActionTable = {}
         self._started = time.monotonic()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._persist: list[PersistNode | PersistVisitor | PersistMobile] = []
+        self._persist: list[StateChange] = []
         self._pending: list[Action] = []
         self._flush_handle: asyncio.Handle | None = None
         self._flushed: list[asyncio.Future[None]] = []
@@ -105,27 +113,23 @@ class Daemon:
     def load(self) -> AnyProfile:
         return load_profile(self.profile_path, self.instance)
 
-    def _role_for(self, profile: AnyProfile) -> Role:
-        from mipd.runtime.foreign_agent import ForeignAgentRuntime  # noqa: PLC0415 - one role per process
-        from mipd.runtime.home_agent import HomeAgentRuntime  # noqa: PLC0415
-        from mipd.runtime.mobile_node import MobileNodeRuntime  # noqa: PLC0415
-
-        if isinstance(profile, HomeAgentProfile):
-            return HomeAgentRuntime(self, profile)
-        if isinstance(profile, ForeignAgentProfile):
-            return ForeignAgentRuntime(self, profile)
-        return MobileNodeRuntime(self, profile)
+    def _actions(self, role: Role) -> ActionTable:
+        """The role's table, with what every role does alike: journal events at once, state in the commit."""
+        common = dict([on(Emit, Phase.NOW, self._emit), on(PersistNode, Phase.COMMIT, self._stage),
+                       on(PersistVisitor, Phase.COMMIT, self._stage), on(PersistMobile, Phase.COMMIT, self._stage)])
+        return {**common, **role.actions}
 
     async def _start(self, profile: AnyProfile) -> None:
         assert self._loop is not None
         try:
-            self.store = StateStore(profile.state_directory / f"{self.instance}.db")
+            store = self.store = StateStore(profile.state_directory / f"{self.instance}.db")
         except (StateError, OSError) as exc:
             raise StartError(f"state file: {exc}") from exc
-        self.role = self._role_for(profile)
-        await self.role.start()
+        role = self.role = runtime_for(self, profile)
+        self._table = self._actions(role)
+        await role.start(store)
         socket_path = profile.control_socket or Path(f"/run/mip/{self.instance}.sock")
-        self.control = ControlServer(socket_path, self.role.control)
+        self.control = ControlServer(socket_path, role.control)
         try:
             await self.control.start()
         except (ControlSocketError, OSError) as exc:
@@ -137,7 +141,7 @@ class Daemon:
         for signum in (signal.SIGTERM, signal.SIGINT):
             self._loop.add_signal_handler(signum, self._stop.set)
         self._loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
-        await self.flush_now()
+        self._flush_at_once()
         message, reason, fields = self.role.started()
         self.events.emit(Emit("daemon.started", f"{self.instance} {message}", Priority.INFO,
                               {"reason": reason, **fields}))
@@ -181,10 +185,10 @@ class Daemon:
             self._timer.cancel()
         if self.metrics is not None:
             await self.metrics.close()
-        with contextlib.suppress(AttributeError):
+        if self.control is not None:
             await self.control.close()
-        with contextlib.suppress(AttributeError):
-            await self.flush_now()
+        if self.store is not None:
+            self._flush_at_once()
             self.store.close()
         if self.role is not None:
             self.role.close()
@@ -225,54 +229,79 @@ class Daemon:
         self.emit("daemon.reloaded", f"{self.instance} reloaded {self.profile_path}{note}")
         return {"reloaded": str(self.profile_path), **summary, "restart_needed": restart_needed}
 
-    # --- executing actions ---
+    # --- executing actions (the role's table, mipd.runtime.host) ---
 
     def execute(self, actions: Iterable[Action]) -> None:
-        """Journal events now; state, data plane and datagrams at the end of this loop turn."""
-        assert self.role is not None
+        """NOW actions at once; COMMIT, APPLY and ANNOUNCE ones at the end of this loop turn."""
         for action in actions:
-            if isinstance(action, Emit):
-                self.events.emit(action)
-                if self.metrics is not None:
-                    self.metrics.observe(action)
-            elif isinstance(action, PersistNode | PersistVisitor | PersistMobile):
-                self._persist.append(action)
-            elif isinstance(action, SendIcmp):
-                self.role.send_now(action)  # announces no state: not held back for the commit
+            row = self._row(action)
+            if row.phase in (Phase.NOW, Phase.COMMIT):
+                self._carry_out(row, action)
             else:
                 self._pending.append(action)
         if (self._persist or self._pending) and self._flush_handle is None and self._loop is not None:
             self._flush_handle = self._loop.call_soon(self._flush)
         self._rearm()
 
+    def _emit(self, action: Emit) -> None:
+        self.events.emit(action)  # the event log as it is now (configure() replaces it at start)
+        if self.metrics is not None:
+            self.metrics.observe(action)
+
+    def _stage(self, change: StateChange) -> None:
+        self._persist.append(change)
+
+    def _row(self, action: Action) -> On:
+        row = self._table.get(type(action))
+        if row is None:
+            raise TypeError(f"the {self.profile.role if self.profile else 'unknown'} role has no handler for "
+                            f"{type(action).__name__}")
+        return row
+
+    def _carry_out(self, row: On, action: Action) -> list[Action]:
+        if row.handler is None:
+            return []
+        return list(row.handler(action) or ())
+
     def _flush(self) -> None:
         self._flush_handle = None
         persist, pending, waiters = self._persist, self._pending, self._flushed
         self._persist, self._pending, self._flushed = [], [], []
         committed = True
-        if persist:
+        if persist and self.store is not None:
             try:
                 self.store.commit(persist)
-            except (sqlite3.Error, OSError) as exc:
+            except CommitError as exc:
                 # A reply must not announce what a crash could lose: hold them back; nodes retransmit.
                 committed = False
                 self.commit_failures += 1
                 self.events.logger().error("state.commit-failed", message=f"state commit failed: {exc}",
                                            reason=str(exc))
+        follow_ups: list[Action] = []
         if pending and self.role is not None:
-            self.role.after_commit(pending, replies=committed)
+            # Data plane first (a node told it is registered finds its tunnel in place), then datagrams.
+            phases = (Phase.APPLY, Phase.ANNOUNCE) if committed else (Phase.APPLY,)
+            for phase in phases:
+                for action in pending:
+                    row = self._row(action)
+                    if row.phase is phase:
+                        follow_ups += self._carry_out(row, action)
+            self.role.settled()
         self._update_status()
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
+        if follow_ups:
+            self.execute(follow_ups)
 
-    async def flush_now(self) -> None:
+    def _flush_at_once(self) -> None:
         if self._flush_handle is not None:
             self._flush_handle.cancel()
         self._flush()
 
-    async def run_actions(self, actions: Iterable[Action]) -> None:
-        """Execute actions from outside a datagram (mipctl flush) and wait until committed."""
+    async def commit(self, actions: Iterable[Action] = ()) -> None:
+        """Execute actions from outside a datagram (mipctl flush, a stopping node) and wait until
+        they are committed and carried out."""
         assert self._loop is not None
         waiter: asyncio.Future[None] = self._loop.create_future()
         self._flushed.append(waiter)
@@ -290,14 +319,14 @@ class Daemon:
             return
         now = self.now()
         actions: list[Action] = []
-        for component in self.role.timed():
+        for component in self.role.timed:
             deadline = component.next_timer()
             if deadline is not None and deadline <= now:
                 actions += component.on_timer(now)
         self.execute(actions)
 
     def _rearm(self) -> None:
-        timed = self.role.timed() if self.role is not None else []
+        timed = self.role.timed if self.role is not None else []
         deadline = min((d for component in timed if (d := component.next_timer()) is not None), default=None)
         if deadline == self._deadline or self._loop is None:
             return

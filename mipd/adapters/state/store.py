@@ -31,7 +31,7 @@ from mipd.core.home_agent import NodeRecord
 from mipd.core.visitors import Visitor
 from mipd.core.wire.registration import RequestFlags
 
-__all__ = ["FORMAT_VERSION", "StateError", "StateStore"]
+__all__ = ["FORMAT_VERSION", "CommitError", "StateChange", "StateError", "StateStore"]
 
 _MOBILE_KEY = "state"
 _VISITOR_COLUMNS = ("home_address, home_agent, care_of_address, link_address, source, destination, source_port,"
@@ -40,6 +40,13 @@ _VISITOR_COLUMNS = ("home_address, home_agent, care_of_address, link_address, so
 
 class StateError(Exception):
     """The state file cannot be used (another format version, or not a mipd state file)."""
+
+
+class CommitError(StateError):
+    """A commit did not reach the disk (SQLite or the file system refused it); nothing of it was written."""
+
+
+StateChange = PersistNode | PersistVisitor | PersistMobile
 
 
 def _hex(value: int | None) -> str | None:
@@ -122,9 +129,10 @@ class StateStore:
             raise StateError(f"{self.path}: the mobile node's state is not a JSON object")
         return state
 
-    def commit(self, changes: Iterable[PersistNode | PersistVisitor | PersistMobile]) -> int:
+    def commit(self, changes: Iterable[StateChange]) -> int:
         """Write the latest state of each changed node, visitor and the mobile node in one
-        transaction; returns the number of records written. The last word on each wins."""
+        transaction; returns the number of records written. The last word on each wins.
+        CommitError if it could not be written."""
         nodes: dict[IPv4Address, PersistNode] = {}
         visitors: dict[IPv4Address, PersistVisitor] = {}
         last_mobile: PersistMobile | None = None
@@ -140,18 +148,21 @@ class StateStore:
         if not nodes and not visitors and mobile is None:
             return 0
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
         try:
-            for node in nodes.values():
-                self._write_node(node)
-            for visitor in visitors.values():
-                self._write_visitor(visitor)
-            if mobile is not None:
-                db.execute("INSERT OR REPLACE INTO mobile (key, value) VALUES (?, ?)", (_MOBILE_KEY, mobile))
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for node in nodes.values():
+                    self._write_node(node)
+                for visitor in visitors.values():
+                    self._write_visitor(visitor)
+                if mobile is not None:
+                    db.execute("INSERT OR REPLACE INTO mobile (key, value) VALUES (?, ?)", (_MOBILE_KEY, mobile))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        except (sqlite3.Error, OSError) as exc:
+            raise CommitError(str(exc)) from exc
         return len(nodes) + len(visitors) + (mobile is not None)
 
     def _write_node(self, change: PersistNode) -> None:
