@@ -29,6 +29,7 @@ at hand when this was written.
 
 from __future__ import annotations
 
+import errno
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -36,9 +37,11 @@ from ipaddress import IPv4Address
 
 from mipd.core.actions import Action, Datagram, Emit, PersistVisitor, Priority, SendDatagram, SendToNode
 from mipd.core.counters import Counters
+from mipd.core.denial import Denied
 from mipd.core.planes import Delivery, VisitorPlane
 from mipd.core.security import ReverseTunneling, SecurityAssociation
 from mipd.core.visitors import Visitor, VisitorList
+from mipd.core.wire.addresses import LIMITED_BROADCAST, UNSPECIFIED
 from mipd.core.wire.auth import append_authentication, verify
 from mipd.core.wire.codes import ReplyCode, is_accepted
 from mipd.core.wire.errors import DecodeError
@@ -53,10 +56,9 @@ from mipd.core.wire.registration import (
 from mipd.core.wire.tunnel import Encapsulation
 
 ALL_MOBILITY_AGENTS = IPv4Address("224.0.0.11")
-LIMITED_BROADCAST = IPv4Address("255.255.255.255")
-UNSPECIFIED = IPv4Address("0.0.0.0")
 RELAY_PORT = 0  # SendDatagram.source_port meaning "the relay socket's own port" (3.7.2.2: variable)
 _RESERVED_FLAGS = RequestFlags.r | RequestFlags.x
+_LOCAL_ERRORS = {errno.ENETUNREACH: 0, errno.EHOSTUNREACH: 1}  # errno -> the ICMP unreachable code
 _ICMP_CODES = {0: ReplyCode.FA_HOME_NETWORK_UNREACHABLE, 1: ReplyCode.FA_HOME_AGENT_HOST_UNREACHABLE,
                3: ReplyCode.FA_HOME_AGENT_PORT_UNREACHABLE}
 
@@ -90,13 +92,6 @@ class NodeRequest:
     ttl: int = 255
 
 
-class _Denied(Exception):
-    def __init__(self, code: ReplyCode, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
-
-
 class ForeignAgent:
     """Relay, visitor list and delivery state of one foreign agent."""
 
@@ -121,7 +116,7 @@ class ForeignAgent:
             return self._drop("unknown-extension", frame.source, f"unrecognised extension type {unknown}")
         try:
             self._check(request, frame)
-        except _Denied as denial:
+        except Denied as denial:
             return self._deny(request, frame, denial.code, denial.reason, now)
         return self._relay(request, frame, now)
 
@@ -160,6 +155,17 @@ class ForeignAgent:
         code = _ICMP_CODES.get(icmp_code, ReplyCode.FA_HOME_AGENT_UNREACHABLE) if icmp_type == 3 else \
             ReplyCode.FA_HOME_AGENT_UNREACHABLE
         return self._deny_pending(pending, code, f"ICMP type {icmp_type} code {icmp_code} from the home agent", now)
+
+    def relay_unreachable(self, payload: bytes, error: int | None, now: float) -> list[Action]:
+        """Our own routing could not send a relayed request (``error``: the errno): answer as the
+        ICMP error would have (3.7.3: 80 net, 81 host unreachable; 88 otherwise) rather than
+        let it time out (78)."""
+        return self.relay_failed(payload, 3, _LOCAL_ERRORS.get(error or 0, 255), now)
+
+    @property
+    def busy(self) -> bool:
+        """The visitor list is full: new nodes would get 66 (advertised as B, 2.1.1)."""
+        return len(self.visitors) >= self.settings.max_visitors
 
     def next_timer(self) -> float | None:
         return self.visitors.next_deadline()
@@ -211,40 +217,40 @@ class ForeignAgent:
         if node_sas:
             mn_fa = request.authentications(ExtensionType.MOBILE_FOREIGN_AUTHENTICATION)
             if len(mn_fa) != 1:
-                raise _Denied(ReplyCode.FA_MOBILE_NODE_FAILED_AUTHENTICATION,
+                raise Denied(ReplyCode.FA_MOBILE_NODE_FAILED_AUTHENTICATION,
                               f"{len(mn_fa)} Mobile-Foreign Authentication Extensions, exactly one required")
             index, ext = mn_fa[0]
             sa = node_sas.get(ext.spi)
             if sa is None or not verify(request, index, sa.key, sa.algorithm):
-                raise _Denied(ReplyCode.FA_MOBILE_NODE_FAILED_AUTHENTICATION, "invalid Mobile-Foreign authenticator")
+                raise Denied(ReplyCode.FA_MOBILE_NODE_FAILED_AUTHENTICATION, "invalid Mobile-Foreign authenticator")
         if request.flags & _RESERVED_FLAGS:
-            raise _Denied(ReplyCode.FA_POORLY_FORMED_REQUEST, "reserved flag bits set")
+            raise Denied(ReplyCode.FA_POORLY_FORMED_REQUEST, "reserved flag bits set")
         if request.mobile_home_auth is None:
-            raise _Denied(ReplyCode.FA_POORLY_FORMED_REQUEST, "no Mobile-Home Authentication Extension")
+            raise Denied(ReplyCode.FA_POORLY_FORMED_REQUEST, "no Mobile-Home Authentication Extension")
         if request.home_agent in s.addresses:
-            raise _Denied(ReplyCode.FA_INVALID_HOME_AGENT_ADDRESS, f"{request.home_agent} is this foreign agent")
+            raise Denied(ReplyCode.FA_INVALID_HOME_AGENT_ADDRESS, f"{request.home_agent} is this foreign agent")
         if request.lifetime == 0:
             return  # a deregistration needs no resources and no reverse tunnel
         if not request.flags & RequestFlags.D and request.care_of_address != s.care_of_address:
-            raise _Denied(ReplyCode.FA_INVALID_CARE_OF_ADDRESS, f"{request.care_of_address} is not offered here")
+            raise Denied(ReplyCode.FA_INVALID_CARE_OF_ADDRESS, f"{request.care_of_address} is not offered here")
         if request.lifetime > s.max_lifetime:
-            raise _Denied(ReplyCode.FA_REQUESTED_LIFETIME_TOO_LONG, f"lifetime above our {s.max_lifetime} s")
+            raise Denied(ReplyCode.FA_REQUESTED_LIFETIME_TOO_LONG, f"lifetime above our {s.max_lifetime} s")
         reverse = bool(request.flags & RequestFlags.T)
         if reverse and s.reverse_tunneling is ReverseTunneling.OFF:
-            raise _Denied(ReplyCode.FA_REQUESTED_REVERSE_TUNNEL_UNAVAILABLE, "reverse tunneling is off")
+            raise Denied(ReplyCode.FA_REQUESTED_REVERSE_TUNNEL_UNAVAILABLE, "reverse tunneling is off")
         if not reverse and s.reverse_tunneling is ReverseTunneling.REQUIRED:
-            raise _Denied(ReplyCode.FA_REVERSE_TUNNEL_IS_MANDATORY_AND_T_BIT_NOT_SET, "reverse tunneling is required")
+            raise Denied(ReplyCode.FA_REVERSE_TUNNEL_IS_MANDATORY_AND_T_BIT_NOT_SET, "reverse tunneling is required")
         if reverse and frame.ttl != 255:
-            raise _Denied(ReplyCode.FA_MOBILE_NODE_TOO_DISTANT, f"IP TTL {frame.ttl}, not 255")
+            raise Denied(ReplyCode.FA_MOBILE_NODE_TOO_DISTANT, f"IP TTL {frame.ttl}, not 255")
         if any(isinstance(e, EncapsulatingDeliveryStyle) for e in request.extensions):
-            raise _Denied(ReplyCode.FA_DELIVERY_STYLE_NOT_SUPPORTED, "only direct delivery is supported")
+            raise Denied(ReplyCode.FA_DELIVERY_STYLE_NOT_SUPPORTED, "only direct delivery is supported")
         for flag, encapsulation in ((RequestFlags.M, Encapsulation.MINIMAL), (RequestFlags.G, Encapsulation.GRE)):
             if request.flags & flag and encapsulation not in s.encapsulations:
-                raise _Denied(ReplyCode.FA_REQUESTED_ENCAPSULATION_UNAVAILABLE, f"{encapsulation} is not available")
+                raise Denied(ReplyCode.FA_REQUESTED_ENCAPSULATION_UNAVAILABLE, f"{encapsulation} is not available")
         if len(self.visitors.pending(request.home_address)) >= s.max_pending_per_node:
-            raise _Denied(ReplyCode.FA_INSUFFICIENT_RESOURCES, "too many pending requests for this node")
+            raise Denied(ReplyCode.FA_INSUFFICIENT_RESOURCES, "too many pending requests for this node")
         if self.visitors.active(request.home_address) is None and len(self.visitors) >= s.max_visitors:
-            raise _Denied(ReplyCode.FA_INSUFFICIENT_RESOURCES, f"{s.max_visitors} visitors already")
+            raise Denied(ReplyCode.FA_INSUFFICIENT_RESOURCES, f"{s.max_visitors} visitors already")
 
     # --- relaying ---
 

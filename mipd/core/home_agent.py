@@ -39,10 +39,12 @@ from ipaddress import IPv4Address
 from mipd.core.actions import Action, Datagram, Emit, PersistNode, Priority, ReplayState, SendDatagram
 from mipd.core.bindings import Binding, BindingTable
 from mipd.core.counters import Counters
+from mipd.core.denial import Denied
 from mipd.core.home_agent_types import HomeAgentSettings, NodeRecord
 from mipd.core.planes import DataPlane, Endpoint
 from mipd.core.security import ReplayProtection, ReverseTunneling, SecurityAssociation
 from mipd.core.wire import identification as ident
+from mipd.core.wire.addresses import LIMITED_BROADCAST, UNSPECIFIED
 from mipd.core.wire.auth import append_authentication, verify
 from mipd.core.wire.codes import ReplyCode
 from mipd.core.wire.errors import DecodeError
@@ -59,8 +61,6 @@ from mipd.core.wire.tunnel import Encapsulation
 
 __all__ = ["Counters", "HomeAgent", "HomeAgentSettings", "NodeRecord"]
 
-UNSPECIFIED = IPv4Address("0.0.0.0")
-LIMITED_BROADCAST = IPv4Address("255.255.255.255")
 _RESERVED_FLAGS = RequestFlags.r | RequestFlags.x
 
 
@@ -93,15 +93,6 @@ class _Exchange:
     def reply_home_address(self) -> IPv4Address:
         """3.8.3.2: a request for home address 0.0.0.0 is answered with the SA's address."""
         return self.sa.peer if self.request.home_address == UNSPECIFIED else self.request.home_address
-
-
-class _Denied(Exception):
-    """A check failed; carries the reply code, as exabgp's ``Notify(code, subcode)`` carries its RFC code."""
-
-    def __init__(self, code: ReplyCode, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
 
 
 class HomeAgent:
@@ -227,7 +218,7 @@ class HomeAgent:
             self._check_request(request, datagram, sa)
             if request.lifetime != 0:
                 self._check_binding_limit(request, node)
-        except _Denied as denial:
+        except Denied as denial:
             return self._deny(x, denial.code, denial.reason)
         except _SilentDiscard as discard:
             return [*self._drop(discard.reason, datagram, discard.detail), self._persist(node, now)]
@@ -258,35 +249,35 @@ class HomeAgent:
         if request.lifetime == 0:
             return  # 3.8.1: MAY skip for deregistration; 3.5.4: FA MUST NOT add it there
         if len(fa_ha) != 1:
-            raise _Denied(ReplyCode.HA_FOREIGN_AGENT_FAILED_AUTHENTICATION,
+            raise Denied(ReplyCode.HA_FOREIGN_AGENT_FAILED_AUTHENTICATION,
                           f"{len(fa_ha)} Foreign-Home Authentication Extensions, exactly one required")
         index, extension = fa_ha[0]
         agent_sa = agent_sas.get(extension.spi)
         if agent_sa is None or not verify(request, index, agent_sa.key, agent_sa.algorithm):
-            raise _Denied(ReplyCode.HA_FOREIGN_AGENT_FAILED_AUTHENTICATION, "invalid Foreign-Home authenticator")
+            raise Denied(ReplyCode.HA_FOREIGN_AGENT_FAILED_AUTHENTICATION, "invalid Foreign-Home authenticator")
 
     def _check_request(self, request: RegistrationRequest, datagram: Datagram, sa: SecurityAssociation) -> None:
         s = self.settings
         if request.flags & _RESERVED_FLAGS:
-            raise _Denied(ReplyCode.HA_POORLY_FORMED_REQUEST, "reserved flag bits set")
+            raise Denied(ReplyCode.HA_POORLY_FORMED_REQUEST, "reserved flag bits set")
         if datagram.destination in (LIMITED_BROADCAST, s.home_network.broadcast_address):
-            raise _Denied(ReplyCode.HA_UNKNOWN_HOME_AGENT_ADDRESS, "request sent to a broadcast address")
+            raise Denied(ReplyCode.HA_UNKNOWN_HOME_AGENT_ADDRESS, "request sent to a broadcast address")
         if request.home_agent != s.address:
-            raise _Denied(ReplyCode.HA_UNKNOWN_HOME_AGENT_ADDRESS, f"home agent {request.home_agent} is not us")
+            raise Denied(ReplyCode.HA_UNKNOWN_HOME_AGENT_ADDRESS, f"home agent {request.home_agent} is not us")
         if request.home_address not in (sa.peer, UNSPECIFIED):
-            raise _Denied(ReplyCode.HA_ADMINISTRATIVELY_PROHIBITED,
+            raise Denied(ReplyCode.HA_ADMINISTRATIVELY_PROHIBITED,
                           f"SPI {sa.spi} does not authorise home address {request.home_address}")
         if request.lifetime == 0:
             return
         reverse = bool(request.flags & RequestFlags.T)
         if reverse and s.reverse_tunneling is ReverseTunneling.OFF:
-            raise _Denied(ReplyCode.HA_REQUESTED_REVERSE_TUNNEL_UNAVAILABLE, "reverse tunneling is off")
+            raise Denied(ReplyCode.HA_REQUESTED_REVERSE_TUNNEL_UNAVAILABLE, "reverse tunneling is off")
         if not reverse and s.reverse_tunneling is ReverseTunneling.REQUIRED:
-            raise _Denied(ReplyCode.HA_REVERSE_TUNNEL_IS_MANDATORY_AND_T_BIT_NOT_SET,
+            raise Denied(ReplyCode.HA_REVERSE_TUNNEL_IS_MANDATORY_AND_T_BIT_NOT_SET,
                           "reverse tunneling is required")
         for flag, encapsulation in ((RequestFlags.M, Encapsulation.MINIMAL), (RequestFlags.G, Encapsulation.GRE)):
             if request.flags & flag and encapsulation not in s.encapsulations:
-                raise _Denied(ReplyCode.HA_REQUESTED_ENCAPSULATION_UNAVAILABLE,
+                raise Denied(ReplyCode.HA_REQUESTED_ENCAPSULATION_UNAVAILABLE,
                               f"{encapsulation} encapsulation is not offered")
 
     def _check_binding_limit(self, request: RegistrationRequest, node: IPv4Address) -> None:
@@ -294,7 +285,7 @@ class HomeAgent:
             return
         others = [b for b in self.bindings.of(node) if b.care_of_address != request.care_of_address]
         if len(others) >= self.settings.max_bindings_per_node:
-            raise _Denied(ReplyCode.HA_TOO_MANY_SIMULTANEOUS_MOBILITY_BINDINGS,
+            raise Denied(ReplyCode.HA_TOO_MANY_SIMULTANEOUS_MOBILITY_BINDINGS,
                           f"already {len(others)} bindings, the limit")
 
     def _simultaneous(self, request: RegistrationRequest) -> bool:

@@ -43,6 +43,10 @@ class Advertising:
     def send(self, action: SendIcmp) -> None:
         self.endpoint.send(action)
 
+    @property
+    def config(self) -> AdvertiserConfig:
+        return self.advertiser.config
+
     def reconfigure(self, config: AdvertiserConfig) -> None:
         self.advertiser.reconfigure(config)
 

@@ -3,7 +3,6 @@ advertisements with F, and the control answers (RFC 5944 3.7, 2.1, 4.2.2)."""
 
 from __future__ import annotations
 
-import errno
 from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Interface
 
@@ -13,55 +12,32 @@ from mipd.adapters.relay import RelaySocket
 from mipd.adapters.state.store import StateStore
 from mipd.adapters.sysctl import HostSettings
 from mipd.adapters.tunnel.backend import BackendError, VisitorBackend
+from mipd.adapters.tunnel.choose import visitor_backend
 from mipd.config import AnyProfile, ForeignAgentProfile, foreign_agent_settings
 from mipd.control.handler import ControlError, ControlHandler
 from mipd.control.protocol import JSONObject
 from mipd.control.shapes import flush_json, stats_json, status_json, visitor_json, visitors_json
 from mipd.core.actions import Action, SendDatagram, SendIcmp, SendToNode
-from mipd.core.advertiser import INFINITE_REGISTRATION_LIFETIME, AdvertiserConfig
+from mipd.core.advertiser import AdvertiserConfig, foreign_agent_advertisement
 from mipd.core.foreign_agent import ForeignAgent, ForeignAgentSettings
 from mipd.core.planes import VisitorPlane
-from mipd.core.security import ReverseTunneling
 from mipd.core.visitors import Visitor
 from mipd.core.wire.arp import mac_text
-from mipd.core.wire.icmp import AdvertisementCode, AdvertisementFlags
-from mipd.core.wire.tunnel import Encapsulation
 from mipd.runtime.advertising import Advertising
-from mipd.runtime.home_plane import choose_visitor_backend
 from mipd.runtime.host import ActionTable, Host, Phase, StartError, Timed, drive, on
 from mipd.runtime.role import HostControl
 
 RESTART_KEYS = ("interface", "care_of_address", "state_directory", "control_socket")
-_LOCAL_ERRORS = {errno.ENETUNREACH: 0, errno.EHOSTUNREACH: 1}  # errno -> the ICMP unreachable code
 
 
-def advertiser_config(profile: ForeignAgentProfile, settings: ForeignAgentSettings,
-                      routers: tuple[IPv4Interface, ...], busy: bool = False) -> AdvertiserConfig:
-    """What a foreign agent advertises on its visited link (RFC 5944 2.1.1): F with its care-of
-    address; R when registration_required; B while busy (its visitor list is full: new nodes would
-    get 66); T unless reverse tunneling is off (RFC 3024); M and G for what the running backend can
-    receive. Code 16: it forwards only for registered visitors (4.2.2)."""
-    flags = AdvertisementFlags.F
-    if busy:
-        flags |= AdvertisementFlags.B
-    if profile.registration_required:
-        flags |= AdvertisementFlags.R
-    if settings.reverse_tunneling is not ReverseTunneling.OFF:
-        flags |= AdvertisementFlags.T
-    if Encapsulation.MINIMAL in settings.encapsulations:
-        flags |= AdvertisementFlags.M
-    if Encapsulation.GRE in settings.encapsulations:
-        flags |= AdvertisementFlags.G
-    return AdvertiserConfig(
-        routers=routers,
-        flags=flags,
-        care_of_addresses=(profile.care_of_address,),
-        registration_lifetime=min(settings.max_lifetime, INFINITE_REGISTRATION_LIFETIME),
-        lifetime=profile.advertisement_lifetime,
-        code=AdvertisementCode.MOBILITY_AGENT_ONLY,
-        destination=IPv4Address(profile.advertisement_address),
-        interval=profile.advertisement_interval,
-    )
+def advertisement(profile: ForeignAgentProfile, engine: ForeignAgent,
+                  routers: tuple[IPv4Interface, ...]) -> AdvertiserConfig:
+    """The visited link's advertisements (mipd.core.advertiser decides their contents, the engine
+    whether it is busy)."""
+    return foreign_agent_advertisement(
+        engine.settings, routers, registration_required=profile.registration_required, busy=engine.busy,
+        destination=IPv4Address(profile.advertisement_address), lifetime=profile.advertisement_lifetime,
+        interval=profile.advertisement_interval)
 
 
 class ForeignAgentRuntime:
@@ -79,7 +55,6 @@ class ForeignAgentRuntime:
         self.advertising: Advertising | None = None
         self.engine: ForeignAgent | None = None
         self.routers: tuple[IPv4Interface, ...] = ()
-        self.busy = False
         self.failures = 0
         self.timed: list[Timed] = []
         self.actions: ActionTable = dict([
@@ -103,7 +78,7 @@ class ForeignAgentRuntime:
             raise StartError(f"care_of_address {profile.care_of_address} is not an address of {profile.interface}")
         try:
             self.host_report = self.host_settings.apply(profile.interface)
-            self.visitor_backend, self.reason = choose_visitor_backend(profile.tunnel.backend)
+            self.visitor_backend, self.reason = visitor_backend(profile.tunnel.backend)
             self.visitor_backend.start(profile.care_of_address, profile.interface)
         except (BackendError, OSError) as exc:
             raise StartError(f"data plane: {exc}") from exc
@@ -120,7 +95,7 @@ class ForeignAgentRuntime:
             self.relay.start(drive(host, engine.from_home_agent), self._on_relay_error)
         except OSError as exc:
             raise StartError(f"cannot serve the visited link {profile.interface}: {exc.strerror or exc}") from exc
-        self.advertising = Advertising(advertiser_config(profile, engine.settings, self.routers), profile.interface,
+        self.advertising = Advertising(advertisement(profile, engine, self.routers), profile.interface,
                                        profile.care_of_address, host)
         self.timed.append(self.advertising)
         try:
@@ -160,26 +135,22 @@ class ForeignAgentRuntime:
         error = self.relay.send(action)
         if error is None or self.engine is None:
             return []
-        # Our own routing cannot reach the home agent: answer as an ICMP error would
-        # (3.7.3: 80 net, 81 host unreachable; 88 otherwise) rather than time out (78).
-        code = _LOCAL_ERRORS.get(error.errno or 0, 255)
-        return self.engine.relay_failed(action.payload, 3, code, self.host.now())
+        return self.engine.relay_unreachable(action.payload, error.errno, self.host.now())
 
     def _to_node(self, action: SendToNode) -> None:
         assert self.link is not None
         self.link.send(action)
 
     def settled(self) -> None:
-        self._update_busy()
+        self._readvertise()
 
-    def _update_busy(self) -> None:
-        """Advertise B while the visitor list is full (a busy agent keeps advertising, 2.1.1)."""
+    def _readvertise(self) -> None:
+        """Advertise what the engine now says (B while it is busy: a busy agent keeps advertising, 2.1.1)."""
         if self.engine is None or self.advertising is None:
             return
-        busy = len(self.engine.visitors) >= self.engine.settings.max_visitors
-        if busy != self.busy:
-            self.busy = busy
-            self.advertising.reconfigure(advertiser_config(self.profile, self.engine.settings, self.routers, busy))
+        config = advertisement(self.profile, self.engine, self.routers)
+        if config != self.advertising.config:
+            self.advertising.reconfigure(config)
 
     def started(self) -> tuple[str, str, dict[str, str]]:
         assert self.engine is not None
@@ -201,8 +172,7 @@ class ForeignAgentRuntime:
         settings = self._settings(profile)
         self.engine.reconfigure(settings)
         if self.advertising is not None:
-            self.busy = len(self.engine.visitors) >= settings.max_visitors
-            self.advertising.reconfigure(advertiser_config(profile, settings, self.routers, self.busy))
+            self.advertising.reconfigure(advertisement(profile, self.engine, self.routers))
         restart_needed = [k for k in RESTART_KEYS if getattr(profile, k) != getattr(self.profile, k)]
         self.profile = profile
         return {"home_agents": len(settings.home_agents)}, restart_needed

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import replace
-from ipaddress import IPv4Address, IPv4Interface
+from ipaddress import IPv4Address
 
 from mipd.adapters.state.store import StateStore
 from mipd.adapters.tunnel.backend import BackendError
@@ -14,13 +14,10 @@ from mipd.control.handler import ControlError, ControlHandler
 from mipd.control.protocol import JSONObject
 from mipd.control.shapes import bindings_json, flush_json, stats_json, status_json
 from mipd.core.actions import SendDatagram, SendIcmp
-from mipd.core.advertiser import INFINITE_REGISTRATION_LIFETIME, AdvertiserConfig
+from mipd.core.advertiser import AdvertiserConfig, home_agent_advertisement
 from mipd.core.home_agent import HomeAgent, HomeAgentSettings
 from mipd.core.planes import DataPlane
-from mipd.core.security import ReverseTunneling
 from mipd.core.wire import identification as ident
-from mipd.core.wire.icmp import ALL_SYSTEMS, AdvertisementCode, AdvertisementFlags
-from mipd.core.wire.tunnel import Encapsulation
 from mipd.runtime.advertising import Advertising
 from mipd.runtime.home_plane import HomeAgentDataPlane
 from mipd.runtime.host import ActionTable, Host, Phase, StartError, Timed, drive, on
@@ -39,28 +36,10 @@ def listens(profile: HomeAgentProfile) -> list[Listen]:
     ]
 
 
-def advertiser_config(profile: HomeAgentProfile, settings: HomeAgentSettings) -> AdvertiserConfig:
-    """What a home agent advertises on its home link (RFC 5944 2.1, 2.3): H, so that a node can tell
-    it is home; T unless reverse tunneling is off (RFC 3024); M and G for the encapsulations the
-    engine offers (2.1.1: what "this agent implements receiving"), i.e. the ones the running
-    backend can carry. Code 0: the home agent turns IP forwarding on and routes common traffic.
-    A home-agent profile has no advertisement_address: 224.0.0.1."""
-    flags = AdvertisementFlags.H
-    if settings.reverse_tunneling is not ReverseTunneling.OFF:
-        flags |= AdvertisementFlags.T
-    if Encapsulation.MINIMAL in settings.encapsulations:
-        flags |= AdvertisementFlags.M
-    if Encapsulation.GRE in settings.encapsulations:
-        flags |= AdvertisementFlags.G
-    return AdvertiserConfig(
-        routers=(IPv4Interface(f"{profile.address}/{profile.home_network.prefixlen}"),),
-        flags=flags,
-        registration_lifetime=min(settings.max_lifetime, INFINITE_REGISTRATION_LIFETIME),
-        lifetime=profile.advertisement_lifetime,
-        code=AdvertisementCode.ROUTES_COMMON_TRAFFIC,
-        destination=ALL_SYSTEMS,
-        interval=profile.advertisement_interval,
-    )
+def advertisement(profile: HomeAgentProfile, settings: HomeAgentSettings) -> AdvertiserConfig:
+    """The home link's advertisements (mipd.core.advertiser decides their contents)."""
+    return home_agent_advertisement(settings, lifetime=profile.advertisement_lifetime,
+                                    interval=profile.advertisement_interval)
 
 
 class HomeAgentRuntime:
@@ -108,7 +87,7 @@ class HomeAgentRuntime:
         except OSError as exc:
             raise StartError(f"cannot serve UDP 434 on {profile.address}: {exc.strerror or exc}") from exc
         if profile.advertise:  # RFC 5944 2.3: agent advertisements with H on the home link
-            self.advertising = Advertising(advertiser_config(profile, engine.settings), profile.interface,
+            self.advertising = Advertising(advertisement(profile, engine.settings), profile.interface,
                                            profile.address, host)
             self.timed.append(self.advertising)
             try:
@@ -156,7 +135,7 @@ class HomeAgentRuntime:
         settings = self._settings(profile)
         self.engine.reconfigure(settings)
         if self.advertising is not None:
-            self.advertising.reconfigure(advertiser_config(profile, settings))
+            self.advertising.reconfigure(advertisement(profile, settings))
         restart_needed = [k for k in RESTART_KEYS if getattr(profile, k) != getattr(self.profile, k)]
         self.profile = profile
         return {"mobile_nodes": len(settings.mobile_nodes)}, restart_needed

@@ -1,10 +1,10 @@
 """The home agent's data plane as the daemon drives it: host settings, a tunnel backend, the
 home link's ARP and broadcast forwarding, started and stopped together.
 
-``tunnel.backend: auto`` probes the kernel: with ipip/gre available it uses the kernel backend,
-else the userspace one (TUN + raw sockets); the choice and the reason go into daemon.started.
-What the running backend cannot carry is neither advertised nor accepted: the engine is given
-only the profile's encapsulations that the backend can do, and answers others with 139.
+``tunnel.backend`` picks the backend (mipd.adapters.tunnel.choose); the choice and the reason go
+into daemon.started. What the running backend cannot carry is neither advertised nor accepted:
+the engine is given only the profile's encapsulations that the backend can do, and answers others
+with 139.
 """
 
 from __future__ import annotations
@@ -13,29 +13,12 @@ from collections.abc import Iterable
 from ipaddress import IPv4Address, IPv4Network
 
 from mipd.adapters.link.home import HomeLink
-from mipd.adapters.netlink import calls as netlink
 from mipd.adapters.sysctl import HostSettings
-from mipd.adapters.tunnel.backend import BackendError, TunnelBackend, VisitorBackend
+from mipd.adapters.tunnel.backend import BackendError, TunnelBackend
 from mipd.adapters.tunnel.broadcast import BroadcastForwarder
+from mipd.adapters.tunnel.choose import home_agent_backend
 from mipd.core.planes import DataPlane
 from mipd.core.wire.tunnel import Encapsulation
-
-
-def choose_backend(requested: str) -> tuple[TunnelBackend, str]:
-    """The backend for ``tunnel.backend`` and why it was chosen (BackendError if impossible)."""
-    from mipd.adapters.tunnel.kernel import KernelBackend  # noqa: PLC0415
-    from mipd.adapters.tunnel.userspace import UserspaceBackend  # noqa: PLC0415
-
-    if requested == "userspace":
-        return UserspaceBackend(), "tunnel.backend is userspace: TUN device and raw sockets"
-    available, why = netlink.kernel_tunnels_available()
-    if requested == "kernel":
-        if not available:
-            raise BackendError(f"tunnel.backend is kernel, but {why}")
-        return KernelBackend(), f"tunnel.backend is kernel: {why}"
-    if available:
-        return KernelBackend(), f"auto: {why}"
-    return UserspaceBackend(), f"auto: {why}; using the userspace backend (TUN device and raw sockets)"
 
 
 class HomeAgentDataPlane:
@@ -65,7 +48,7 @@ class HomeAgentDataPlane:
     def start(self, address: IPv4Address) -> None:
         """Host settings, backend, home link, broadcasts; BackendError or OSError if impossible."""
         self.host_report = self.host.apply(self.interface)
-        self.backend, self.reason = choose_backend(self.requested)
+        self.backend, self.reason = home_agent_backend(self.requested)
         self.backend.start(address)
         self.home_link.start()
         self.broadcast.start(self.interface, self.home_network)
@@ -107,20 +90,3 @@ class HomeAgentDataPlane:
                 part()
             except (OSError, BackendError):
                 self.failures += 1
-
-
-def choose_visitor_backend(requested: str) -> tuple[VisitorBackend, str]:
-    """A foreign agent's data plane for ``tunnel.backend`` and why (BackendError if impossible)."""
-    from mipd.adapters.tunnel.visitor_kernel import VisitorKernelBackend  # noqa: PLC0415
-    from mipd.adapters.tunnel.visitor_userspace import VisitorUserspaceBackend  # noqa: PLC0415
-
-    if requested == "userspace":
-        return VisitorUserspaceBackend(), "tunnel.backend is userspace: TUN device and raw sockets"
-    available, why = netlink.kernel_tunnels_available()
-    if requested == "kernel":
-        if not available:
-            raise BackendError(f"tunnel.backend is kernel, but {why}")
-        return VisitorKernelBackend(), f"tunnel.backend is kernel: {why}"
-    if available:
-        return VisitorKernelBackend(), f"auto: {why}"
-    return VisitorUserspaceBackend(), f"auto: {why}; using the userspace backend (TUN device and raw sockets)"

@@ -55,6 +55,7 @@ from mipd.adapters.link.visited import (
     open_filtered,
 )
 from mipd.core.actions import SendIcmp
+from mipd.core.wire.addresses import UNSPECIFIED
 from mipd.core.wire.arp import ETH_P_IP
 from mipd.core.wire.errors import DecodeError
 from mipd.core.wire.frames import decode_ip_frame, encode_ip_frame, link_destination
@@ -65,7 +66,6 @@ __all__ = ["HeardAdvertisement", "MobileLink", "advertisement_filter"]
 
 BATCH = 256
 MAX_FRAME = 65536 + 64
-UNSPECIFIED = IPv4Address(0)
 ARPHRD_ETHER = 1  # <linux/if_arp.h>
 BPF_LDB_IND = 0x50  # A = 8 bits at [X + k]
 PACKET_ADD_MEMBERSHIP = 1  # <linux/if_packet.h>

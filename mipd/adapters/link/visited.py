@@ -35,7 +35,8 @@ from typing import TypeVar
 
 from mipd.adapters.netlink import calls as netlink
 from mipd.core.actions import SendToNode
-from mipd.core.foreign_agent import ALL_MOBILITY_AGENTS, LIMITED_BROADCAST, NodeRequest
+from mipd.core.foreign_agent import ALL_MOBILITY_AGENTS, NodeRequest
+from mipd.core.wire.addresses import LIMITED_BROADCAST
 from mipd.core.wire.arp import ETH_P_IP, mac_bytes
 from mipd.core.wire.errors import DecodeError
 from mipd.core.wire.frames import BAD_UDP_CHECKSUM, decode_udp_frame, encode_udp_frame

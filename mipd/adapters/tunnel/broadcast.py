@@ -24,13 +24,13 @@ from ipaddress import IPv4Address, IPv4Network
 
 from mipd.core.planes import DataPlane, Endpoint
 from mipd.core.wire import ipv4
+from mipd.core.wire.addresses import LIMITED_BROADCAST
 from mipd.core.wire.errors import DecodeError
 from mipd.core.wire.tunnel import Encapsulation, TunnelRefused, encapsulate
 
 ETH_P_IP = 0x0800
 PACKET_BROADCAST = 1  # linux/if_packet.h: a frame to the link-layer broadcast address
 BATCH = 256
-LIMITED_BROADCAST = IPv4Address("255.255.255.255")
 
 
 class BroadcastForwarder:

@@ -20,7 +20,6 @@ from mipd.core.wire.reader import Reader
 from mipd.core.wire.tlv import ExtensionParser, OpaqueTail, UnknownExtension, decode_extensions
 
 ALL_SYSTEMS = IPv4Address("224.0.0.1")
-LIMITED_BROADCAST = IPv4Address("255.255.255.255")
 ALL_MOBILITY_AGENTS = IPv4Address("224.0.0.11")  # section 2.3: solicitations MAY go here
 ADVERTISEMENT_TTL = 1  # 2.1: "The TTL for all Agent Advertisements MUST be set to 1"
 SOLICITATION_TTL = 1  # 2.2: "the IP TTL Field MUST be set to 1"
