@@ -30,7 +30,7 @@ from collections.abc import Callable
 from ipaddress import IPv4Address, IPv4Network
 
 from mipd.adapters.netlink import calls as netlink
-from mipd.adapters.tunnel.backend import RTPROT_MIPD
+from mipd.adapters.netlink.calls import RTPROT_MIPD
 from mipd.adapters.tunnel.kernel import KernelBackend
 from mipd.core.planes import DataPlane, Endpoint
 from mipd.runtime.home_plane import HomeAgentDataPlane

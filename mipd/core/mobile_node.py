@@ -42,10 +42,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Interface
 
-from mipd.core import mobile_state
 from mipd.core.actions import Action, Datagram, Emit, PersistMobile, Priority, SendDatagram, SendIcmp
 from mipd.core.counters import Counters
 from mipd.core.discovery import Agent, AgentTable, Heard, Solicitation, prefixes_differ
+from mipd.core.mobile_state import MobileState, StoredRegistration
 from mipd.core.mobile_types import (
     DENIED_RETRY,
     MIN_REGISTRATION_GAP,
@@ -68,6 +68,7 @@ from mipd.core.wire.icmp import (
     AdvertisementFlags,
     AgentAdvertisement,
     AgentSolicitation,
+    MobilityAgentExtension,
 )
 from mipd.core.wire.registration import (
     INFINITE_LIFETIME,
@@ -554,8 +555,30 @@ class MobileNode:
                            s.reverse_tunneling, encapsulation)
 
     def restore(self, stored: Mapping[str, object] | None, now: float) -> None:
-        """Take back what :meth:`state` wrote (mipd.core.mobile_state)."""
-        mobile_state.restore(self, stored, now)
+        """Take back what :meth:`state` wrote: Identification state always, the registration if
+        it has not ended (its agent as it was; it is checked again when heard)."""
+        if not stored:
+            return
+        record = MobileState.from_json(stored, self.home_agent)
+        self.home_agent = record.home_agent
+        self._last_identification = record.last_identification
+        self._ha_nonce = record.ha_nonce
+        self._clock_offset = record.clock_offset
+        reg = record.registration
+        if reg is None:
+            return
+        remaining = math.inf if reg.expires_wall is None else reg.expires_wall - self._wall_clock()
+        if remaining <= 0:
+            return
+        agent = None
+        if reg.agent is not None and reg.agent_link_address is not None:
+            agent = Agent(reg.agent, reg.agent_link_address, AgentAdvertisement(0),
+                          MobilityAgentExtension(0, reg.lifetime, AdvertisementFlags.F, (reg.care_of_address,)), now)
+        expires = now + remaining
+        margin = min(max(MIN_RETRANSMISSION, 0.2 * reg.lifetime), 0.5 * reg.lifetime)
+        self.registration = Registration(reg.care_of_address, agent, reg.lifetime, expires, expires - margin,
+                                         reg.identification, reg.flags)
+        self.location = record.location
 
     def plane(self) -> MobilePlane:
         """The routing state the node should be in now (for the runtime at start)."""
@@ -577,6 +600,18 @@ class MobileNode:
     def _persist(self, now: float) -> PersistMobile:
         return PersistMobile(self.state(now))
 
+    def snapshot(self, now: float) -> MobileState:
+        """What survives a restart (docs/interfaces.md, "Durability"); times as wall-clock values."""
+        reg = self.registration
+        stored = None
+        if reg is not None:
+            ends = None if math.isinf(reg.expires) else self._wall_clock() + (reg.expires - now)
+            stored = StoredRegistration(reg.care_of_address, reg.lifetime, reg.identification, reg.flags, ends,
+                                        reg.agent.address if reg.agent else None,
+                                        reg.agent.link_address if reg.agent else None)
+        return MobileState(self.home_agent, self._last_identification, self._ha_nonce, self._clock_offset,
+                           self.location, stored)
+
     def state(self, now: float) -> dict[str, object]:
-        """What survives a restart, as mipd.core.mobile_state writes it."""
-        return mobile_state.save(self, now)
+        """The snapshot in its stored form (PersistMobile's JSON object)."""
+        return self.snapshot(now).to_json()

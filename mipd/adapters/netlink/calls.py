@@ -43,10 +43,9 @@ from pyroute2.netlink.rtnl import RTM_GETNEIGH, RTM_NEWROUTE  # type: ignore[imp
 from pyroute2.netlink.rtnl.ndmsg import ndmsg  # type: ignore[import-untyped]
 from pyroute2.netlink.rtnl.rtmsg import rtmsg  # type: ignore[import-untyped]
 
-from mipd.adapters.tunnel.backend import RTPROT_MIPD
-
 T = TypeVar("T")
 
+RTPROT_MIPD = 77  # rtm_protocol of every route mipd installs (unassigned in rtnetlink.h / rt_protos)
 MAIN_TABLE = 254
 NTF_PROXY = 0x08  # ndm_flags of a proxy (pneigh) entry, linux/neighbour.h
 _NUD_UNUSABLE = 0x01 | 0x20  # NUD_INCOMPLETE | NUD_FAILED: no usable link-layer address

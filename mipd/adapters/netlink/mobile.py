@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Any
 
-from mipd.adapters.netlink.calls import NetlinkError, _index, _run
-from mipd.adapters.tunnel.backend import RTPROT_MIPD
+from mipd.adapters.netlink.calls import RTPROT_MIPD, NetlinkError, _index, _run
 
 IFF_NOARP = 0x80  # linux/if.h
 RTNH_F_ONLINK = 0x04  # linux/rtnetlink.h: the gateway is on the link whatever the prefixes say

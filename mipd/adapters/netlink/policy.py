@@ -20,8 +20,16 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
-from mipd.adapters.netlink.calls import NetlinkError, _absent, _index, _link_names, _route_network, _route_oif, _run
-from mipd.adapters.tunnel.backend import RTPROT_MIPD
+from mipd.adapters.netlink.calls import (
+    RTPROT_MIPD,
+    NetlinkError,
+    _absent,
+    _index,
+    _link_names,
+    _route_network,
+    _route_oif,
+    _run,
+)
 
 NUD_PERMANENT = 0x80  # linux/neighbour.h
 FR_ACT_TO_TBL, FR_ACT_BLACKHOLE = 1, 6  # linux/fib_rules.h

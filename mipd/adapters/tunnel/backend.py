@@ -11,7 +11,7 @@ forwarded (RFC 3024). Two implementations:
 
 Proxy and gratuitous ARP on the home link are not a backend's business: mipd.adapters.link.home
 does them the same way for both. Everything a backend creates (links, routes) is marked as
-mipd's (route protocol :data:`RTPROT_MIPD`, link names starting ``mip``) so that
+mipd's (route protocol RTPROT_MIPD of mipd.adapters.netlink.calls, link names starting ``mip``) so that
 :meth:`TunnelBackend.reconcile` can remove what no binding needs after a crash, and never touches
 what it did not create.
 """
@@ -24,8 +24,6 @@ from typing import Protocol
 
 from mipd.core.planes import DataPlane, VisitorPlane
 from mipd.core.wire.tunnel import Encapsulation
-
-RTPROT_MIPD = 77  # rtm_protocol of every route mipd installs (unassigned in rtnetlink.h / rt_protos)
 
 
 class BackendError(Exception):

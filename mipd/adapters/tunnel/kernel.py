@@ -52,7 +52,8 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 from mipd.adapters.netlink import calls as netlink
-from mipd.adapters.tunnel.backend import RTPROT_MIPD, BackendError
+from mipd.adapters.netlink.calls import RTPROT_MIPD
+from mipd.adapters.tunnel.backend import BackendError
 from mipd.core.planes import DataPlane, Endpoint
 from mipd.core.wire.tunnel import Encapsulation
 
