@@ -14,6 +14,7 @@ from enum import IntEnum
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING
 
+from mipd.core.names import EventName
 from mipd.core.planes import AnnounceHome, DataPlane, MobilePlane, VisitorPlane
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ class Emit:
     appears in them.
     """
 
-    event: str
+    event: EventName
     message: str
     priority: Priority = Priority.INFO
     fields: dict[str, str | int] = field(default_factory=dict)

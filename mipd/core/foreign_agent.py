@@ -37,7 +37,8 @@ from ipaddress import IPv4Address
 
 from mipd.core.actions import Action, Datagram, Emit, PersistVisitor, Priority, SendDatagram, SendToNode
 from mipd.core.counters import Counters
-from mipd.core.denial import Denied
+from mipd.core.denial import Denied, Discard, open_registration
+from mipd.core.names import DiscardReason, EventName
 from mipd.core.planes import Delivery, VisitorPlane
 from mipd.core.security import ReverseTunneling, SecurityAssociation
 from mipd.core.visitors import Visitor, VisitorList
@@ -107,13 +108,10 @@ class ForeignAgent:
     def from_node(self, frame: NodeRequest, now: float) -> list[Action]:
         self.counters.requests_received += 1
         try:
-            request = decode_registration(frame.payload)
-        except DecodeError as exc:
-            return self._drop("malformed", frame.source, exc.reason)
-        if not isinstance(request, RegistrationRequest):
-            return self._drop("not-a-request", frame.source, "a registration reply from the visited link")
-        if (unknown := request.unrecognised_nonskippable) is not None:
-            return self._drop("unknown-extension", frame.source, f"unrecognised extension type {unknown}")
+            request = open_registration(frame.payload, RegistrationRequest,
+                                        "a registration reply from the visited link")
+        except Discard as discard:
+            return self._drop(discard.reason, frame.source, discard.detail)
         try:
             self._check(request, frame)
         except Denied as denial:
@@ -123,19 +121,17 @@ class ForeignAgent:
     def from_home_agent(self, datagram: Datagram, now: float) -> list[Action]:
         """A reply on the relay socket (3.7.3)."""
         try:
-            reply = decode_registration(datagram.payload)
-        except DecodeError as exc:
-            return self._drop("malformed", datagram.source, exc.reason)
-        if not isinstance(reply, RegistrationReply):
-            return self._drop("not-a-reply", datagram.source, "a request on the relay socket")
-        if (unknown := reply.unrecognised_nonskippable) is not None:
-            return self._drop("unknown-extension", datagram.source, f"unrecognised extension type {unknown}")
+            reply = open_registration(datagram.payload, RegistrationReply, "a request on the relay socket")
+        except Discard as discard:
+            return self._drop(discard.reason, datagram.source, discard.detail)
         pending = self.visitors.take_pending(reply.home_address, reply.identification & 0xFFFF_FFFF)
         if pending is None:  # 3.7.3.1: no pending request with this home address and Identification
-            return self._drop("no-pending", datagram.source, f"no pending request for {reply.home_address}")
+            return self._drop(DiscardReason.NO_PENDING, datagram.source,
+                              f"no pending request for {reply.home_address}")
         if not self._reply_authentic(reply):
             # 3.7.3.1: discard the reply, reject the registration with 68.
-            dropped = self._drop("bad-fa-ha", datagram.source, "invalid Foreign-Home authenticator on a reply")
+            dropped = self._drop(DiscardReason.BAD_FA_HA, datagram.source,
+                                 "invalid Foreign-Home authenticator on a reply")
             return dropped + self._deny_pending(pending, ReplyCode.FA_HOME_AGENT_FAILED_AUTHENTICATION,
                                                 "home agent failed authentication", now)
         return self._accept_reply(reply, pending, now)
@@ -177,15 +173,15 @@ class ForeignAgent:
                 actions += self._deny_pending(visitor, ReplyCode.FA_REGISTRATION_TIMEOUT,
                                               "no reply from the home agent in time", now)
             else:
-                actions += [self._visitor_event("visitor.expired", visitor, now, "expired"),
+                actions += [self._visitor_event(EventName.VISITOR_EXPIRED, visitor, now, "expired"),
                             *self._gone(visitor.home_address, now)]
         return actions
 
     def flush(self, home_address: IPv4Address, now: float) -> list[Action]:
         current, pending = self.visitors.remove_node(home_address)
-        actions: list[Action] = [self._visitor_event("visitor.removed", v, now, "flushed") for v in pending]
+        actions: list[Action] = [self._visitor_event(EventName.VISITOR_REMOVED, v, now, "flushed") for v in pending]
         if current is not None:
-            actions += [self._visitor_event("visitor.removed", current, now, "flushed"),
+            actions += [self._visitor_event(EventName.VISITOR_REMOVED, current, now, "flushed"),
                         *self._gone(home_address, now)]
         return actions
 
@@ -273,8 +269,9 @@ class ForeignAgent:
                                             agent_sa.key, agent_sa.algorithm)
         self.counters.relayed += 1
         return [
-            self._visitor_event("visitor.pending", pending, now),
-            Emit("registration.relayed", f"registration of {request.home_address} relayed to {request.home_agent}",
+            self._visitor_event(EventName.VISITOR_PENDING, pending, now),
+            Emit(EventName.REGISTRATION_RELAYED,
+                 f"registration of {request.home_address} relayed to {request.home_agent}",
                  Priority.INFO, self._fields(pending, lifetime=request.lifetime)),
             SendDatagram(relayed.encode(), s.care_of_address, RELAY_PORT, request.home_agent, REGISTRATION_PORT),
         ]
@@ -298,7 +295,7 @@ class ForeignAgent:
         if not is_accepted(reply.code):
             # 3.7.3.2: delete the pending entry, but not the visitor entry.
             self.counters.denied[reply.code] += 1
-            actions.append(Emit("registration.denied", f"home agent {pending.home_agent} denied {home} with "
+            actions.append(Emit(EventName.REGISTRATION_DENIED, f"home agent {pending.home_agent} denied {home} with "
                                 f"{reply.code}", Priority.NOTICE,
                                 self._fields(pending, code=reply.code, reason="denied by the home agent")))
         elif reply.lifetime == 0 or pending.lifetime_requested == 0:
@@ -306,7 +303,7 @@ class ForeignAgent:
             # reply carries: a visitor entry is never made with no lifetime (3.7.3.2, 3.4).
             current = self.visitors.remove_active(home)
             if current is not None:
-                actions += [self._visitor_event("visitor.removed", current, now, "deregistered"),
+                actions += [self._visitor_event(EventName.VISITOR_REMOVED, current, now, "deregistered"),
                             *self._gone(home, now)]
         else:
             # 3.7.3.2 and 3.4: never longer than our maximum, nor than the node asked for.
@@ -316,7 +313,8 @@ class ForeignAgent:
             old = self.visitors.set_active(visitor)
             renewed = old is not None and old.care_of_address == visitor.care_of_address
             self.counters.accepted += 1
-            actions += [self._visitor_event("visitor.renewed" if renewed else "visitor.added", visitor, now),
+            actions += [self._visitor_event(EventName.VISITOR_RENEWED if renewed else EventName.VISITOR_ADDED,
+                                            visitor, now),
                         PersistVisitor(home, visitor, self._wall_clock() - now), self._plane(home)]
         return [*actions, self._to_node(self._relayed_reply(reply), pending)]
 
@@ -345,9 +343,9 @@ class ForeignAgent:
 
     def _deny_pending(self, entry: Visitor, code: ReplyCode, reason: str, now: float) -> list[Action]:
         self.counters.denied[int(code)] += 1
-        actions: list[Action] = [Emit("registration.denied", f"registration of {entry.home_address} denied with "
-                                      f"{int(code)}: {reason}", Priority.NOTICE,
-                                      self._fields(entry, code=int(code), reason=reason))]
+        actions: list[Action] = [Emit(EventName.REGISTRATION_DENIED,
+                                      f"registration of {entry.home_address} denied with {int(code)}: {reason}",
+                                      Priority.NOTICE, self._fields(entry, code=int(code), reason=reason))]
         key = (entry.home_address, entry.link_address)
         last = self._last_denial.get(key)
         if last is not None and now - last < self.settings.denial_interval:
@@ -384,17 +382,17 @@ class ForeignAgent:
     def _gone(self, home: IPv4Address, now: float) -> list[Action]:
         return [PersistVisitor(home, None, self._wall_clock() - now), VisitorPlane(home, None)]
 
-    def _drop(self, reason: str, source: IPv4Address, detail: str) -> list[Action]:
+    def _drop(self, reason: DiscardReason, source: IPv4Address, detail: str) -> list[Action]:
         self.counters.dropped[reason] += 1
-        return [Emit("packet.dropped", f"dropped a datagram from {source}: {detail}", Priority.NOTICE,
+        return [Emit(EventName.PACKET_DROPPED, f"dropped a datagram from {source}: {detail}", Priority.NOTICE,
                      {"reason": reason})]
 
-    def _visitor_event(self, event: str, visitor: Visitor, now: float, reason: str | None = None) -> Emit:
+    def _visitor_event(self, event: EventName, visitor: Visitor, now: float, reason: str | None = None) -> Emit:
         fields = self._fields(visitor, lifetime=visitor.remaining(now) if visitor.state == "active" else
                               visitor.lifetime_requested)
         if reason is not None:
             fields["reason"] = reason
-        return Emit(event, f"visitor {visitor.home_address} ({visitor.state}) {event.split('.')[1]}",
+        return Emit(event, f"visitor {visitor.home_address} ({visitor.state}) {event.verb}",
                     Priority.INFO, fields)
 
     def _fields(self, visitor: Visitor, **extra: str | int) -> dict[str, str | int]:

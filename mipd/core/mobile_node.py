@@ -55,6 +55,7 @@ from mipd.core.mobile_types import (
     MobileNodeSettings,
     Registration,
 )
+from mipd.core.names import DiscardReason, EventName
 from mipd.core.planes import AnnounceHome, MobilePlane
 from mipd.core.security import ReplayProtection
 from mipd.core.wire import identification as ident
@@ -139,7 +140,7 @@ class MobileNode:
         heard = self.agents.heard(agent)
         actions: list[Action] = []
         if heard is Heard.NEW:
-            actions.append(self._event("agent.discovered", f"agent {source} heard", agent=source,
+            actions.append(self._event(EventName.AGENT_DISCOVERED, f"agent {source} heard", agent=source,
                                        care_of=agent.care_of_address))
         if heard is Heard.REBOOTED and current is not None and current.address == source:
             actions.append(self._movement("the foreign agent rebooted (2.4.4)"))
@@ -157,9 +158,9 @@ class MobileNode:
         try:
             reply = decode_registration(datagram.payload)
         except DecodeError as exc:
-            self.counters.dropped["malformed"] += 1
-            return [self._event("packet.dropped", f"malformed datagram from {datagram.source}: {exc.reason}",
-                                Priority.WARNING, reason="malformed")]
+            self.counters.dropped[DiscardReason.MALFORMED] += 1
+            return [self._event(EventName.PACKET_DROPPED, f"malformed datagram from {datagram.source}: {exc.reason}",
+                                Priority.WARNING, reason=DiscardReason.MALFORMED)]
         attempt = self.attempt
         if not isinstance(reply, RegistrationReply) or attempt is None:
             self.counters.dropped["unexpected"] += 1
@@ -168,9 +169,9 @@ class MobileNode:
             self.counters.dropped["identification-mismatch"] += 1
             return []  # 3.6.2.1: not the answer to our request
         if not self._authentic(reply, attempt):
-            self.counters.dropped["bad-authenticator"] += 1
-            return [self._event("packet.dropped", f"reply from {datagram.source} failed authentication",
-                                Priority.WARNING, reason="bad-authenticator")]
+            self.counters.dropped[DiscardReason.BAD_AUTHENTICATOR] += 1
+            return [self._event(EventName.PACKET_DROPPED, f"reply from {datagram.source} failed authentication",
+                                Priority.WARNING, reason=DiscardReason.BAD_AUTHENTICATOR)]
         self.attempt = None
         if not denied_by_foreign_agent(reply.code) and self.settings.sa.replay is ReplayProtection.NONCE:
             self._ha_nonce = ident.high32(reply.identification)  # every home agent reply carries one (5.7.2)
@@ -215,10 +216,11 @@ class MobileNode:
     def on_timer(self, now: float) -> list[Action]:
         actions: list[Action] = []
         for agent in self.agents.expire(now):
-            actions.append(self._event("agent.lost", f"agent {agent.address} not heard for its lifetime (2.4.2)",
+            actions.append(self._event(EventName.AGENT_LOST,
+                                       f"agent {agent.address} not heard for its lifetime (2.4.2)",
                                        agent=agent.address))
         if self.registration is not None and now >= self.registration.expires:
-            actions.append(self._event("registration.expired", "registration lifetime over",
+            actions.append(self._event(EventName.REGISTRATION_EXPIRED, "registration lifetime over",
                                        care_of=self.registration.care_of_address))
             self.registration = None
             actions.append(self._persist(now))
@@ -372,7 +374,7 @@ class MobileNode:
         self.solicitation.stop()
         actions: list[Action] = [self._plane(), AnnounceHome(self.settings.home_address)]
         if was_away:
-            actions.append(self._event("home.returned", "back on the home link"))
+            actions.append(self._event(EventName.HOME_RETURNED, "back on the home link"))
             actions += self._send(now, lifetime=0, care_of=self.settings.home_address, agent=None)
         return actions
 
@@ -419,7 +421,7 @@ class MobileNode:
                                min(interval, max(MIN_RETRANSMISSION, float(lifetime or MIN_RETRANSMISSION))))
         self._last_sent = now
         return [
-            self._event("registration.sent", f"registration via {destination} for {lifetime} s",
+            self._event(EventName.REGISTRATION_SENT, f"registration via {destination} for {lifetime} s",
                         care_of=care_of, agent=agent.address if agent else None, lifetime=lifetime),
             SendDatagram(request.encode(), source, 0, destination, REGISTRATION_PORT, ttl),
             self._persist(now),
@@ -483,8 +485,8 @@ class MobileNode:
     def _accepted(self, reply: RegistrationReply, attempt: Attempt, now: float) -> list[Action]:
         if attempt.deregistration:
             self.registration = None
-            done: list[Action] = [self._event("registration.accepted", "deregistered", code=reply.code, lifetime=0),
-                                  self._persist(now)]
+            done: list[Action] = [self._event(EventName.REGISTRATION_ACCEPTED, "deregistered", code=reply.code,
+                                              lifetime=0), self._persist(now)]
             # Away again before the deregistration was answered: the binding is gone, register anew.
             return done if self.location == "home" else done + self._decide(now)
         lifetime = min(reply.lifetime, attempt.request.lifetime)
@@ -495,7 +497,7 @@ class MobileNode:
                                          expires - margin, attempt.request.identification, attempt.request.flags)
         self._requested_lifetime = self.settings.lifetime
         self._prefer = None
-        return [self._event("registration.accepted", f"registered at {attempt.request.care_of_address} for "
+        return [self._event(EventName.REGISTRATION_ACCEPTED, f"registered at {attempt.request.care_of_address} for "
                             f"{lifetime} s", code=reply.code, lifetime=lifetime,
                             care_of=attempt.request.care_of_address,
                             agent=attempt.agent.address if attempt.agent else None),
@@ -503,7 +505,7 @@ class MobileNode:
 
     def _denied(self, reply: RegistrationReply, attempt: Attempt, now: float) -> list[Action]:
         code = reply.code
-        actions: list[Action] = [self._event("registration.denied", f"registration denied with {code}",
+        actions: list[Action] = [self._event(EventName.REGISTRATION_DENIED, f"registration denied with {code}",
                                              Priority.NOTICE, code=code, care_of=attempt.request.care_of_address)]
         if code == ReplyCode.HA_REGISTRATION_IDENTIFICATION_MISMATCH:
             if self.settings.sa.replay is ReplayProtection.TIMESTAMP:
@@ -585,9 +587,9 @@ class MobileNode:
         return self._plane()
 
     def _movement(self, why: str) -> Emit:
-        return self._event("movement.detected", f"movement detected: {why}", reason=why)
+        return self._event(EventName.MOVEMENT_DETECTED, f"movement detected: {why}", reason=why)
 
-    def _event(self, event: str, message: str, priority: Priority = Priority.INFO, *,
+    def _event(self, event: EventName, message: str, priority: Priority = Priority.INFO, *,
                agent: IPv4Address | None = None, care_of: IPv4Address | None = None, **extra: str | int) -> Emit:
         fields: dict[str, str | int] = {"home_address": str(self.settings.home_address),
                                         "home_agent": str(self.home_agent), **extra}

@@ -27,6 +27,7 @@ from mipd.control.protocol import JSONObject
 from mipd.control.server import ControlServer, ControlSocketError
 from mipd.core.actions import Action, Emit, PersistMobile, PersistNode, PersistVisitor, Priority
 from mipd.core.counters import DropReport
+from mipd.core.names import EventName
 from mipd.obs import EventLog, configure, metrics, notify
 from mipd.runtime.clock import TimeOfDay
 from mipd.runtime.host import ActionTable, On, Phase, StartError, on
@@ -90,7 +91,7 @@ class Daemon:
         except ProfileError as error:
             for problem in error.problems:
                 print(problem, file=sys.stderr)
-            self.emit("config.rejected", f"profile {self.profile_path} is invalid", Priority.ERR,
+            self.emit(EventName.CONFIG_REJECTED, f"profile {self.profile_path} is invalid", Priority.ERR,
                       reason="; ".join(str(p) for p in error.problems[:5]))
             return 1
         self.profile = profile
@@ -99,11 +100,11 @@ class Daemon:
             await self._start(profile)
         except StartError as error:
             print(f"mipd: {error}", file=sys.stderr)
-            self.events.logger().error("daemon.failed", message=f"{self.instance} cannot start: {error}")
+            self.events.logger().error(EventName.DAEMON_FAILED, message=f"{self.instance} cannot start: {error}")
             await self._shutdown()
             return 1
         await self._stop.wait()
-        self.emit("daemon.stopping", f"{self.instance} stopping")
+        self.emit(EventName.DAEMON_STOPPING, f"{self.instance} stopping")
         notify.stopping()
         if self.role is not None:
             await self.role.stop()  # e.g. a mobile node's deregistration, answered or timed out
@@ -143,7 +144,7 @@ class Daemon:
         self._loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         self._flush_at_once()
         message, reason, fields = self.role.started()
-        self.events.emit(Emit("daemon.started", f"{self.instance} {message}", Priority.INFO,
+        self.events.emit(Emit(EventName.DAEMON_STARTED, f"{self.instance} {message}", Priority.INFO,
                               {"reason": reason, **fields}))
         self._status = self.role.status_line()
         notify.ready(self._status)
@@ -157,7 +158,7 @@ class Daemon:
         DROP_REPORT_INTERVAL (mipd.core.counters.DropReport)."""
         assert self._loop is not None and self.role is not None
         for reason, count in self._drops.due(self.role.data_plane_counters(), self.now()):
-            self.emit("packet.dropped", f"the data plane dropped {count} packet(s): {reason}", Priority.NOTICE,
+            self.emit(EventName.PACKET_DROPPED, f"the data plane dropped {count} packet(s): {reason}", Priority.NOTICE,
                       reason=reason, count=count)
         self._drop_report = self._loop.call_later(1.0, self._report_drops)
 
@@ -213,11 +214,12 @@ class Daemon:
             summary, restart_needed = self.role.reload(profile)
         except ProfileError as error:
             reason = "; ".join(str(p) for p in error.problems[:5])
-            self.emit("config.rejected", f"reload of {self.profile_path} rejected; the old profile keeps running",
+            self.emit(EventName.CONFIG_REJECTED,
+                      f"reload of {self.profile_path} rejected; the old profile keeps running",
                       Priority.WARNING, reason=reason)
             raise ControlError(f"reload failed, the old profile keeps running: {reason}") from error
         except ControlError as error:
-            self.emit("config.rejected", error.message, Priority.WARNING, reason=error.message)
+            self.emit(EventName.CONFIG_REJECTED, error.message, Priority.WARNING, reason=error.message)
             raise
         finally:
             notify.ready(self.role.status_line())
@@ -226,7 +228,7 @@ class Daemon:
             restart_needed = [*restart_needed, "metrics"]
         self.profile = profile
         note = f" (changes to {', '.join(restart_needed)} take effect at restart)" if restart_needed else ""
-        self.emit("daemon.reloaded", f"{self.instance} reloaded {self.profile_path}{note}")
+        self.emit(EventName.DAEMON_RELOADED, f"{self.instance} reloaded {self.profile_path}{note}")
         return {"reloaded": str(self.profile_path), **summary, "restart_needed": restart_needed}
 
     # --- executing actions (the role's table, mipd.runtime.host) ---
@@ -275,7 +277,7 @@ class Daemon:
                 # A reply must not announce what a crash could lose: hold them back; nodes retransmit.
                 committed = False
                 self.commit_failures += 1
-                self.events.logger().error("state.commit-failed", message=f"state commit failed: {exc}",
+                self.events.logger().error(EventName.STATE_COMMIT_FAILED, message=f"state commit failed: {exc}",
                                            reason=str(exc))
         follow_ups: list[Action] = []
         if pending and self.role is not None:
@@ -335,7 +337,7 @@ class Daemon:
         self._deadline = deadline
         self._timer = None if deadline is None else self._loop.call_at(deadline, self._on_timer)
 
-    def emit(self, event: str, message: str, priority: Priority = Priority.INFO, **fields: Any) -> None:
+    def emit(self, event: EventName, message: str, priority: Priority = Priority.INFO, **fields: Any) -> None:
         self.events.emit(Emit(event, message, priority, {k: v for k, v in fields.items() if v is not None}))
 
 

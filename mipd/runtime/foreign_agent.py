@@ -20,6 +20,7 @@ from mipd.control.shapes import flush_json, stats_json, status_json, visitor_jso
 from mipd.core.actions import Action, SendDatagram, SendIcmp, SendToNode
 from mipd.core.advertiser import AdvertiserConfig, foreign_agent_advertisement
 from mipd.core.foreign_agent import ForeignAgent, ForeignAgentSettings
+from mipd.core.names import EventName
 from mipd.core.planes import VisitorPlane
 from mipd.core.visitors import Visitor
 from mipd.core.wire.arp import mac_text
@@ -128,7 +129,7 @@ class ForeignAgentRuntime:
         except (BackendError, OSError) as exc:
             self.failures += 1
             self.host.events.logger().error(
-                "dataplane.failed", message=f"delivery to {action.home_address} failed: {exc}",
+                EventName.DATAPLANE_FAILED, message=f"delivery to {action.home_address} failed: {exc}",
                 reason=str(exc), home_address=str(action.home_address))
 
     def _relay(self, action: SendDatagram) -> list[Action]:

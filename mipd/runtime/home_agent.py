@@ -16,6 +16,7 @@ from mipd.control.shapes import bindings_json, flush_json, stats_json, status_js
 from mipd.core.actions import SendDatagram, SendIcmp
 from mipd.core.advertiser import AdvertiserConfig, home_agent_advertisement
 from mipd.core.home_agent import HomeAgent, HomeAgentSettings
+from mipd.core.names import EventName
 from mipd.core.planes import DataPlane
 from mipd.core.wire import identification as ident
 from mipd.runtime.advertising import Advertising
@@ -109,7 +110,7 @@ class HomeAgentRuntime:
     def _apply(self, plane: DataPlane) -> None:
         """A failure is reported, never raised (the next change, and the next start's reconciliation, run)."""
         for error in self.dataplane.apply([plane]):
-            self.host.events.logger().error("dataplane.failed", message=f"data plane change failed: {error}",
+            self.host.events.logger().error(EventName.DATAPLANE_FAILED, message=f"data plane change failed: {error}",
                                             reason=error)
 
     def settled(self) -> None:

@@ -22,6 +22,7 @@ from mipd.control.shapes import stats_json, status_json
 from mipd.core.actions import Action, Datagram, SendDatagram, SendIcmp
 from mipd.core.mobile_node import MobileNode
 from mipd.core.mobile_types import MIN_REGISTRATION_GAP
+from mipd.core.names import EventName
 from mipd.core.planes import AnnounceHome, MobilePlane
 from mipd.runtime.host import ActionTable, Host, Phase, StartError, Timed, drive, on
 from mipd.runtime.role import HostControl
@@ -101,7 +102,8 @@ class MobileNodeRuntime:
         try:
             self.routing.apply(action)
         except OSError as exc:
-            self.host.events.logger().error("dataplane.failed", message=f"routing failed: {exc}", reason=str(exc))
+            self.host.events.logger().error(EventName.DATAPLANE_FAILED, message=f"routing failed: {exc}",
+                                            reason=str(exc))
 
     def settled(self) -> None:
         """Nothing to re-check after a turn."""
