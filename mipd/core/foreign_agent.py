@@ -38,7 +38,7 @@ from ipaddress import IPv4Address
 from mipd.core.actions import Action, Datagram, Emit, PersistVisitor, Priority, SendDatagram, SendToNode
 from mipd.core.counters import Counters
 from mipd.core.denial import Denied, Discard, open_registration
-from mipd.core.names import DiscardReason, EventName
+from mipd.core.names import DiscardReason, EventName, VisitorState
 from mipd.core.planes import Delivery, VisitorPlane
 from mipd.core.security import ReverseTunneling, SecurityAssociation
 from mipd.core.visitors import Visitor, VisitorList
@@ -169,7 +169,7 @@ class ForeignAgent:
     def on_timer(self, now: float) -> list[Action]:
         actions: list[Action] = []
         for visitor in self.visitors.due(now):
-            if visitor.state == "pending":
+            if visitor.state == VisitorState.PENDING:
                 actions += self._deny_pending(visitor, ReplyCode.FA_REGISTRATION_TIMEOUT,
                                               "no reply from the home agent in time", now)
             else:
@@ -197,7 +197,7 @@ class ForeignAgent:
             if remaining <= 0:
                 actions.append(PersistVisitor(visitor.home_address, None, wall - now))
                 continue
-            self.visitors.set_active(replace(visitor, expires=now + remaining, state="active"))
+            self.visitors.set_active(replace(visitor, expires=now + remaining, state=VisitorState.ACTIVE))
         return actions
 
     def data_plane(self) -> list[VisitorPlane]:
@@ -308,7 +308,7 @@ class ForeignAgent:
         else:
             # 3.7.3.2 and 3.4: never longer than our maximum, nor than the node asked for.
             granted = min(reply.lifetime, self.settings.max_lifetime, pending.lifetime_requested)
-            visitor = replace(pending, state="active", lifetime_granted=granted,
+            visitor = replace(pending, state=VisitorState.ACTIVE, lifetime_granted=granted,
                               expires=math.inf if granted == 0xFFFF else now + granted)
             old = self.visitors.set_active(visitor)
             renewed = old is not None and old.care_of_address == visitor.care_of_address
@@ -388,7 +388,7 @@ class ForeignAgent:
                      {"reason": reason})]
 
     def _visitor_event(self, event: EventName, visitor: Visitor, now: float, reason: str | None = None) -> Emit:
-        fields = self._fields(visitor, lifetime=visitor.remaining(now) if visitor.state == "active" else
+        fields = self._fields(visitor, lifetime=visitor.remaining(now) if visitor.state == VisitorState.ACTIVE else
                               visitor.lifetime_requested)
         if reason is not None:
             fields["reason"] = reason

@@ -55,7 +55,7 @@ from mipd.core.mobile_types import (
     MobileNodeSettings,
     Registration,
 )
-from mipd.core.names import DiscardReason, EventName
+from mipd.core.names import CareOfMode, DiscardReason, EventName, Location
 from mipd.core.planes import AnnounceHome, MobilePlane
 from mipd.core.security import ReplayProtection
 from mipd.core.wire import identification as ident
@@ -101,7 +101,7 @@ class MobileNode:
         # For mipctl stats: requests_received counts the replies this node received.
         self.counters = Counters()
         self.solicitation = Solicitation(random)
-        self.location = "unknown"
+        self.location = Location.UNKNOWN
         self.registration: Registration | None = None
         self.attempt: Attempt | None = None
         self.link_up = True
@@ -232,7 +232,7 @@ class MobileNode:
             _, lifetime, care_of, waiting_for = self._deferred
             self._deferred = None
             actions += self._send(now, lifetime=lifetime, care_of=care_of, agent=waiting_for)
-        if not self.agents.all() and self.solicitation.next_at is None and self.location != "home" \
+        if not self.agents.all() and self.solicitation.next_at is None and self.location != Location.HOME \
                 and not self._stopping:
             self.solicitation.start(now)
         if self.solicitation.due(now):
@@ -264,7 +264,7 @@ class MobileNode:
             care_of, agent = attempt.request.care_of_address, attempt.agent
         else:
             return []
-        if not self.settings.deregister_on_stop or self.location == "home":
+        if not self.settings.deregister_on_stop or self.location == Location.HOME:
             return []
         self.attempt = None  # superseded: a renewal must not be retransmitted in its place
         self._deferred = None
@@ -303,7 +303,7 @@ class MobileNode:
     def _choose_agent(self) -> Agent | None:
         # care_of colocated: only an agent whose advertisement sets R (registration required, 3.3:
         # register via that foreign agent even with a co-located care-of address) is used.
-        only_required = self.settings.care_of == "colocated"
+        only_required = self.settings.care_of == CareOfMode.COLOCATED
 
         def usable(agent: Agent) -> bool:
             return agent.foreign and (not only_required or bool(agent.mobility.flags & AdvertisementFlags.R))
@@ -327,22 +327,22 @@ class MobileNode:
             return self._go_home(now)
         agent = self._choose_agent()
         requires_agent = agent is not None and bool(agent.mobility.flags & AdvertisementFlags.R)
-        use_colocated = self.colocated is not None and s.care_of != "foreign-agent" and (
-            agent is None or (s.care_of == "colocated" and not requires_agent))
+        use_colocated = self.colocated is not None and s.care_of != CareOfMode.FOREIGN_AGENT and (
+            agent is None or (s.care_of == CareOfMode.COLOCATED and not requires_agent))
         if agent is not None and not use_colocated:
             care_of = agent.care_of_address
             assert care_of is not None
-            return self._be_registered(now, "foreign-agent", care_of, agent)
+            return self._be_registered(now, Location.FOREIGN_AGENT, care_of, agent)
         if use_colocated and self.colocated is not None:
-            return self._be_registered(now, "colocated", self.colocated.ip, None)
-        if self.location != "unknown" and self.registration is None and self.attempt is None:
-            left_home = self.location == "home"
-            self.location = "unknown"
+            return self._be_registered(now, Location.COLOCATED, self.colocated.ip, None)
+        if self.location != Location.UNKNOWN and self.registration is None and self.attempt is None:
+            left_home = self.location == Location.HOME
+            self.location = Location.UNKNOWN
             moved = [self._movement("left the home link")] if left_home else []
             return [*moved, self._plane()]
         return []
 
-    def _be_registered(self, now: float, location: str, care_of: IPv4Address, agent: Agent | None
+    def _be_registered(self, now: float, location: Location, care_of: IPv4Address, agent: Agent | None
                        ) -> list[Action]:
         actions: list[Action] = []
         reg, attempt = self.registration, self.attempt
@@ -359,7 +359,7 @@ class MobileNode:
             return actions  # on its way as soon as the once-a-second rule lets it
         if self._retry_at is not None and now < self._retry_at:
             return actions
-        if self.location not in ("unknown", location) or (reg is not None and reg.care_of_address != care_of):
+        if self.location not in (Location.UNKNOWN, location) or (reg is not None and reg.care_of_address != care_of):
             actions.append(self._movement(f"now at care-of address {care_of}"))
         self.location = location
         actions.append(self._plane(agent=agent, care_of=care_of))
@@ -367,10 +367,10 @@ class MobileNode:
 
     def _go_home(self, now: float) -> list[Action]:
         """4.6: re-enable ARP, gratuitous ARP, then the deregistration."""
-        if self.location == "home":
+        if self.location == Location.HOME:
             return []
-        was_away = self.registration is not None or self.attempt is not None or self.location != "unknown"
-        self.location = "home"
+        was_away = self.registration is not None or self.attempt is not None or self.location != Location.UNKNOWN
+        self.location = Location.HOME
         self.solicitation.stop()
         actions: list[Action] = [self._plane(), AnnounceHome(self.settings.home_address)]
         if was_away:
@@ -488,7 +488,7 @@ class MobileNode:
             done: list[Action] = [self._event(EventName.REGISTRATION_ACCEPTED, "deregistered", code=reply.code,
                                               lifetime=0), self._persist(now)]
             # Away again before the deregistration was answered: the binding is gone, register anew.
-            return done if self.location == "home" else done + self._decide(now)
+            return done if self.location == Location.HOME else done + self._decide(now)
         lifetime = min(reply.lifetime, attempt.request.lifetime)
         # 3.6.2.2: the lifetime counts from when the request was sent.
         expires = math.inf if lifetime == INFINITE_LIFETIME else attempt.sent_at + lifetime
@@ -546,7 +546,7 @@ class MobileNode:
         if care_of is None and reg is not None:
             care_of = reg.care_of_address
         s = self.settings
-        if self.location in ("home", "unknown"):
+        if self.location in (Location.HOME, Location.UNKNOWN):
             return MobilePlane(self.location, s.home_address, self.home_agent)
         # The reverse tunnel of a co-located node uses what the home agent granted (it accepted
         # the request with G or M); before that, IP-in-IP, which it always accepts (4.1).

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
+from mipd.core.names import Location
 from mipd.core.wire.registration import RequestFlags
 
 
@@ -37,7 +38,7 @@ class MobileState:
     last_identification: int
     ha_nonce: int | None
     clock_offset: float
-    location: str
+    location: Location
     registration: StoredRegistration | None = None
 
     def to_json(self) -> dict[str, object]:
@@ -76,6 +77,6 @@ class MobileState:
             last_identification=int(str(stored.get("last_identification", "0")), 16),
             ha_nonce=nonce if isinstance(nonce, int) else None,
             clock_offset=float(offset) if isinstance(offset, int | float) else 0.0,
-            location=str(stored.get("location", "unknown")),
+            location=Location(str(stored.get("location", Location.UNKNOWN))),
             registration=registration,
         )

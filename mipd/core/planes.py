@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
+from mipd.core.names import Location
 from mipd.core.wire.registration import RequestFlags
 from mipd.core.wire.tunnel import Encapsulation
 
@@ -97,7 +98,7 @@ class MobilePlane:
     - ``unknown``: away but not registered (between agents): no ARP, no mipd routes.
     """
 
-    location: str  # "home" | "foreign-agent" | "colocated" | "unknown"
+    location: Location
     home_address: IPv4Address
     home_agent: IPv4Address
     agent: IPv4Address | None = None

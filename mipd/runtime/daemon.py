@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mipd.adapters.state.store import CommitError, StateChange, StateError, StateStore
+from mipd.adapters.tunnel.backend import BackendKind
 from mipd.config import AnyProfile, ProfileError, load_profile
 from mipd.control.handler import ControlError
 from mipd.control.protocol import JSONObject
@@ -69,8 +70,8 @@ class Daemon:
         self.metrics: metrics.Metrics | None = None  # the Prometheus endpoint (mipd/obs/metrics.py)
 
     @property
-    def backend(self) -> str:
-        return self.role.backend if self.role is not None else "none"
+    def backend(self) -> BackendKind:
+        return self.role.backend if self.role is not None else BackendKind.NONE
 
     # --- clocks ---
 

@@ -11,7 +11,7 @@ from mipd.adapters.netlink import calls as netlink
 from mipd.adapters.relay import RelaySocket
 from mipd.adapters.state.store import StateStore
 from mipd.adapters.sysctl import HostSettings
-from mipd.adapters.tunnel.backend import BackendError, VisitorBackend
+from mipd.adapters.tunnel.backend import BackendError, BackendKind, VisitorBackend
 from mipd.adapters.tunnel.choose import visitor_backend
 from mipd.config import AnyProfile, ForeignAgentProfile, foreign_agent_settings
 from mipd.control.handler import ControlError, ControlHandler
@@ -20,7 +20,7 @@ from mipd.control.shapes import flush_json, stats_json, status_json, visitor_jso
 from mipd.core.actions import Action, SendDatagram, SendIcmp, SendToNode
 from mipd.core.advertiser import AdvertiserConfig, foreign_agent_advertisement
 from mipd.core.foreign_agent import ForeignAgent, ForeignAgentSettings
-from mipd.core.names import EventName
+from mipd.core.names import EventName, VisitorState
 from mipd.core.planes import VisitorPlane
 from mipd.core.visitors import Visitor
 from mipd.core.wire.arp import mac_text
@@ -66,8 +66,8 @@ class ForeignAgentRuntime:
         ])
 
     @property
-    def backend(self) -> str:
-        return self.visitor_backend.name if self.visitor_backend is not None else "none"
+    def backend(self) -> BackendKind:
+        return self.visitor_backend.name if self.visitor_backend is not None else BackendKind.NONE
 
     async def start(self, store: StateStore) -> None:
         profile, host = self.profile, self.host
@@ -200,10 +200,10 @@ class ForeignAgentRuntime:
 
 
 def _visitor(visitor: Visitor, now: float) -> JSONObject:
-    active = visitor.state == "active"
+    active = visitor.state == VisitorState.ACTIVE
     return visitor_json(home_address=visitor.home_address, home_agent=visitor.home_agent,
                         care_of_address=visitor.care_of_address, link_address=mac_text(visitor.link_address),
-                        state="active" if active else "pending",
+                        state=visitor.state,
                         lifetime_granted=visitor.lifetime_granted if active else 0,
                         lifetime_remaining=visitor.remaining(now) if active else 0, flags=visitor.flags)
 
@@ -227,7 +227,7 @@ class ForeignAgentControl(HostControl):
     async def visitors(self) -> JSONObject:
         now = self.host.now()
         entries = sorted(self.engine.visitors.all_active() + self.engine.visitors.all_pending(),
-                         key=lambda v: (v.home_address, v.state != "active", v.expires))
+                         key=lambda v: (v.home_address, v.state != VisitorState.ACTIVE, v.expires))
         return visitors_json(_visitor(v, now) for v in entries)
 
     async def stats(self) -> JSONObject:

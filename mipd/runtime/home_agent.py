@@ -7,7 +7,7 @@ from dataclasses import replace
 from ipaddress import IPv4Address
 
 from mipd.adapters.state.store import StateStore
-from mipd.adapters.tunnel.backend import BackendError
+from mipd.adapters.tunnel.backend import BackendError, BackendKind
 from mipd.adapters.udp import Listen, RegistrationEndpoints
 from mipd.config import AnyProfile, HomeAgentProfile, home_agent_settings
 from mipd.control.handler import ControlError, ControlHandler
@@ -61,7 +61,7 @@ class HomeAgentRuntime:
         ])
 
     @property
-    def backend(self) -> str:
+    def backend(self) -> BackendKind:
         return self.dataplane.name
 
     async def start(self, store: StateStore) -> None:

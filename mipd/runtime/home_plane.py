@@ -14,7 +14,7 @@ from ipaddress import IPv4Address, IPv4Network
 
 from mipd.adapters.link.home import HomeLink
 from mipd.adapters.sysctl import HostSettings
-from mipd.adapters.tunnel.backend import BackendError, TunnelBackend
+from mipd.adapters.tunnel.backend import BackendError, BackendKind, TunnelBackend
 from mipd.adapters.tunnel.broadcast import BroadcastForwarder
 from mipd.adapters.tunnel.choose import home_agent_backend
 from mipd.core.planes import DataPlane
@@ -37,8 +37,8 @@ class HomeAgentDataPlane:
         self.failures = 0
 
     @property
-    def name(self) -> str:
-        return self.backend.name if self.backend is not None else "none"
+    def name(self) -> BackendKind:
+        return self.backend.name if self.backend is not None else BackendKind.NONE
 
     def encapsulations(self, wanted: Iterable[Encapsulation]) -> frozenset[Encapsulation]:
         """The profile's encapsulations that the running backend can carry."""

@@ -14,6 +14,7 @@ from mipd.adapters.link.mobile import HeardAdvertisement, MobileLink
 from mipd.adapters.link.mobile_routing import MobileRouting
 from mipd.adapters.netlink.monitor import LinkMonitor
 from mipd.adapters.state.store import StateStore
+from mipd.adapters.tunnel.backend import BackendKind
 from mipd.adapters.udp import NodeSocket
 from mipd.config import AnyProfile, MobileNodeProfile, mobile_node_settings
 from mipd.control.handler import ControlError, ControlHandler
@@ -22,7 +23,7 @@ from mipd.control.shapes import stats_json, status_json
 from mipd.core.actions import Action, Datagram, SendDatagram, SendIcmp
 from mipd.core.mobile_node import MobileNode
 from mipd.core.mobile_types import MIN_REGISTRATION_GAP
-from mipd.core.names import EventName
+from mipd.core.names import EventName, Location
 from mipd.core.planes import AnnounceHome, MobilePlane
 from mipd.runtime.host import ActionTable, Host, Phase, StartError, Timed, drive, on
 from mipd.runtime.role import HostControl
@@ -54,8 +55,8 @@ class MobileNodeRuntime:
         ])
 
     @property
-    def backend(self) -> str:
-        return "userspace"  # the co-located node decapsulates with a TUN device and raw sockets
+    def backend(self) -> BackendKind:
+        return BackendKind.USERSPACE  # the co-located node decapsulates with a TUN device and raw sockets
 
     async def start(self, store: StateStore) -> None:
         profile, host = self.profile, self.host
@@ -188,8 +189,9 @@ class MobileNodeControl(HostControl):
         if reg is not None:
             remaining = 0xFFFF if math.isinf(reg.expires) else max(0, math.ceil(reg.expires - now))
         agent = reg.agent.address if reg is not None and reg.agent is not None else None
+        where = "home" if engine.location == Location.HOME else "away"
         return status_json(role="mobile-node", instance=self.host.instance, uptime=self.host.uptime(),
-                           backend=self.runtime.backend, location="home" if engine.location == "home" else "away",
+                           backend=self.runtime.backend, location=where,
                            agent=agent, care_of_address=reg.care_of_address if reg is not None else None,
                            lifetime_remaining=remaining, registered=reg is not None,
                            home_agent=engine.home_agent)

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from mipd.adapters.state.store import StateStore
+from mipd.adapters.tunnel.backend import BackendKind
 from mipd.config import AnyProfile
 from mipd.control.handler import ControlHandler
 from mipd.control.protocol import JSONObject
@@ -22,8 +23,8 @@ class Role(Protocol):
     """One role's runtime inside the daemon."""
 
     @property
-    def backend(self) -> str:
-        """The tunnel backend in use ("kernel", "userspace"), as status and the journal say."""
+    def backend(self) -> BackendKind:
+        """The tunnel backend in use, as status and the journal say."""
         ...
 
     @property

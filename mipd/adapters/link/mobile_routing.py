@@ -62,10 +62,11 @@ from mipd.adapters.netlink.policy import Rule
 from mipd.adapters.tunnel.backend import BackendError
 from mipd.adapters.tunnel.colocated import COUNTERS as TUNNEL_COUNTERS
 from mipd.adapters.tunnel.colocated import DEVICE, PROC, REVERSE_TABLE, ColocatedTunnel, Colocation
+from mipd.core.names import Location
 from mipd.core.planes import AnnounceHome, MobilePlane
 from mipd.core.wire.arp import ETH_P_ARP, gratuitous_arp, mac_bytes
 
-LOCATIONS = ("home", "foreign-agent", "colocated", "unknown")
+LOCATIONS = frozenset(Location)
 AGENT_TABLE = 760_000
 PRIORITIES = range(7600, 7700)
 PRIORITY_MAIN, PRIORITY_AGENT = 7600, 7610
@@ -86,7 +87,7 @@ class MobileRouting:
         self.home_address = home_address
         self.home_network = home_network
         self.proc = proc
-        self.location: str | None = None  # the last applied; None before the first apply
+        self.location: Location | None = None  # the last applied; None before the first apply
         self.counts: Counter[str] = Counter()
         self.tunnel = ColocatedTunnel(self.counts, device, proc)
         self._found_arp = True
@@ -147,9 +148,9 @@ class MobileRouting:
         if plane.home_address != self.home_address:
             raise BackendError(f"home address {plane.home_address} is not {self.home_address}")
         with _errors(f"mobile routing for {plane.location}"):
-            if plane.location == "home":
+            if plane.location == Location.HOME:
                 self._at_home()
-            elif plane.location == "colocated":
+            elif plane.location == Location.COLOCATED:
                 self._colocated(plane)
             else:
                 self._away(plane)
@@ -172,7 +173,7 @@ class MobileRouting:
         self._home_on_interface([Address(IPv4Interface(self.home_address))])
         self.tunnel.close()
         self._restore_sysctls()
-        if plane.location == "unknown":
+        if plane.location == Location.UNKNOWN:
             self._remove_agent()
             return
         if plane.agent is None or plane.agent_link_address is None:
@@ -229,7 +230,7 @@ class MobileRouting:
         :data:`REPEATS` - 1 more times :data:`SPACING` s apart (in the running loop, if any).
         Refused (counted) while an away location is applied: away, the node "MUST NOT transmit
         any broadcast ARP" (4.6) -- so apply the ``home`` plane first, as 4.6 orders."""
-        if self.location not in (None, "home"):
+        if self.location not in (None, Location.HOME):
             self.counts["announce_refused_away"] += 1
             return
         frame = gratuitous_arp(self._mac, action.home_address).encode()
@@ -243,7 +244,7 @@ class MobileRouting:
             self._timers.append(loop.call_later(i * SPACING, self._send_arp, frame))
 
     def _send_arp(self, frame: bytes) -> None:
-        if self._sock is None or self.location not in (None, "home"):
+        if self._sock is None or self.location not in (None, Location.HOME):
             return  # closed, or left home again before a repeat was due
         try:
             self._sock.send(frame)

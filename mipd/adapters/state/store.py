@@ -28,6 +28,7 @@ from mipd.adapters.state.schema import FORMAT_VERSION, MIGRATIONS, SCHEMA
 from mipd.core.actions import PersistMobile, PersistNode, PersistVisitor, ReplayState
 from mipd.core.bindings import Binding
 from mipd.core.home_agent import NodeRecord
+from mipd.core.names import VisitorState
 from mipd.core.visitors import Visitor
 from mipd.core.wire.registration import RequestFlags
 
@@ -114,7 +115,7 @@ class StateStore:
         return [
             Visitor(IPv4Address(home), IPv4Address(agent), IPv4Address(coa), bytes.fromhex(link),
                     IPv4Address(source), IPv4Address(destination), port, int(ident, 16), requested, granted,
-                    math.inf if expires is None else expires, RequestFlags(flags), "active")
+                    math.inf if expires is None else expires, RequestFlags(flags), VisitorState.ACTIVE)
             for home, agent, coa, link, source, destination, port, ident, requested, granted, expires, flags
             in self._db.execute(f"SELECT {_VISITOR_COLUMNS} FROM visitors ORDER BY rowid")
         ]

@@ -19,6 +19,7 @@ what it did not create.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from enum import StrEnum
 from ipaddress import IPv4Address
 from typing import Protocol
 
@@ -30,10 +31,18 @@ class BackendError(Exception):
     """The backend cannot start or cannot do what was asked; the message says why."""
 
 
+class BackendKind(StrEnum):
+    """Which data plane runs, as daemon.started, mipctl status and STATUS= report it."""
+
+    KERNEL = "kernel"  # Linux's own ipip/gre devices through netlink
+    USERSPACE = "userspace"  # a TUN device and raw sockets
+    NONE = "none"  # not started (yet)
+
+
 class TunnelBackend(Protocol):
     """A data plane for one home agent (later: foreign agent, co-located mobile node)."""
 
-    name: str  # "kernel" or "userspace", as daemon.started and mipctl status report it
+    name: BackendKind
     encapsulations: frozenset[Encapsulation]  # what it can carry: never offered or accepted beyond this
 
     def start(self, local: IPv4Address) -> None:
@@ -68,7 +77,7 @@ class VisitorBackend(Protocol):
     mipd.adapters.tunnel.visitor_userspace (a TUN device plus raw sockets); both keep their routing
     state through mipd.adapters.tunnel.visitor_routing, which documents the ownership marks."""
 
-    name: str  # "kernel" or "userspace"
+    name: BackendKind
     encapsulations: frozenset[Encapsulation]  # what it can receive and reverse-tunnel
 
     def start(self, care_of_address: IPv4Address, interface: str) -> None:

@@ -53,7 +53,7 @@ from pathlib import Path
 
 from mipd.adapters.netlink import calls as netlink
 from mipd.adapters.netlink.calls import RTPROT_MIPD
-from mipd.adapters.tunnel.backend import BackendError
+from mipd.adapters.tunnel.backend import BackendError, BackendKind
 from mipd.core.planes import DataPlane, Endpoint
 from mipd.core.wire.tunnel import Encapsulation
 
@@ -67,7 +67,7 @@ PROC = Path("/proc/sys/net/ipv4")
 class KernelBackend:
     """TunnelBackend on kernel ipip/gre: two external devices plus one encap route per away node."""
 
-    name = "kernel"
+    name = BackendKind.KERNEL
     encapsulations = frozenset(DEVICES)
 
     def __init__(self, proc: Path = PROC) -> None:

@@ -31,7 +31,7 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 from mipd.adapters.netlink import calls as netlink
-from mipd.adapters.tunnel.backend import BackendError, home_routes
+from mipd.adapters.tunnel.backend import BackendError, BackendKind, home_routes
 from mipd.core.planes import DataPlane, Endpoint
 from mipd.core.wire import ipv4
 from mipd.core.wire.errors import DecodeError
@@ -213,7 +213,7 @@ def open_raw_sockets(local: IPv4Address) -> tuple[socket.socket, list[socket.soc
 class UserspaceBackend:
     """TunnelBackend over TUN + raw sockets; the only one that can do minimal encapsulation."""
 
-    name = "userspace"
+    name = BackendKind.USERSPACE
     encapsulations = frozenset(Encapsulation)
 
     def __init__(self, device: str = DEVICE, proc: Path = PROC) -> None:

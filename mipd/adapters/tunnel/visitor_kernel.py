@@ -48,7 +48,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 from mipd.adapters.netlink import calls as netlink
-from mipd.adapters.tunnel.backend import BackendError
+from mipd.adapters.tunnel.backend import BackendError, BackendKind
 from mipd.adapters.tunnel.kernel import DEVICES, OUTER_TTL
 from mipd.adapters.tunnel.visitor_routing import DEFAULT, VisitorRouting
 from mipd.core.planes import Delivery, VisitorPlane
@@ -59,7 +59,7 @@ PROC = Path("/proc/sys/net/ipv4")
 class VisitorKernelBackend:
     """VisitorBackend on kernel ipip/gre: two external devices, rules, one encap route per reverse visitor."""
 
-    name = "kernel"
+    name = BackendKind.KERNEL
     encapsulations = frozenset(DEVICES)
 
     def __init__(self, proc: Path = PROC) -> None:

@@ -35,7 +35,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 from mipd.adapters.netlink import calls as netlink
-from mipd.adapters.tunnel.backend import BackendError
+from mipd.adapters.tunnel.backend import BackendError, BackendKind
 from mipd.adapters.tunnel.userspace import (
     BATCH,
     MAX_PACKET,
@@ -130,7 +130,7 @@ class VisitorTable:
 class VisitorUserspaceBackend:
     """VisitorBackend over TUN + raw sockets."""
 
-    name = "userspace"
+    name = BackendKind.USERSPACE
     encapsulations = frozenset(Encapsulation)
 
     def __init__(self, device: str = DEVICE, proc: Path = PROC) -> None:
