@@ -1,5 +1,5 @@
 """Inside a real kernel (bench/kernel.py boots one): tunnel and route installs per second through
-mipd's kernel backend (mipd.adapters.tunnel_kernel over pyroute2, mipd.adapters.netlink).
+mipd's kernel backend (mipd.adapters.tunnel.kernel over pyroute2, mipd.adapters.netlink.calls).
 
     python bench/kernel_routes.py COUNT [--tunnels-only]
 
@@ -12,7 +12,7 @@ Phases, each over COUNT home addresses, timed around the backend calls only:
 - ``tunnel_remove``: the node comes home: its route deleted;
 - ``ip_batch_install``: the same routes by one ``ip -batch`` process, for the guest kernel's own pace;
 - ``dataplane_install`` / ``dataplane_remove``: the home agent's whole per-binding data plane
-  (mipd.runtime.dataplane.HomeAgentDataPlane.apply: the tunnel route, proxy ARP for the home
+  (mipd.runtime.home_plane.HomeAgentDataPlane.apply: the tunnel route, proxy ARP for the home
   address on the home link, gratuitous ARP, broadcast forwarding state) for a node leaving home
   and coming back.
 
@@ -29,11 +29,11 @@ import time
 from collections.abc import Callable
 from ipaddress import IPv4Address, IPv4Network
 
-from mipd.adapters import netlink
-from mipd.adapters.dataplane import RTPROT_MIPD
-from mipd.adapters.tunnel_kernel import KernelBackend
-from mipd.core.dataplane import DataPlane, Endpoint
-from mipd.runtime.dataplane import HomeAgentDataPlane
+from mipd.adapters.netlink import calls as netlink
+from mipd.adapters.netlink.calls import RTPROT_MIPD
+from mipd.adapters.tunnel.kernel import KernelBackend
+from mipd.core.planes import DataPlane, Endpoint
+from mipd.runtime.home_plane import HomeAgentDataPlane
 
 HOME_AGENT = IPv4Address("10.1.0.1")
 HOME_NETWORK = IPv4Network("10.1.0.0/16")

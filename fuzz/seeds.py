@@ -29,13 +29,12 @@ from scapy.packet import Raw
 
 from fuzz import targets as t
 from mipd.core.actions import SendDatagram, SendToNode
-from mipd.core.arp import REPLY, gratuitous_arp
-from mipd.core.extensions import AuthenticationExtension, ExtensionType, MobileNodeNAI
-from mipd.core.frames import encode_ip_frame, encode_udp_frame
-from mipd.core.icmp import AgentSolicitation
-from mipd.core.registration import RegistrationReply, RegistrationRequest, RequestFlags
-from mipd.core.security import Encapsulation
-from mipd.core.tunnel import encapsulate
+from mipd.core.wire.arp import REPLY, gratuitous_arp
+from mipd.core.wire.extensions import AuthenticationExtension, ExtensionType, MobileNodeNAI
+from mipd.core.wire.frames import encode_ip_frame, encode_udp_frame
+from mipd.core.wire.icmp import AgentSolicitation
+from mipd.core.wire.registration import RegistrationReply, RegistrationRequest, RequestFlags
+from mipd.core.wire.tunnel import Encapsulation, encapsulate
 from tests.conformance import test_openssl as wireshark
 from tests.support import scenario
 from tests.unit import test_codec_vectors as vectors

@@ -1,6 +1,6 @@
 """One fuzz harness per decoder of mipd.core, and the invariants each one checks.
 
-The invariant of every harness (mipd.core.errors; docs/robustness.md): *decode succeeds or raises
+The invariant of every harness (mipd.core.wire.errors; docs/robustness.md): *decode succeeds or raises
 DecodeError*; any other exception is a crash. Where the codec has a round trip it is checked too,
 ``decode(encode(x)) == x`` for every ``x`` that decoded, and byte for byte where the module promises
 it (registration messages and extensions re-encode exactly, unknown extensions included).
@@ -23,31 +23,31 @@ from collections.abc import Callable
 from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
-from mipd.core import auth, identification, ipv4
 from mipd.core.actions import Action, Datagram, Emit, SendDatagram, SendToNode
-from mipd.core.arp import decode_arp, mac_bytes, mac_text
-from mipd.core.dataplane import DataPlane
-from mipd.core.errors import DecodeError
-from mipd.core.extensions import PARSERS as REGISTRATION_PARSERS
-from mipd.core.extensions import AuthenticationExtension, ExtensionType
 from mipd.core.foreign_agent import ForeignAgent, ForeignAgentSettings, NodeRequest
-from mipd.core.frames import decode_ip_frame, decode_udp_frame
 from mipd.core.home_agent import HomeAgent, HomeAgentSettings
-from mipd.core.icmp import _ONE_BYTE as ICMP_ONE_BYTE
-from mipd.core.icmp import _PARSERS as ICMP_PARSERS
-from mipd.core.icmp import AgentAdvertisement, checksum, decode_icmp
 from mipd.core.mobile_node import MobileNode, MobileNodeSettings
-from mipd.core.registration import (
+from mipd.core.planes import DataPlane
+from mipd.core.security import ReplayProtection, SecurityAssociation
+from mipd.core.wire import auth, identification, ipv4
+from mipd.core.wire.arp import decode_arp, mac_bytes, mac_text
+from mipd.core.wire.errors import DecodeError
+from mipd.core.wire.extensions import PARSERS as REGISTRATION_PARSERS
+from mipd.core.wire.extensions import AuthenticationExtension, ExtensionType
+from mipd.core.wire.frames import decode_ip_frame, decode_udp_frame
+from mipd.core.wire.icmp import _ONE_BYTE as ICMP_ONE_BYTE
+from mipd.core.wire.icmp import _PARSERS as ICMP_PARSERS
+from mipd.core.wire.icmp import AgentAdvertisement, checksum, decode_icmp
+from mipd.core.wire.reader import Reader
+from mipd.core.wire.registration import (
     RegistrationReply,
     RegistrationRequest,
     decode_registration,
     decode_reply,
     decode_request,
 )
-from mipd.core.security import Encapsulation, ReplayProtection, SecurityAssociation
-from mipd.core.tlv import decode_extensions
-from mipd.core.tunnel import DropReason, TunnelRefused, decapsulate, encapsulate
-from mipd.core.wire import Reader
+from mipd.core.wire.tlv import decode_extensions
+from mipd.core.wire.tunnel import DropReason, Encapsulation, TunnelRefused, decapsulate, encapsulate
 
 Target = Callable[[bytes], None]
 

@@ -9,12 +9,16 @@ needs (3.8.3.1) — no IP_PKTINFO ancillary data is required.
 Each wake-up drains up to :data:`BATCH` datagrams from a socket and hands them over together,
 so that the runtime handles a burst in one turn of the event loop and commits it once (group
 commit, docs/interfaces.md "Durability") instead of once per datagram.
+
+A mobile node has one socket (:class:`NodeSocket`): any local address, bound to its interface,
+each request sent from the source its engine chose.
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address
@@ -23,6 +27,7 @@ from mipd.core.actions import Datagram, SendDatagram
 
 BATCH = 256
 MAX_DATAGRAM = 65535
+IP_PKTINFO = 8  # <linux/in.h>; the socket module has the name only from Python 3.12
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,3 +109,56 @@ class RegistrationEndpoints:
                 self._loop.remove_reader(sock.fileno())
             sock.close()
         self._sockets.clear()
+
+
+class NodeSocket:
+    """The node's UDP socket: any local address, bound to its interface; each request leaves
+    from the source the engine chose (home or co-located address, IP_PKTINFO) with its TTL."""
+
+    def __init__(self, interface: str) -> None:
+        self.interface = interface
+        self.sock: socket.socket | None = None
+        self.send_errors = 0
+
+    def start(self, deliver: Callable[[list[Datagram]], None]) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.interface.encode())
+            sock.bind(("0.0.0.0", 0))
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._drain, deliver)
+
+    def _drain(self, deliver: Callable[[list[Datagram]], None]) -> None:
+        assert self.sock is not None
+        batch: list[Datagram] = []
+        for _ in range(64):
+            try:
+                data, (host, port) = self.sock.recvfrom(MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                continue
+            batch.append(Datagram(data, IPv4Address(host), port, IPv4Address(0)))
+        if batch:
+            deliver(batch)
+
+    def send(self, action: SendDatagram) -> None:
+        if self.sock is None:
+            return
+        try:
+            self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, action.ttl or 64)
+            info = struct.pack("I4s4s", 0, action.source.packed, b"\0" * 4)  # ipi_spec_dst: the source
+            self.sock.sendmsg([action.payload], [(socket.IPPROTO_IP, IP_PKTINFO, info)],
+                               0, (str(action.destination), action.destination_port))
+        except OSError:
+            self.send_errors += 1  # e.g. no route yet: the engine retransmits
+
+    def close(self) -> None:
+        if self.sock is not None:
+            asyncio.get_running_loop().remove_reader(self.sock.fileno())
+            self.sock.close()
+            self.sock = None

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 from mipd.cli.subcommand import Subparsers
 
 if TYPE_CHECKING:
-    from mipd.adapters.netlink_policy import Rule
+    from mipd.adapters.netlink.policy import Rule
 
 HELP = "remove the tunnels, routes and rules a crashed mipd left in this network namespace"
 RULE_PRIORITIES = range(7600, 7800)  # mobile_routing.PRIORITIES + visitor_routing.PRIORITIES
@@ -53,7 +53,10 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
 
 def owned_links(names: list[str]) -> list[str]:
     """Of the link ``names``, those mipd creates."""
-    from mipd.adapters import mobile_colocated, tunnel_kernel, tunnel_userspace, visitor_userspace  # noqa: PLC0415
+    from mipd.adapters.tunnel import colocated as mobile_colocated  # noqa: PLC0415
+    from mipd.adapters.tunnel import kernel as tunnel_kernel  # noqa: PLC0415
+    from mipd.adapters.tunnel import userspace as tunnel_userspace  # noqa: PLC0415
+    from mipd.adapters.tunnel import visitor_userspace  # noqa: PLC0415
 
     fixed = {*tunnel_kernel.DEVICES.values(), tunnel_userspace.DEVICE, visitor_userspace.DEVICE,
              mobile_colocated.DEVICE}
@@ -62,7 +65,7 @@ def owned_links(names: list[str]) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     """Remove (or with --dry-run list) mipd's rules, routes, neighbour entries and links."""
-    from mipd.adapters import netlink  # noqa: PLC0415 - keeps `mipd --help` light
+    from mipd.adapters.netlink import calls as netlink  # noqa: PLC0415 - keeps `mipd --help` light
 
     verb = "would remove" if args.dry_run else "removed"
     what = "listing what mipd owns"
@@ -85,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
 
 def owned() -> list[tuple[str, Callable[[], None]]]:
     """What mipd owns in this namespace, in the order it is removed: (description, removal)."""
-    from mipd.adapters import netlink, netlink_policy  # noqa: PLC0415
+    from mipd.adapters.netlink import calls as netlink  # noqa: PLC0415
+    from mipd.adapters.netlink import policy as netlink_policy  # noqa: PLC0415
 
     found: list[tuple[str, Callable[[], None]]] = []
     for rule in netlink_policy.owned_rules(RULE_PRIORITIES):

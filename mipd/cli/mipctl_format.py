@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mipd.core.codes import ReplyCode
+from mipd.core.wire.codes import ReplyCode
 
 INFINITE_LIFETIME = 0xFFFF
 

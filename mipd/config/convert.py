@@ -9,6 +9,7 @@ from mipd.config.security import AgentAssociation, NodeAssociation
 from mipd.core.foreign_agent import ForeignAgentSettings
 from mipd.core.home_agent import HomeAgentSettings
 from mipd.core.mobile_types import MobileNodeSettings
+from mipd.core.names import CareOfMode
 from mipd.core.security import SecurityAssociation
 
 
@@ -82,7 +83,7 @@ def mobile_node_settings(profile: MobileNodeProfile) -> MobileNodeSettings:
         home_agent=profile.home_agent,
         sa=profile.home_agent_association(),
         lifetime=profile.lifetime,
-        care_of=profile.care_of,
+        care_of=CareOfMode(profile.care_of),
         colocated_address=profile.colocated_address,
         reverse_tunneling=profile.reverse_tunneling,
         deregister_on_stop=profile.deregister_on_stop,

@@ -28,7 +28,8 @@ from mipd.config.types import (
     Seconds,
     TunnelBackend,
 )
-from mipd.core.security import Encapsulation, ReverseTunneling, SecurityAssociation
+from mipd.core.security import ReverseTunneling, SecurityAssociation
+from mipd.core.wire.tunnel import Encapsulation
 
 # RFC 1256 4.1 (agent advertisements are ICMP router advertisements, RFC 5944 2.1):
 # AdvertisementLifetime is at most 9000 seconds.

@@ -14,8 +14,8 @@ from ipaddress import IPv4Address, IPv4Network
 from socket import AF_INET, inet_pton
 
 from mipd.config.types import MIN_KEY_BYTES
-from mipd.core.auth import Algorithm
 from mipd.core.security import MIN_SPI, ReplayProtection, SecurityAssociation
+from mipd.core.wire.auth import Algorithm
 
 MAX_PROBLEMS = 20  # a broken file of 100,000 lines reports this many, then a count
 _ALGORITHMS = {a.value: a for a in Algorithm}

@@ -10,7 +10,7 @@ from ipaddress import IPv4Address, IPv4Network
 
 from mipd.config.models import ForeignAgentProfile, HomeAgentProfile, MobileNodeProfile, Tunnel
 from mipd.config.security import AgentAssociation, NodeAssociation
-from mipd.core.security import Encapsulation
+from mipd.core.wire.tunnel import Encapsulation
 
 Path = tuple[str | int, ...]
 Finding = tuple[Path, str]

@@ -14,8 +14,8 @@ from pydantic import BaseModel, ConfigDict, PrivateAttr, model_validator
 from pydantic_core import PydanticCustomError
 
 from mipd.config.types import HexKey, Spi, parse_hex_key
-from mipd.core.auth import Algorithm
 from mipd.core.security import ReplayProtection, SecurityAssociation
+from mipd.core.wire.auth import Algorithm
 
 # Error types raised by KeySource; the loader reports them at the path ``...key``.
 KEY_BOTH = "key_both"

@@ -10,14 +10,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from ipaddress import IPv4Address
-from typing import Literal
 
 from mipd.control.protocol import JSONObject
 from mipd.core.bindings import Binding
 from mipd.core.home_agent import Counters
-from mipd.core.registration import RequestFlags
-
-VisitorState = Literal["pending", "active"]
+from mipd.core.names import VisitorState
+from mipd.core.wire.registration import RequestFlags
 
 # Drop reasons stats always shows, even at 0 (docs/interfaces.md, "stats"), in this order.
 ALWAYS_DROPPED = ("malformed", "no_sa", "unknown_extension")
@@ -55,7 +53,7 @@ def visitor_json(
     flags: RequestFlags,
 ) -> JSONObject:
     """One entry of ``{"visitors": [...]}``; ``link_address`` like ``"02:00:00:00:00:0a"``."""
-    if state not in ("pending", "active"):
+    if state not in set(VisitorState):
         raise ValueError(f"visitor state must be pending or active, not {state!r}")
     return {
         "home_address": str(home_address),

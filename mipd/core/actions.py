@@ -2,7 +2,7 @@
 
 Engines return lists of these frozen values; the runtime executes them. Within one turn of the
 event loop the runtime first commits every :class:`PersistNode` (one transaction: group commit,
-docs/interfaces.md "Durability"), then applies the :class:`~mipd.core.dataplane.DataPlane` changes, then sends
+docs/interfaces.md "Durability"), then applies the :class:`~mipd.core.planes.DataPlane` changes, then sends
 the datagrams: a reply never announces a change that a crash could still lose, and a node told
 it is registered finds its tunnel already in place.
 """
@@ -14,7 +14,8 @@ from enum import IntEnum
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING
 
-from mipd.core.dataplane import AnnounceHome, DataPlane, MobilePlane, VisitorPlane
+from mipd.core.names import EventName
+from mipd.core.planes import AnnounceHome, DataPlane, MobilePlane, VisitorPlane
 
 if TYPE_CHECKING:
     from mipd.core.bindings import Binding
@@ -66,7 +67,7 @@ class Emit:
     appears in them.
     """
 
-    event: str
+    event: EventName
     message: str
     priority: Priority = Priority.INFO
     fields: dict[str, str | int] = field(default_factory=dict)

@@ -37,10 +37,13 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface
 
 from mipd.core.actions import SendIcmp
-from mipd.core.icmp import (
+from mipd.core.foreign_agent import ForeignAgentSettings
+from mipd.core.home_agent_types import HomeAgentSettings
+from mipd.core.security import ReverseTunneling
+from mipd.core.wire.addresses import LIMITED_BROADCAST
+from mipd.core.wire.icmp import (
     ADVERTISEMENT_TTL,
     ALL_SYSTEMS,
-    LIMITED_BROADCAST,
     AdvertisementCode,
     AdvertisementFlags,
     AgentAdvertisement,
@@ -50,6 +53,7 @@ from mipd.core.icmp import (
     RouterAddress,
     next_sequence,
 )
+from mipd.core.wire.tunnel import Encapsulation
 
 INFINITE_REGISTRATION_LIFETIME = 0xFFFF  # 2.1.1: "A value of all ones indicates infinity"
 DEFAULT_JITTER = 0.25  # RFC 1256 4.1: MinAdvertisementInterval defaults to 0.75 * Max
@@ -110,6 +114,58 @@ class AdvertiserConfig:
         if not (self.interval > 0 and 0 <= self.jitter < 1 and self.max_response_rate > 0):
             problems.append("interval and response rate must be positive, jitter in [0, 1)")
         return problems
+
+
+def offered_flags(reverse_tunneling: ReverseTunneling, encapsulations: frozenset[Encapsulation]
+                  ) -> AdvertisementFlags:
+    """What either agent offers (2.1.1): T unless reverse tunneling is off (RFC 3024); M and G for
+    the encapsulations it implements receiving, i.e. the ones its running backend can carry."""
+    flags = AdvertisementFlags(0)
+    if reverse_tunneling is not ReverseTunneling.OFF:
+        flags |= AdvertisementFlags.T
+    if Encapsulation.MINIMAL in encapsulations:
+        flags |= AdvertisementFlags.M
+    if Encapsulation.GRE in encapsulations:
+        flags |= AdvertisementFlags.G
+    return flags
+
+
+def home_agent_advertisement(settings: HomeAgentSettings, *, lifetime: int, interval: float) -> AdvertiserConfig:
+    """What a home agent advertises on its home link (RFC 5944 2.1, 2.3): H, so that a node can tell
+    it is home, and what it offers. Code 0: the home agent turns IP forwarding on and routes common
+    traffic. A home agent advertises to 224.0.0.1."""
+    return AdvertiserConfig(
+        routers=(IPv4Interface(f"{settings.address}/{settings.home_network.prefixlen}"),),
+        flags=AdvertisementFlags.H | offered_flags(settings.reverse_tunneling, settings.encapsulations),
+        registration_lifetime=min(settings.max_lifetime, INFINITE_REGISTRATION_LIFETIME),
+        lifetime=lifetime,
+        code=AdvertisementCode.ROUTES_COMMON_TRAFFIC,
+        destination=ALL_SYSTEMS,
+        interval=interval,
+    )
+
+
+def foreign_agent_advertisement(settings: ForeignAgentSettings, routers: tuple[IPv4Interface, ...], *,
+                                registration_required: bool, busy: bool, destination: IPv4Address,
+                                lifetime: int, interval: float) -> AdvertiserConfig:
+    """What a foreign agent advertises on its visited link (RFC 5944 2.1.1): F with its care-of
+    address; R when registration is required; B while busy (its visitor list is full: new nodes
+    would get 66); and what it offers. Code 16: it forwards only for registered visitors (4.2.2)."""
+    flags = AdvertisementFlags.F | offered_flags(settings.reverse_tunneling, settings.encapsulations)
+    if busy:
+        flags |= AdvertisementFlags.B
+    if registration_required:
+        flags |= AdvertisementFlags.R
+    return AdvertiserConfig(
+        routers=routers,
+        flags=flags,
+        care_of_addresses=(settings.care_of_address,),
+        registration_lifetime=min(settings.max_lifetime, INFINITE_REGISTRATION_LIFETIME),
+        lifetime=lifetime,
+        code=AdvertisementCode.MOBILITY_AGENT_ONLY,
+        destination=destination,
+        interval=interval,
+    )
 
 
 @dataclass

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
-from mipd.core.registration import RequestFlags
+from mipd.core.wire.registration import RequestFlags
 
 
 @dataclass(frozen=True, slots=True)

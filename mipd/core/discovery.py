@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from enum import Enum
 from ipaddress import IPv4Address, IPv4Network
 
-from mipd.core.icmp import AdvertisementFlags, AgentAdvertisement, MobilityAgentExtension
+from mipd.core.wire.icmp import AdvertisementFlags, AgentAdvertisement, MobilityAgentExtension
 
 INITIAL_SOLICITATIONS = 3  # 2.4: "three initial solicitations at a maximum rate of one per second"
 SOLICITATION_INTERVAL = 1.0

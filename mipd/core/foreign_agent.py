@@ -29,33 +29,37 @@ at hand when this was written.
 
 from __future__ import annotations
 
+import errno
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address
 
 from mipd.core.actions import Action, Datagram, Emit, PersistVisitor, Priority, SendDatagram, SendToNode
-from mipd.core.auth import append_authentication, verify
-from mipd.core.codes import ReplyCode, is_accepted
 from mipd.core.counters import Counters
-from mipd.core.dataplane import Delivery, VisitorPlane
-from mipd.core.errors import DecodeError
-from mipd.core.extensions import EncapsulatingDeliveryStyle, ExtensionType
-from mipd.core.registration import (
+from mipd.core.denial import Denied, Discard, open_registration
+from mipd.core.names import DiscardReason, EventName, VisitorState
+from mipd.core.planes import Delivery, VisitorPlane
+from mipd.core.security import ReverseTunneling, SecurityAssociation
+from mipd.core.visitors import Visitor, VisitorList
+from mipd.core.wire.addresses import LIMITED_BROADCAST, UNSPECIFIED
+from mipd.core.wire.auth import append_authentication, verify
+from mipd.core.wire.codes import ReplyCode, is_accepted
+from mipd.core.wire.errors import DecodeError
+from mipd.core.wire.extensions import EncapsulatingDeliveryStyle, ExtensionType
+from mipd.core.wire.registration import (
     REGISTRATION_PORT,
     RegistrationReply,
     RegistrationRequest,
     RequestFlags,
     decode_registration,
 )
-from mipd.core.security import Encapsulation, ReverseTunneling, SecurityAssociation
-from mipd.core.visitors import Visitor, VisitorList
+from mipd.core.wire.tunnel import Encapsulation
 
 ALL_MOBILITY_AGENTS = IPv4Address("224.0.0.11")
-LIMITED_BROADCAST = IPv4Address("255.255.255.255")
-UNSPECIFIED = IPv4Address("0.0.0.0")
 RELAY_PORT = 0  # SendDatagram.source_port meaning "the relay socket's own port" (3.7.2.2: variable)
 _RESERVED_FLAGS = RequestFlags.r | RequestFlags.x
+_LOCAL_ERRORS = {errno.ENETUNREACH: 0, errno.EHOSTUNREACH: 1}  # errno -> the ICMP unreachable code
 _ICMP_CODES = {0: ReplyCode.FA_HOME_NETWORK_UNREACHABLE, 1: ReplyCode.FA_HOME_AGENT_HOST_UNREACHABLE,
                3: ReplyCode.FA_HOME_AGENT_PORT_UNREACHABLE}
 
@@ -89,13 +93,6 @@ class NodeRequest:
     ttl: int = 255
 
 
-class _Denied(Exception):
-    def __init__(self, code: ReplyCode, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
-
-
 class ForeignAgent:
     """Relay, visitor list and delivery state of one foreign agent."""
 
@@ -111,35 +108,30 @@ class ForeignAgent:
     def from_node(self, frame: NodeRequest, now: float) -> list[Action]:
         self.counters.requests_received += 1
         try:
-            request = decode_registration(frame.payload)
-        except DecodeError as exc:
-            return self._drop("malformed", frame.source, exc.reason)
-        if not isinstance(request, RegistrationRequest):
-            return self._drop("not-a-request", frame.source, "a registration reply from the visited link")
-        if (unknown := request.unrecognised_nonskippable) is not None:
-            return self._drop("unknown-extension", frame.source, f"unrecognised extension type {unknown}")
+            request = open_registration(frame.payload, RegistrationRequest,
+                                        "a registration reply from the visited link")
+        except Discard as discard:
+            return self._drop(discard.reason, frame.source, discard.detail)
         try:
             self._check(request, frame)
-        except _Denied as denial:
+        except Denied as denial:
             return self._deny(request, frame, denial.code, denial.reason, now)
         return self._relay(request, frame, now)
 
     def from_home_agent(self, datagram: Datagram, now: float) -> list[Action]:
         """A reply on the relay socket (3.7.3)."""
         try:
-            reply = decode_registration(datagram.payload)
-        except DecodeError as exc:
-            return self._drop("malformed", datagram.source, exc.reason)
-        if not isinstance(reply, RegistrationReply):
-            return self._drop("not-a-reply", datagram.source, "a request on the relay socket")
-        if (unknown := reply.unrecognised_nonskippable) is not None:
-            return self._drop("unknown-extension", datagram.source, f"unrecognised extension type {unknown}")
+            reply = open_registration(datagram.payload, RegistrationReply, "a request on the relay socket")
+        except Discard as discard:
+            return self._drop(discard.reason, datagram.source, discard.detail)
         pending = self.visitors.take_pending(reply.home_address, reply.identification & 0xFFFF_FFFF)
         if pending is None:  # 3.7.3.1: no pending request with this home address and Identification
-            return self._drop("no-pending", datagram.source, f"no pending request for {reply.home_address}")
+            return self._drop(DiscardReason.NO_PENDING, datagram.source,
+                              f"no pending request for {reply.home_address}")
         if not self._reply_authentic(reply):
             # 3.7.3.1: discard the reply, reject the registration with 68.
-            dropped = self._drop("bad-fa-ha", datagram.source, "invalid Foreign-Home authenticator on a reply")
+            dropped = self._drop(DiscardReason.BAD_FA_HA, datagram.source,
+                                 "invalid Foreign-Home authenticator on a reply")
             return dropped + self._deny_pending(pending, ReplyCode.FA_HOME_AGENT_FAILED_AUTHENTICATION,
                                                 "home agent failed authentication", now)
         return self._accept_reply(reply, pending, now)
@@ -160,25 +152,36 @@ class ForeignAgent:
             ReplyCode.FA_HOME_AGENT_UNREACHABLE
         return self._deny_pending(pending, code, f"ICMP type {icmp_type} code {icmp_code} from the home agent", now)
 
+    def relay_unreachable(self, payload: bytes, error: int | None, now: float) -> list[Action]:
+        """Our own routing could not send a relayed request (``error``: the errno): answer as the
+        ICMP error would have (3.7.3: 80 net, 81 host unreachable; 88 otherwise) rather than
+        let it time out (78)."""
+        return self.relay_failed(payload, 3, _LOCAL_ERRORS.get(error or 0, 255), now)
+
+    @property
+    def busy(self) -> bool:
+        """The visitor list is full: new nodes would get 66 (advertised as B, 2.1.1)."""
+        return len(self.visitors) >= self.settings.max_visitors
+
     def next_timer(self) -> float | None:
         return self.visitors.next_deadline()
 
     def on_timer(self, now: float) -> list[Action]:
         actions: list[Action] = []
         for visitor in self.visitors.due(now):
-            if visitor.state == "pending":
+            if visitor.state == VisitorState.PENDING:
                 actions += self._deny_pending(visitor, ReplyCode.FA_REGISTRATION_TIMEOUT,
                                               "no reply from the home agent in time", now)
             else:
-                actions += [self._visitor_event("visitor.expired", visitor, now, "expired"),
+                actions += [self._visitor_event(EventName.VISITOR_EXPIRED, visitor, now, "expired"),
                             *self._gone(visitor.home_address, now)]
         return actions
 
     def flush(self, home_address: IPv4Address, now: float) -> list[Action]:
         current, pending = self.visitors.remove_node(home_address)
-        actions: list[Action] = [self._visitor_event("visitor.removed", v, now, "flushed") for v in pending]
+        actions: list[Action] = [self._visitor_event(EventName.VISITOR_REMOVED, v, now, "flushed") for v in pending]
         if current is not None:
-            actions += [self._visitor_event("visitor.removed", current, now, "flushed"),
+            actions += [self._visitor_event(EventName.VISITOR_REMOVED, current, now, "flushed"),
                         *self._gone(home_address, now)]
         return actions
 
@@ -194,7 +197,7 @@ class ForeignAgent:
             if remaining <= 0:
                 actions.append(PersistVisitor(visitor.home_address, None, wall - now))
                 continue
-            self.visitors.set_active(replace(visitor, expires=now + remaining, state="active"))
+            self.visitors.set_active(replace(visitor, expires=now + remaining, state=VisitorState.ACTIVE))
         return actions
 
     def data_plane(self) -> list[VisitorPlane]:
@@ -210,40 +213,40 @@ class ForeignAgent:
         if node_sas:
             mn_fa = request.authentications(ExtensionType.MOBILE_FOREIGN_AUTHENTICATION)
             if len(mn_fa) != 1:
-                raise _Denied(ReplyCode.FA_MOBILE_NODE_FAILED_AUTHENTICATION,
+                raise Denied(ReplyCode.FA_MOBILE_NODE_FAILED_AUTHENTICATION,
                               f"{len(mn_fa)} Mobile-Foreign Authentication Extensions, exactly one required")
             index, ext = mn_fa[0]
             sa = node_sas.get(ext.spi)
             if sa is None or not verify(request, index, sa.key, sa.algorithm):
-                raise _Denied(ReplyCode.FA_MOBILE_NODE_FAILED_AUTHENTICATION, "invalid Mobile-Foreign authenticator")
+                raise Denied(ReplyCode.FA_MOBILE_NODE_FAILED_AUTHENTICATION, "invalid Mobile-Foreign authenticator")
         if request.flags & _RESERVED_FLAGS:
-            raise _Denied(ReplyCode.FA_POORLY_FORMED_REQUEST, "reserved flag bits set")
+            raise Denied(ReplyCode.FA_POORLY_FORMED_REQUEST, "reserved flag bits set")
         if request.mobile_home_auth is None:
-            raise _Denied(ReplyCode.FA_POORLY_FORMED_REQUEST, "no Mobile-Home Authentication Extension")
+            raise Denied(ReplyCode.FA_POORLY_FORMED_REQUEST, "no Mobile-Home Authentication Extension")
         if request.home_agent in s.addresses:
-            raise _Denied(ReplyCode.FA_INVALID_HOME_AGENT_ADDRESS, f"{request.home_agent} is this foreign agent")
+            raise Denied(ReplyCode.FA_INVALID_HOME_AGENT_ADDRESS, f"{request.home_agent} is this foreign agent")
         if request.lifetime == 0:
             return  # a deregistration needs no resources and no reverse tunnel
         if not request.flags & RequestFlags.D and request.care_of_address != s.care_of_address:
-            raise _Denied(ReplyCode.FA_INVALID_CARE_OF_ADDRESS, f"{request.care_of_address} is not offered here")
+            raise Denied(ReplyCode.FA_INVALID_CARE_OF_ADDRESS, f"{request.care_of_address} is not offered here")
         if request.lifetime > s.max_lifetime:
-            raise _Denied(ReplyCode.FA_REQUESTED_LIFETIME_TOO_LONG, f"lifetime above our {s.max_lifetime} s")
+            raise Denied(ReplyCode.FA_REQUESTED_LIFETIME_TOO_LONG, f"lifetime above our {s.max_lifetime} s")
         reverse = bool(request.flags & RequestFlags.T)
         if reverse and s.reverse_tunneling is ReverseTunneling.OFF:
-            raise _Denied(ReplyCode.FA_REQUESTED_REVERSE_TUNNEL_UNAVAILABLE, "reverse tunneling is off")
+            raise Denied(ReplyCode.FA_REQUESTED_REVERSE_TUNNEL_UNAVAILABLE, "reverse tunneling is off")
         if not reverse and s.reverse_tunneling is ReverseTunneling.REQUIRED:
-            raise _Denied(ReplyCode.FA_REVERSE_TUNNEL_IS_MANDATORY_AND_T_BIT_NOT_SET, "reverse tunneling is required")
+            raise Denied(ReplyCode.FA_REVERSE_TUNNEL_IS_MANDATORY_AND_T_BIT_NOT_SET, "reverse tunneling is required")
         if reverse and frame.ttl != 255:
-            raise _Denied(ReplyCode.FA_MOBILE_NODE_TOO_DISTANT, f"IP TTL {frame.ttl}, not 255")
+            raise Denied(ReplyCode.FA_MOBILE_NODE_TOO_DISTANT, f"IP TTL {frame.ttl}, not 255")
         if any(isinstance(e, EncapsulatingDeliveryStyle) for e in request.extensions):
-            raise _Denied(ReplyCode.FA_DELIVERY_STYLE_NOT_SUPPORTED, "only direct delivery is supported")
+            raise Denied(ReplyCode.FA_DELIVERY_STYLE_NOT_SUPPORTED, "only direct delivery is supported")
         for flag, encapsulation in ((RequestFlags.M, Encapsulation.MINIMAL), (RequestFlags.G, Encapsulation.GRE)):
             if request.flags & flag and encapsulation not in s.encapsulations:
-                raise _Denied(ReplyCode.FA_REQUESTED_ENCAPSULATION_UNAVAILABLE, f"{encapsulation} is not available")
+                raise Denied(ReplyCode.FA_REQUESTED_ENCAPSULATION_UNAVAILABLE, f"{encapsulation} is not available")
         if len(self.visitors.pending(request.home_address)) >= s.max_pending_per_node:
-            raise _Denied(ReplyCode.FA_INSUFFICIENT_RESOURCES, "too many pending requests for this node")
+            raise Denied(ReplyCode.FA_INSUFFICIENT_RESOURCES, "too many pending requests for this node")
         if self.visitors.active(request.home_address) is None and len(self.visitors) >= s.max_visitors:
-            raise _Denied(ReplyCode.FA_INSUFFICIENT_RESOURCES, f"{s.max_visitors} visitors already")
+            raise Denied(ReplyCode.FA_INSUFFICIENT_RESOURCES, f"{s.max_visitors} visitors already")
 
     # --- relaying ---
 
@@ -266,8 +269,9 @@ class ForeignAgent:
                                             agent_sa.key, agent_sa.algorithm)
         self.counters.relayed += 1
         return [
-            self._visitor_event("visitor.pending", pending, now),
-            Emit("registration.relayed", f"registration of {request.home_address} relayed to {request.home_agent}",
+            self._visitor_event(EventName.VISITOR_PENDING, pending, now),
+            Emit(EventName.REGISTRATION_RELAYED,
+                 f"registration of {request.home_address} relayed to {request.home_agent}",
                  Priority.INFO, self._fields(pending, lifetime=request.lifetime)),
             SendDatagram(relayed.encode(), s.care_of_address, RELAY_PORT, request.home_agent, REGISTRATION_PORT),
         ]
@@ -291,7 +295,7 @@ class ForeignAgent:
         if not is_accepted(reply.code):
             # 3.7.3.2: delete the pending entry, but not the visitor entry.
             self.counters.denied[reply.code] += 1
-            actions.append(Emit("registration.denied", f"home agent {pending.home_agent} denied {home} with "
+            actions.append(Emit(EventName.REGISTRATION_DENIED, f"home agent {pending.home_agent} denied {home} with "
                                 f"{reply.code}", Priority.NOTICE,
                                 self._fields(pending, code=reply.code, reason="denied by the home agent")))
         elif reply.lifetime == 0 or pending.lifetime_requested == 0:
@@ -299,17 +303,18 @@ class ForeignAgent:
             # reply carries: a visitor entry is never made with no lifetime (3.7.3.2, 3.4).
             current = self.visitors.remove_active(home)
             if current is not None:
-                actions += [self._visitor_event("visitor.removed", current, now, "deregistered"),
+                actions += [self._visitor_event(EventName.VISITOR_REMOVED, current, now, "deregistered"),
                             *self._gone(home, now)]
         else:
             # 3.7.3.2 and 3.4: never longer than our maximum, nor than the node asked for.
             granted = min(reply.lifetime, self.settings.max_lifetime, pending.lifetime_requested)
-            visitor = replace(pending, state="active", lifetime_granted=granted,
+            visitor = replace(pending, state=VisitorState.ACTIVE, lifetime_granted=granted,
                               expires=math.inf if granted == 0xFFFF else now + granted)
             old = self.visitors.set_active(visitor)
             renewed = old is not None and old.care_of_address == visitor.care_of_address
             self.counters.accepted += 1
-            actions += [self._visitor_event("visitor.renewed" if renewed else "visitor.added", visitor, now),
+            actions += [self._visitor_event(EventName.VISITOR_RENEWED if renewed else EventName.VISITOR_ADDED,
+                                            visitor, now),
                         PersistVisitor(home, visitor, self._wall_clock() - now), self._plane(home)]
         return [*actions, self._to_node(self._relayed_reply(reply), pending)]
 
@@ -338,9 +343,9 @@ class ForeignAgent:
 
     def _deny_pending(self, entry: Visitor, code: ReplyCode, reason: str, now: float) -> list[Action]:
         self.counters.denied[int(code)] += 1
-        actions: list[Action] = [Emit("registration.denied", f"registration of {entry.home_address} denied with "
-                                      f"{int(code)}: {reason}", Priority.NOTICE,
-                                      self._fields(entry, code=int(code), reason=reason))]
+        actions: list[Action] = [Emit(EventName.REGISTRATION_DENIED,
+                                      f"registration of {entry.home_address} denied with {int(code)}: {reason}",
+                                      Priority.NOTICE, self._fields(entry, code=int(code), reason=reason))]
         key = (entry.home_address, entry.link_address)
         last = self._last_denial.get(key)
         if last is not None and now - last < self.settings.denial_interval:
@@ -377,17 +382,17 @@ class ForeignAgent:
     def _gone(self, home: IPv4Address, now: float) -> list[Action]:
         return [PersistVisitor(home, None, self._wall_clock() - now), VisitorPlane(home, None)]
 
-    def _drop(self, reason: str, source: IPv4Address, detail: str) -> list[Action]:
+    def _drop(self, reason: DiscardReason, source: IPv4Address, detail: str) -> list[Action]:
         self.counters.dropped[reason] += 1
-        return [Emit("packet.dropped", f"dropped a datagram from {source}: {detail}", Priority.NOTICE,
+        return [Emit(EventName.PACKET_DROPPED, f"dropped a datagram from {source}: {detail}", Priority.NOTICE,
                      {"reason": reason})]
 
-    def _visitor_event(self, event: str, visitor: Visitor, now: float, reason: str | None = None) -> Emit:
-        fields = self._fields(visitor, lifetime=visitor.remaining(now) if visitor.state == "active" else
+    def _visitor_event(self, event: EventName, visitor: Visitor, now: float, reason: str | None = None) -> Emit:
+        fields = self._fields(visitor, lifetime=visitor.remaining(now) if visitor.state == VisitorState.ACTIVE else
                               visitor.lifetime_requested)
         if reason is not None:
             fields["reason"] = reason
-        return Emit(event, f"visitor {visitor.home_address} ({visitor.state}) {event.split('.')[1]}",
+        return Emit(event, f"visitor {visitor.home_address} ({visitor.state}) {event.verb}",
                     Priority.INFO, fields)
 
     def _fields(self, visitor: Visitor, **extra: str | int) -> dict[str, str | int]:

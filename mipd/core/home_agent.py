@@ -36,30 +36,30 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
 
-from mipd.core import identification as ident
 from mipd.core.actions import Action, Datagram, Emit, PersistNode, Priority, ReplayState, SendDatagram
-from mipd.core.auth import append_authentication, verify
 from mipd.core.bindings import Binding, BindingTable
-from mipd.core.codes import ReplyCode
 from mipd.core.counters import Counters
-from mipd.core.dataplane import DataPlane, Endpoint
-from mipd.core.errors import DecodeError
-from mipd.core.extensions import ExtensionType
+from mipd.core.denial import Denied, Discard, open_registration
 from mipd.core.home_agent_types import HomeAgentSettings, NodeRecord
-from mipd.core.registration import (
+from mipd.core.names import DiscardReason, EventName
+from mipd.core.planes import DataPlane, Endpoint
+from mipd.core.security import ReplayProtection, ReverseTunneling, SecurityAssociation
+from mipd.core.wire import identification as ident
+from mipd.core.wire.addresses import LIMITED_BROADCAST, UNSPECIFIED
+from mipd.core.wire.auth import append_authentication, verify
+from mipd.core.wire.codes import ReplyCode
+from mipd.core.wire.extensions import ExtensionType
+from mipd.core.wire.registration import (
     INFINITE_LIFETIME,
     REGISTRATION_PORT,
     RegistrationReply,
     RegistrationRequest,
     RequestFlags,
-    decode_registration,
 )
-from mipd.core.security import Encapsulation, ReplayProtection, ReverseTunneling, SecurityAssociation
+from mipd.core.wire.tunnel import Encapsulation
 
 __all__ = ["Counters", "HomeAgent", "HomeAgentSettings", "NodeRecord"]
 
-UNSPECIFIED = IPv4Address("0.0.0.0")
-LIMITED_BROADCAST = IPv4Address("255.255.255.255")
 _RESERVED_FLAGS = RequestFlags.r | RequestFlags.x
 
 
@@ -94,15 +94,6 @@ class _Exchange:
         return self.sa.peer if self.request.home_address == UNSPECIFIED else self.request.home_address
 
 
-class _Denied(Exception):
-    """A check failed; carries the reply code, as exabgp's ``Notify(code, subcode)`` carries its RFC code."""
-
-    def __init__(self, code: ReplyCode, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
-
-
 class HomeAgent:
     """Registration processing and the binding list of one home agent."""
 
@@ -127,14 +118,10 @@ class HomeAgent:
         """Handle one datagram that arrived on UDP port 434."""
         self.counters.requests_received += 1
         try:
-            message = decode_registration(datagram.payload)
-        except DecodeError as exc:
-            return self._drop("malformed", datagram, exc.reason)
-        if not isinstance(message, RegistrationRequest):
-            return self._drop("not-a-request", datagram, "a registration reply sent to the home agent")
-        unknown = message.unrecognised_nonskippable
-        if unknown is not None:
-            return self._drop("unknown-extension", datagram, f"unrecognised extension type {unknown}")
+            message = open_registration(datagram.payload, RegistrationRequest,
+                                        "a registration reply sent to the home agent")
+        except Discard as discard:
+            return self._drop(discard.reason, datagram, discard.detail)
         return self._process(message, datagram, now)
 
     def next_timer(self) -> float | None:
@@ -146,7 +133,7 @@ class HomeAgent:
         actions: list[Action] = []
         touched: set[IPv4Address] = set()
         for binding in self.bindings.expire(now):
-            actions.append(self._binding_event("binding.expired", binding, now, reason="expired"))
+            actions.append(self._binding_event(EventName.BINDING_EXPIRED, binding, now, reason="expired"))
             touched.add(binding.home_address)
         for home in sorted(touched):
             actions += [self._persist(home, now), *self._data_plane(home)]
@@ -156,7 +143,7 @@ class HomeAgent:
         """Remove a node's bindings at once (``mipctl flush``)."""
         removed = self.bindings.remove_all(home_address)
         actions: list[Action] = [
-            self._binding_event("binding.removed", b, now, reason="flushed") for b in removed
+            self._binding_event(EventName.BINDING_REMOVED, b, now, reason="flushed") for b in removed
         ]
         if removed:
             actions += [self._persist(home_address, now), *self._data_plane(home_address)]
@@ -196,11 +183,11 @@ class HomeAgent:
     def _process(self, request: RegistrationRequest, datagram: Datagram, now: float) -> list[Action]:
         mn_ha = request.authentications(ExtensionType.MOBILE_HOME_AUTHENTICATION)
         if not mn_ha:
-            return self._drop("no-auth", datagram, "no Mobile-Home Authentication Extension")
+            return self._drop(DiscardReason.NO_AUTH, datagram, "no Mobile-Home Authentication Extension")
         index, extension = mn_ha[0]
         sa = self.settings.mobile_nodes.get(extension.spi)
         if sa is None:
-            return self._drop("no-sa", datagram, f"no security association for SPI {extension.spi}")
+            return self._drop(DiscardReason.NO_SA, datagram, f"no security association for SPI {extension.spi}")
         x = _Exchange(request, datagram, sa, now)
         node = x.node
         if not verify(request, index, sa.key, sa.algorithm):
@@ -226,9 +213,9 @@ class HomeAgent:
             self._check_request(request, datagram, sa)
             if request.lifetime != 0:
                 self._check_binding_limit(request, node)
-        except _Denied as denial:
+        except Denied as denial:
             return self._deny(x, denial.code, denial.reason)
-        except _SilentDiscard as discard:
+        except Discard as discard:
             return [*self._drop(discard.reason, datagram, discard.detail), self._persist(node, now)]
         return self._accept(x)
 
@@ -252,40 +239,40 @@ class HomeAgent:
         fa_ha = request.authentications(ExtensionType.FOREIGN_HOME_AUTHENTICATION)
         if agent_sas is None:
             if fa_ha:
-                raise _SilentDiscard("fa-ha-without-sa", f"FA-HA from {datagram.source}, which has no SA")
+                raise Discard(DiscardReason.FA_HA_WITHOUT_SA, f"FA-HA from {datagram.source}, which has no SA")
             return
         if request.lifetime == 0:
             return  # 3.8.1: MAY skip for deregistration; 3.5.4: FA MUST NOT add it there
         if len(fa_ha) != 1:
-            raise _Denied(ReplyCode.HA_FOREIGN_AGENT_FAILED_AUTHENTICATION,
+            raise Denied(ReplyCode.HA_FOREIGN_AGENT_FAILED_AUTHENTICATION,
                           f"{len(fa_ha)} Foreign-Home Authentication Extensions, exactly one required")
         index, extension = fa_ha[0]
         agent_sa = agent_sas.get(extension.spi)
         if agent_sa is None or not verify(request, index, agent_sa.key, agent_sa.algorithm):
-            raise _Denied(ReplyCode.HA_FOREIGN_AGENT_FAILED_AUTHENTICATION, "invalid Foreign-Home authenticator")
+            raise Denied(ReplyCode.HA_FOREIGN_AGENT_FAILED_AUTHENTICATION, "invalid Foreign-Home authenticator")
 
     def _check_request(self, request: RegistrationRequest, datagram: Datagram, sa: SecurityAssociation) -> None:
         s = self.settings
         if request.flags & _RESERVED_FLAGS:
-            raise _Denied(ReplyCode.HA_POORLY_FORMED_REQUEST, "reserved flag bits set")
+            raise Denied(ReplyCode.HA_POORLY_FORMED_REQUEST, "reserved flag bits set")
         if datagram.destination in (LIMITED_BROADCAST, s.home_network.broadcast_address):
-            raise _Denied(ReplyCode.HA_UNKNOWN_HOME_AGENT_ADDRESS, "request sent to a broadcast address")
+            raise Denied(ReplyCode.HA_UNKNOWN_HOME_AGENT_ADDRESS, "request sent to a broadcast address")
         if request.home_agent != s.address:
-            raise _Denied(ReplyCode.HA_UNKNOWN_HOME_AGENT_ADDRESS, f"home agent {request.home_agent} is not us")
+            raise Denied(ReplyCode.HA_UNKNOWN_HOME_AGENT_ADDRESS, f"home agent {request.home_agent} is not us")
         if request.home_address not in (sa.peer, UNSPECIFIED):
-            raise _Denied(ReplyCode.HA_ADMINISTRATIVELY_PROHIBITED,
+            raise Denied(ReplyCode.HA_ADMINISTRATIVELY_PROHIBITED,
                           f"SPI {sa.spi} does not authorise home address {request.home_address}")
         if request.lifetime == 0:
             return
         reverse = bool(request.flags & RequestFlags.T)
         if reverse and s.reverse_tunneling is ReverseTunneling.OFF:
-            raise _Denied(ReplyCode.HA_REQUESTED_REVERSE_TUNNEL_UNAVAILABLE, "reverse tunneling is off")
+            raise Denied(ReplyCode.HA_REQUESTED_REVERSE_TUNNEL_UNAVAILABLE, "reverse tunneling is off")
         if not reverse and s.reverse_tunneling is ReverseTunneling.REQUIRED:
-            raise _Denied(ReplyCode.HA_REVERSE_TUNNEL_IS_MANDATORY_AND_T_BIT_NOT_SET,
+            raise Denied(ReplyCode.HA_REVERSE_TUNNEL_IS_MANDATORY_AND_T_BIT_NOT_SET,
                           "reverse tunneling is required")
         for flag, encapsulation in ((RequestFlags.M, Encapsulation.MINIMAL), (RequestFlags.G, Encapsulation.GRE)):
             if request.flags & flag and encapsulation not in s.encapsulations:
-                raise _Denied(ReplyCode.HA_REQUESTED_ENCAPSULATION_UNAVAILABLE,
+                raise Denied(ReplyCode.HA_REQUESTED_ENCAPSULATION_UNAVAILABLE,
                               f"{encapsulation} encapsulation is not offered")
 
     def _check_binding_limit(self, request: RegistrationRequest, node: IPv4Address) -> None:
@@ -293,7 +280,7 @@ class HomeAgent:
             return
         others = [b for b in self.bindings.of(node) if b.care_of_address != request.care_of_address]
         if len(others) >= self.settings.max_bindings_per_node:
-            raise _Denied(ReplyCode.HA_TOO_MANY_SIMULTANEOUS_MOBILITY_BINDINGS,
+            raise Denied(ReplyCode.HA_TOO_MANY_SIMULTANEOUS_MOBILITY_BINDINGS,
                           f"already {len(others)} bindings, the limit")
 
     def _simultaneous(self, request: RegistrationRequest) -> bool:
@@ -313,7 +300,7 @@ class HomeAgent:
             # 3.8.2.2: care-of address = home address deregisters all, else only that binding.
             removed = self.bindings.remove_all(node) if coa == node else (
                 (b,) if (b := self.bindings.remove(node, coa)) else ())
-            actions += [self._binding_event("binding.removed", b, now, reason="deregistered") for b in removed]
+            actions += [self._binding_event(EventName.BINDING_REMOVED, b, now, reason="deregistered") for b in removed]
             granted = 0
         else:
             granted = min(request.lifetime, self.settings.max_lifetime)  # never above the request
@@ -321,7 +308,7 @@ class HomeAgent:
                 for old in self.bindings.of(node):
                     if old.care_of_address != coa:
                         self.bindings.remove(node, old.care_of_address)
-                        actions.append(self._binding_event("binding.removed", old, now, reason="replaced"))
+                        actions.append(self._binding_event(EventName.BINDING_REMOVED, old, now, reason="replaced"))
             # Relayed by a foreign agent: always with an FA care-of address (D clear, 3.6.1.2), and
             # with a co-located one when the request arrives from elsewhere than that address.
             relayed = not request.flags & RequestFlags.D or datagram.source != coa
@@ -329,18 +316,19 @@ class HomeAgent:
             binding = Binding(node, coa, granted, math.inf if granted == INFINITE_LIFETIME else now + granted,
                               request.identification, request.flags, sa.spi, foreign_agent)
             previous = self.bindings.put(binding)
-            actions.append(self._binding_event("binding.renewed" if previous else "binding.added", binding, now))
+            actions.append(self._binding_event(EventName.BINDING_RENEWED if previous else EventName.BINDING_ADDED,
+                                               binding, now))
         actions += self._data_plane(node)
         self.counters.accepted += 1
         code = ReplyCode(self._success_code(request))
-        actions.append(Emit("registration.accepted",
+        actions.append(Emit(EventName.REGISTRATION_ACCEPTED,
                             f"registration of {_text(node)} via {_text(coa)} accepted for {granted} s",
                             Priority.INFO, self._fields(x, code=int(code), lifetime=granted, spi=sa.spi)))
         return actions + self._reply(x, code, granted)
 
     def _deny(self, x: _Exchange, code: ReplyCode, reason: str) -> list[Action]:
         self.counters.denied[int(code)] += 1
-        event = Emit("registration.denied", f"registration of {x.reply_home_address} denied with {int(code)}: "
+        event = Emit(EventName.REGISTRATION_DENIED, f"registration of {x.reply_home_address} denied with {int(code)}: "
                      f"{reason}", Priority.NOTICE, self._fields(x, code=int(code), spi=x.sa.spi, reason=reason))
         return [event, *self._reply(x, code, 0)]
 
@@ -400,34 +388,27 @@ class HomeAgent:
         return PersistNode(node, self.bindings.of(node), self._replay.get(node, ReplayState()),
                            self._wall_clock() - now)
 
-    def _drop(self, reason: str, datagram: Datagram, detail: str) -> list[Action]:
+    def _drop(self, reason: DiscardReason, datagram: Datagram, detail: str) -> list[Action]:
         self.counters.dropped[reason] += 1
-        return [Emit("packet.dropped", f"dropped a datagram from {datagram.source}:{datagram.source_port}: "
+        return [Emit(EventName.PACKET_DROPPED, f"dropped a datagram from {datagram.source}:{datagram.source_port}: "
                      f"{detail}", Priority.NOTICE, {"reason": reason})]
 
-    def _binding_event(self, event: str, binding: Binding, now: float, reason: str | None = None) -> Emit:
+    def _binding_event(self, event: EventName, binding: Binding, now: float, reason: str | None = None) -> Emit:
         fields: dict[str, str | int] = {
             "home_address": _text(binding.home_address),
             "care_of_address": _text(binding.care_of_address),
             "home_agent": _text(self.settings.address),
-            "lifetime": binding.remaining(now) if event != "binding.added" else binding.lifetime_granted,
+            "lifetime": binding.remaining(now) if event != EventName.BINDING_ADDED else binding.lifetime_granted,
             "spi": binding.spi,
         }
         if binding.foreign_agent is not None:
             fields["foreign_agent"] = _text(binding.foreign_agent)
         if reason is not None:
             fields["reason"] = reason
-        verb = event.split(".")[1]
-        return Emit(event, f"binding {fields['home_address']} -> {fields['care_of_address']} {verb}",
+        return Emit(event, f"binding {fields['home_address']} -> {fields['care_of_address']} {event.verb}",
                     Priority.INFO, fields)
 
     def _fields(self, x: _Exchange, **extra: str | int) -> dict[str, str | int]:
         return {"home_address": _text(x.reply_home_address), "care_of_address": _text(x.request.care_of_address),
                 "home_agent": _text(x.request.home_agent), **extra}
 
-
-class _SilentDiscard(Exception):
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail

@@ -6,10 +6,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
-from mipd.core import identification as ident
 from mipd.core.actions import ReplayState
 from mipd.core.bindings import Binding
-from mipd.core.security import Encapsulation, ReverseTunneling, SecurityAssociation
+from mipd.core.security import ReverseTunneling, SecurityAssociation
+from mipd.core.wire import identification as ident
+from mipd.core.wire.tunnel import Encapsulation
 
 
 @dataclass(frozen=True)

@@ -42,23 +42,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Interface
 
-from mipd.core import identification as ident
-from mipd.core import mobile_state
 from mipd.core.actions import Action, Datagram, Emit, PersistMobile, Priority, SendDatagram, SendIcmp
-from mipd.core.auth import append_authentication, verify
-from mipd.core.codes import ReplyCode, denied_by_foreign_agent, is_accepted
 from mipd.core.counters import Counters
-from mipd.core.dataplane import AnnounceHome, MobilePlane
 from mipd.core.discovery import Agent, AgentTable, Heard, Solicitation, prefixes_differ
-from mipd.core.errors import DecodeError
-from mipd.core.extensions import ExtensionType
-from mipd.core.icmp import (
-    ALL_MOBILITY_AGENTS,
-    SOLICITATION_TTL,
-    AdvertisementFlags,
-    AgentAdvertisement,
-    AgentSolicitation,
-)
+from mipd.core.mobile_state import MobileState, StoredRegistration
 from mipd.core.mobile_types import (
     DENIED_RETRY,
     MIN_REGISTRATION_GAP,
@@ -68,7 +55,23 @@ from mipd.core.mobile_types import (
     MobileNodeSettings,
     Registration,
 )
-from mipd.core.registration import (
+from mipd.core.names import CareOfMode, DiscardReason, EventName, Location
+from mipd.core.planes import AnnounceHome, MobilePlane
+from mipd.core.security import ReplayProtection
+from mipd.core.wire import identification as ident
+from mipd.core.wire.auth import append_authentication, verify
+from mipd.core.wire.codes import ReplyCode, denied_by_foreign_agent, is_accepted
+from mipd.core.wire.errors import DecodeError
+from mipd.core.wire.extensions import ExtensionType
+from mipd.core.wire.icmp import (
+    ALL_MOBILITY_AGENTS,
+    SOLICITATION_TTL,
+    AdvertisementFlags,
+    AgentAdvertisement,
+    AgentSolicitation,
+    MobilityAgentExtension,
+)
+from mipd.core.wire.registration import (
     INFINITE_LIFETIME,
     REGISTRATION_PORT,
     RegistrationReply,
@@ -76,7 +79,7 @@ from mipd.core.registration import (
     RequestFlags,
     decode_registration,
 )
-from mipd.core.security import Encapsulation, ReplayProtection
+from mipd.core.wire.tunnel import Encapsulation
 
 _ENCAPSULATION_FLAGS = {Encapsulation.GRE: RequestFlags.G, Encapsulation.MINIMAL: RequestFlags.M}
 _ADVERTISED = {Encapsulation.GRE: AdvertisementFlags.G, Encapsulation.MINIMAL: AdvertisementFlags.M}
@@ -98,7 +101,7 @@ class MobileNode:
         # For mipctl stats: requests_received counts the replies this node received.
         self.counters = Counters()
         self.solicitation = Solicitation(random)
-        self.location = "unknown"
+        self.location = Location.UNKNOWN
         self.registration: Registration | None = None
         self.attempt: Attempt | None = None
         self.link_up = True
@@ -137,7 +140,7 @@ class MobileNode:
         heard = self.agents.heard(agent)
         actions: list[Action] = []
         if heard is Heard.NEW:
-            actions.append(self._event("agent.discovered", f"agent {source} heard", agent=source,
+            actions.append(self._event(EventName.AGENT_DISCOVERED, f"agent {source} heard", agent=source,
                                        care_of=agent.care_of_address))
         if heard is Heard.REBOOTED and current is not None and current.address == source:
             actions.append(self._movement("the foreign agent rebooted (2.4.4)"))
@@ -155,9 +158,9 @@ class MobileNode:
         try:
             reply = decode_registration(datagram.payload)
         except DecodeError as exc:
-            self.counters.dropped["malformed"] += 1
-            return [self._event("packet.dropped", f"malformed datagram from {datagram.source}: {exc.reason}",
-                                Priority.WARNING, reason="malformed")]
+            self.counters.dropped[DiscardReason.MALFORMED] += 1
+            return [self._event(EventName.PACKET_DROPPED, f"malformed datagram from {datagram.source}: {exc.reason}",
+                                Priority.WARNING, reason=DiscardReason.MALFORMED)]
         attempt = self.attempt
         if not isinstance(reply, RegistrationReply) or attempt is None:
             self.counters.dropped["unexpected"] += 1
@@ -166,9 +169,9 @@ class MobileNode:
             self.counters.dropped["identification-mismatch"] += 1
             return []  # 3.6.2.1: not the answer to our request
         if not self._authentic(reply, attempt):
-            self.counters.dropped["bad-authenticator"] += 1
-            return [self._event("packet.dropped", f"reply from {datagram.source} failed authentication",
-                                Priority.WARNING, reason="bad-authenticator")]
+            self.counters.dropped[DiscardReason.BAD_AUTHENTICATOR] += 1
+            return [self._event(EventName.PACKET_DROPPED, f"reply from {datagram.source} failed authentication",
+                                Priority.WARNING, reason=DiscardReason.BAD_AUTHENTICATOR)]
         self.attempt = None
         if not denied_by_foreign_agent(reply.code) and self.settings.sa.replay is ReplayProtection.NONCE:
             self._ha_nonce = ident.high32(reply.identification)  # every home agent reply carries one (5.7.2)
@@ -213,10 +216,11 @@ class MobileNode:
     def on_timer(self, now: float) -> list[Action]:
         actions: list[Action] = []
         for agent in self.agents.expire(now):
-            actions.append(self._event("agent.lost", f"agent {agent.address} not heard for its lifetime (2.4.2)",
+            actions.append(self._event(EventName.AGENT_LOST,
+                                       f"agent {agent.address} not heard for its lifetime (2.4.2)",
                                        agent=agent.address))
         if self.registration is not None and now >= self.registration.expires:
-            actions.append(self._event("registration.expired", "registration lifetime over",
+            actions.append(self._event(EventName.REGISTRATION_EXPIRED, "registration lifetime over",
                                        care_of=self.registration.care_of_address))
             self.registration = None
             actions.append(self._persist(now))
@@ -228,7 +232,7 @@ class MobileNode:
             _, lifetime, care_of, waiting_for = self._deferred
             self._deferred = None
             actions += self._send(now, lifetime=lifetime, care_of=care_of, agent=waiting_for)
-        if not self.agents.all() and self.solicitation.next_at is None and self.location != "home" \
+        if not self.agents.all() and self.solicitation.next_at is None and self.location != Location.HOME \
                 and not self._stopping:
             self.solicitation.start(now)
         if self.solicitation.due(now):
@@ -260,7 +264,7 @@ class MobileNode:
             care_of, agent = attempt.request.care_of_address, attempt.agent
         else:
             return []
-        if not self.settings.deregister_on_stop or self.location == "home":
+        if not self.settings.deregister_on_stop or self.location == Location.HOME:
             return []
         self.attempt = None  # superseded: a renewal must not be retransmitted in its place
         self._deferred = None
@@ -299,7 +303,7 @@ class MobileNode:
     def _choose_agent(self) -> Agent | None:
         # care_of colocated: only an agent whose advertisement sets R (registration required, 3.3:
         # register via that foreign agent even with a co-located care-of address) is used.
-        only_required = self.settings.care_of == "colocated"
+        only_required = self.settings.care_of == CareOfMode.COLOCATED
 
         def usable(agent: Agent) -> bool:
             return agent.foreign and (not only_required or bool(agent.mobility.flags & AdvertisementFlags.R))
@@ -323,22 +327,22 @@ class MobileNode:
             return self._go_home(now)
         agent = self._choose_agent()
         requires_agent = agent is not None and bool(agent.mobility.flags & AdvertisementFlags.R)
-        use_colocated = self.colocated is not None and s.care_of != "foreign-agent" and (
-            agent is None or (s.care_of == "colocated" and not requires_agent))
+        use_colocated = self.colocated is not None and s.care_of != CareOfMode.FOREIGN_AGENT and (
+            agent is None or (s.care_of == CareOfMode.COLOCATED and not requires_agent))
         if agent is not None and not use_colocated:
             care_of = agent.care_of_address
             assert care_of is not None
-            return self._be_registered(now, "foreign-agent", care_of, agent)
+            return self._be_registered(now, Location.FOREIGN_AGENT, care_of, agent)
         if use_colocated and self.colocated is not None:
-            return self._be_registered(now, "colocated", self.colocated.ip, None)
-        if self.location != "unknown" and self.registration is None and self.attempt is None:
-            left_home = self.location == "home"
-            self.location = "unknown"
+            return self._be_registered(now, Location.COLOCATED, self.colocated.ip, None)
+        if self.location != Location.UNKNOWN and self.registration is None and self.attempt is None:
+            left_home = self.location == Location.HOME
+            self.location = Location.UNKNOWN
             moved = [self._movement("left the home link")] if left_home else []
             return [*moved, self._plane()]
         return []
 
-    def _be_registered(self, now: float, location: str, care_of: IPv4Address, agent: Agent | None
+    def _be_registered(self, now: float, location: Location, care_of: IPv4Address, agent: Agent | None
                        ) -> list[Action]:
         actions: list[Action] = []
         reg, attempt = self.registration, self.attempt
@@ -355,7 +359,7 @@ class MobileNode:
             return actions  # on its way as soon as the once-a-second rule lets it
         if self._retry_at is not None and now < self._retry_at:
             return actions
-        if self.location not in ("unknown", location) or (reg is not None and reg.care_of_address != care_of):
+        if self.location not in (Location.UNKNOWN, location) or (reg is not None and reg.care_of_address != care_of):
             actions.append(self._movement(f"now at care-of address {care_of}"))
         self.location = location
         actions.append(self._plane(agent=agent, care_of=care_of))
@@ -363,14 +367,14 @@ class MobileNode:
 
     def _go_home(self, now: float) -> list[Action]:
         """4.6: re-enable ARP, gratuitous ARP, then the deregistration."""
-        if self.location == "home":
+        if self.location == Location.HOME:
             return []
-        was_away = self.registration is not None or self.attempt is not None or self.location != "unknown"
-        self.location = "home"
+        was_away = self.registration is not None or self.attempt is not None or self.location != Location.UNKNOWN
+        self.location = Location.HOME
         self.solicitation.stop()
         actions: list[Action] = [self._plane(), AnnounceHome(self.settings.home_address)]
         if was_away:
-            actions.append(self._event("home.returned", "back on the home link"))
+            actions.append(self._event(EventName.HOME_RETURNED, "back on the home link"))
             actions += self._send(now, lifetime=0, care_of=self.settings.home_address, agent=None)
         return actions
 
@@ -417,7 +421,7 @@ class MobileNode:
                                min(interval, max(MIN_RETRANSMISSION, float(lifetime or MIN_RETRANSMISSION))))
         self._last_sent = now
         return [
-            self._event("registration.sent", f"registration via {destination} for {lifetime} s",
+            self._event(EventName.REGISTRATION_SENT, f"registration via {destination} for {lifetime} s",
                         care_of=care_of, agent=agent.address if agent else None, lifetime=lifetime),
             SendDatagram(request.encode(), source, 0, destination, REGISTRATION_PORT, ttl),
             self._persist(now),
@@ -481,10 +485,10 @@ class MobileNode:
     def _accepted(self, reply: RegistrationReply, attempt: Attempt, now: float) -> list[Action]:
         if attempt.deregistration:
             self.registration = None
-            done: list[Action] = [self._event("registration.accepted", "deregistered", code=reply.code, lifetime=0),
-                                  self._persist(now)]
+            done: list[Action] = [self._event(EventName.REGISTRATION_ACCEPTED, "deregistered", code=reply.code,
+                                              lifetime=0), self._persist(now)]
             # Away again before the deregistration was answered: the binding is gone, register anew.
-            return done if self.location == "home" else done + self._decide(now)
+            return done if self.location == Location.HOME else done + self._decide(now)
         lifetime = min(reply.lifetime, attempt.request.lifetime)
         # 3.6.2.2: the lifetime counts from when the request was sent.
         expires = math.inf if lifetime == INFINITE_LIFETIME else attempt.sent_at + lifetime
@@ -493,7 +497,7 @@ class MobileNode:
                                          expires - margin, attempt.request.identification, attempt.request.flags)
         self._requested_lifetime = self.settings.lifetime
         self._prefer = None
-        return [self._event("registration.accepted", f"registered at {attempt.request.care_of_address} for "
+        return [self._event(EventName.REGISTRATION_ACCEPTED, f"registered at {attempt.request.care_of_address} for "
                             f"{lifetime} s", code=reply.code, lifetime=lifetime,
                             care_of=attempt.request.care_of_address,
                             agent=attempt.agent.address if attempt.agent else None),
@@ -501,7 +505,7 @@ class MobileNode:
 
     def _denied(self, reply: RegistrationReply, attempt: Attempt, now: float) -> list[Action]:
         code = reply.code
-        actions: list[Action] = [self._event("registration.denied", f"registration denied with {code}",
+        actions: list[Action] = [self._event(EventName.REGISTRATION_DENIED, f"registration denied with {code}",
                                              Priority.NOTICE, code=code, care_of=attempt.request.care_of_address)]
         if code == ReplyCode.HA_REGISTRATION_IDENTIFICATION_MISMATCH:
             if self.settings.sa.replay is ReplayProtection.TIMESTAMP:
@@ -542,7 +546,7 @@ class MobileNode:
         if care_of is None and reg is not None:
             care_of = reg.care_of_address
         s = self.settings
-        if self.location in ("home", "unknown"):
+        if self.location in (Location.HOME, Location.UNKNOWN):
             return MobilePlane(self.location, s.home_address, self.home_agent)
         # The reverse tunnel of a co-located node uses what the home agent granted (it accepted
         # the request with G or M); before that, IP-in-IP, which it always accepts (4.1).
@@ -553,17 +557,39 @@ class MobileNode:
                            s.reverse_tunneling, encapsulation)
 
     def restore(self, stored: Mapping[str, object] | None, now: float) -> None:
-        """Take back what :meth:`state` wrote (mipd.core.mobile_state)."""
-        mobile_state.restore(self, stored, now)
+        """Take back what :meth:`state` wrote: Identification state always, the registration if
+        it has not ended (its agent as it was; it is checked again when heard)."""
+        if not stored:
+            return
+        record = MobileState.from_json(stored, self.home_agent)
+        self.home_agent = record.home_agent
+        self._last_identification = record.last_identification
+        self._ha_nonce = record.ha_nonce
+        self._clock_offset = record.clock_offset
+        reg = record.registration
+        if reg is None:
+            return
+        remaining = math.inf if reg.expires_wall is None else reg.expires_wall - self._wall_clock()
+        if remaining <= 0:
+            return
+        agent = None
+        if reg.agent is not None and reg.agent_link_address is not None:
+            agent = Agent(reg.agent, reg.agent_link_address, AgentAdvertisement(0),
+                          MobilityAgentExtension(0, reg.lifetime, AdvertisementFlags.F, (reg.care_of_address,)), now)
+        expires = now + remaining
+        margin = min(max(MIN_RETRANSMISSION, 0.2 * reg.lifetime), 0.5 * reg.lifetime)
+        self.registration = Registration(reg.care_of_address, agent, reg.lifetime, expires, expires - margin,
+                                         reg.identification, reg.flags)
+        self.location = record.location
 
     def plane(self) -> MobilePlane:
         """The routing state the node should be in now (for the runtime at start)."""
         return self._plane()
 
     def _movement(self, why: str) -> Emit:
-        return self._event("movement.detected", f"movement detected: {why}", reason=why)
+        return self._event(EventName.MOVEMENT_DETECTED, f"movement detected: {why}", reason=why)
 
-    def _event(self, event: str, message: str, priority: Priority = Priority.INFO, *,
+    def _event(self, event: EventName, message: str, priority: Priority = Priority.INFO, *,
                agent: IPv4Address | None = None, care_of: IPv4Address | None = None, **extra: str | int) -> Emit:
         fields: dict[str, str | int] = {"home_address": str(self.settings.home_address),
                                         "home_agent": str(self.home_agent), **extra}
@@ -576,6 +602,18 @@ class MobileNode:
     def _persist(self, now: float) -> PersistMobile:
         return PersistMobile(self.state(now))
 
+    def snapshot(self, now: float) -> MobileState:
+        """What survives a restart (docs/interfaces.md, "Durability"); times as wall-clock values."""
+        reg = self.registration
+        stored = None
+        if reg is not None:
+            ends = None if math.isinf(reg.expires) else self._wall_clock() + (reg.expires - now)
+            stored = StoredRegistration(reg.care_of_address, reg.lifetime, reg.identification, reg.flags, ends,
+                                        reg.agent.address if reg.agent else None,
+                                        reg.agent.link_address if reg.agent else None)
+        return MobileState(self.home_agent, self._last_identification, self._ha_nonce, self._clock_offset,
+                           self.location, stored)
+
     def state(self, now: float) -> dict[str, object]:
-        """What survives a restart, as mipd.core.mobile_state writes it."""
-        return mobile_state.save(self, now)
+        """The snapshot in its stored form (PersistMobile's JSON object)."""
+        return self.snapshot(now).to_json()

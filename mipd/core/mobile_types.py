@@ -7,8 +7,10 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 from mipd.core.discovery import Agent
-from mipd.core.registration import RegistrationRequest, RequestFlags
-from mipd.core.security import Encapsulation, SecurityAssociation
+from mipd.core.names import CareOfMode
+from mipd.core.security import SecurityAssociation
+from mipd.core.wire.registration import RegistrationRequest, RequestFlags
+from mipd.core.wire.tunnel import Encapsulation
 
 MIN_RETRANSMISSION = 1.0  # 3.6.3: "MUST NOT be less than 1 second"
 MIN_REGISTRATION_GAP = 1.0  # 2.4.2: "MUST NOT register more frequently than once per second on average"
@@ -25,7 +27,7 @@ class MobileNodeSettings:
     home_agent: IPv4Address
     sa: SecurityAssociation  # with the home agent
     lifetime: int = 1800
-    care_of: str = "auto"  # "auto" | "foreign-agent" | "colocated"
+    care_of: CareOfMode = CareOfMode.AUTO
     colocated_address: IPv4Interface | None = None
     reverse_tunneling: bool = False
     deregister_on_stop: bool = True

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from ipaddress import IPv4Address
 
-from mipd.core.auth import Algorithm
+from mipd.core.wire.auth import Algorithm
 
 MIN_SPI = 256  # SPIs 0-255 are reserved (RFC 5944 section 1.6)
 
@@ -21,14 +21,6 @@ class ReplayProtection(StrEnum):
 
     TIMESTAMP = "timestamp"
     NONCE = "nonce"
-
-
-class Encapsulation(StrEnum):
-    """Tunnel encapsulations (section 4.1): IP-in-IP always; GRE and minimal where supported."""
-
-    IPIP = "ipip"  # RFC 2003
-    GRE = "gre"  # RFC 2784
-    MINIMAL = "minimal"  # RFC 2004
 
 
 class ReverseTunneling(StrEnum):

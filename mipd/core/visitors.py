@@ -19,8 +19,9 @@ import math
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
-from mipd.core.registration import RequestFlags
-from mipd.core.security import Encapsulation
+from mipd.core.names import VisitorState
+from mipd.core.wire.registration import RequestFlags
+from mipd.core.wire.tunnel import Encapsulation
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +44,7 @@ class Visitor:
     lifetime_granted: int
     expires: float
     flags: RequestFlags
-    state: str = "pending"  # "pending" | "active"
+    state: VisitorState = VisitorState.PENDING
 
     def remaining(self, now: float) -> int:
         if math.isinf(self.expires):
@@ -131,7 +132,7 @@ class VisitorList:
             visitor = heapq.heappop(self._heap)[2]
             if not self._is_live(visitor):
                 continue
-            if visitor.state == "active":
+            if visitor.state == VisitorState.ACTIVE:
                 del self._active[visitor.home_address]
             else:
                 entries = self._pending[visitor.home_address]
@@ -146,6 +147,6 @@ class VisitorList:
             heapq.heappush(self._heap, (visitor.expires, next(self._sequence), visitor))
 
     def _is_live(self, visitor: Visitor) -> bool:
-        if visitor.state == "active":
+        if visitor.state == VisitorState.ACTIVE:
             return self._active.get(visitor.home_address) is visitor
         return any(v is visitor for v in self._pending.get(visitor.home_address, ()))

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
+from mipd.core.names import EventName
 from mipd.demo import processes, report
 from mipd.demo.processes import Child, Journal
 from mipd.demo.profiles import write_profiles
@@ -93,7 +94,7 @@ class Session:
         """Which tunnel backend the agents use and why (their ``daemon.started`` reasons, briefly)."""
         reasons: dict[str, list[str]] = {}
         for name in ("ha", "fa1", "fa2"):
-            started = [e for e in self.daemons[name].events() if e.get("MIP_EVENT") == "daemon.started"]
+            started = [e for e in self.daemons[name].events() if e.get("MIP_EVENT") == EventName.DAEMON_STARTED]
             reason = str(started[-1].get("MIP_REASON", "unknown")) if started else "unknown"
             reasons.setdefault(reason.split(";")[0].removeprefix("backend "), []).append(name)
         return "; ".join(f"{reason} ({', '.join(names)})" for reason, names in reasons.items())

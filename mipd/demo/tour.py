@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mipd.core.names import EventName
 from mipd.demo.processes import Child, mipctl
 from mipd.demo.topology import COLOCATED, FA1, FA2, Topology
 from mipd.demo.traffic import Pings, Tcp
@@ -81,9 +82,9 @@ def registration_ms(events: list[dict[str, Any]], start: float, end: float) -> f
         when = float(event["time"])
         if not start <= when < end:
             continue
-        if event.get("MIP_EVENT") == "registration.sent":
+        if event.get("MIP_EVENT") == EventName.REGISTRATION_SENT:
             sent = when
-        elif event.get("MIP_EVENT") == "registration.accepted" and sent is not None:
+        elif event.get("MIP_EVENT") == EventName.REGISTRATION_ACCEPTED and sent is not None:
             return (when - sent) * 1000
     return None
 

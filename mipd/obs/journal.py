@@ -4,7 +4,7 @@ Use::
 
     events = configure(instance="home-agent", role="home-agent", level="info")
     log = get_logger()
-    log.info("daemon.started", message="home agent ready", reason="kernel backend: ipip available")
+    log.info(EventName.DAEMON_STARTED, message="home agent ready", reason="kernel backend: ipip available")
     events.emit(action)            # an Emit from an engine (or the module-level emit(action))
     set_level("debug")             # mipctl log-level
 
@@ -24,50 +24,42 @@ from typing import Any, cast
 import structlog
 
 from mipd.core.actions import Emit, Priority
+from mipd.core.names import EventName, always_written
 from mipd.obs.fields import journal_fields
 from mipd.obs.levels import METHOD_PRIORITY, PRIORITY_METHOD, parse_level
 from mipd.obs.ratelimit import RateLimiter
 from mipd.obs.sink import EntrySink
 
 _PRIORITY_KEY = "_mip_priority"  # carried from the level filter to the renderer
-# Binding and visitor changes are the audit trail of who was where (mipd(8) JOURNAL): they are
-# written whatever the log level, as they are never rate-limited.
-ALWAYS_WRITTEN = ("binding.", "visitor.")
-
-
-def always_written(event: object) -> bool:
-    return isinstance(event, str) and event.startswith(ALWAYS_WRITTEN)
-
-
 class MipLogger(structlog.BoundLoggerBase):
     """A bound logger whose methods are mipd's log levels; ``event`` is the MIP_EVENT name."""
 
-    def debug(self, event: str, **fields: Any) -> None:
+    def debug(self, event: EventName, **fields: Any) -> None:
         """Log ``event`` at priority 7 (debug)."""
         self._proxy_to_logger("debug", event, **fields)
 
-    def info(self, event: str, **fields: Any) -> None:
+    def info(self, event: EventName, **fields: Any) -> None:
         """Log ``event`` at priority 6 (info): bindings, visitors, registrations."""
         self._proxy_to_logger("info", event, **fields)
 
-    def notice(self, event: str, **fields: Any) -> None:
+    def notice(self, event: EventName, **fields: Any) -> None:
         """Log ``event`` at priority 5 (notice)."""
         self._proxy_to_logger("notice", event, **fields)
 
-    def warning(self, event: str, **fields: Any) -> None:
+    def warning(self, event: EventName, **fields: Any) -> None:
         """Log ``event`` at priority 4 (warning)."""
         self._proxy_to_logger("warning", event, **fields)
 
-    def error(self, event: str, **fields: Any) -> None:
+    def error(self, event: EventName, **fields: Any) -> None:
         """Log ``event`` at priority 3 (err)."""
         self._proxy_to_logger("error", event, **fields)
 
-    def exception(self, event: str, **fields: Any) -> None:
+    def exception(self, event: EventName, **fields: Any) -> None:
         """Log ``event`` at priority 3 with the current exception's traceback (``MIP_EXCEPTION``)."""
         fields.setdefault("exc_info", True)
         self._proxy_to_logger("error", event, **fields)
 
-    def log(self, priority: Priority, event: str, **fields: Any) -> None:
+    def log(self, priority: Priority, event: EventName, **fields: Any) -> None:
         """Log ``event`` at ``priority``."""
         self._proxy_to_logger(PRIORITY_METHOD[priority], event, **fields)
 

@@ -15,10 +15,14 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-RATE_LIMITED_EVENTS = frozenset({"packet.dropped", "registration.denied"})
+from mipd.core.names import AUDIT_TRAIL, EventName, always_written
+
+RATE_LIMITED_EVENTS = frozenset({EventName.PACKET_DROPPED, EventName.REGISTRATION_DENIED})
 DEFAULT_BURST = 10  # entries written back to back before limiting starts
 DEFAULT_RATE = 10.0  # entries per second in a sustained flood
-NEVER_LIMITED_PREFIXES = ("binding.", "visitor.")  # never suppressed (mipd(8) JOURNAL)
+# The families of the audit-trail events (never suppressed, mipd(8) JOURNAL), as the docs name them;
+# what is never limited is decided by the event name itself (EventName.always_written).
+NEVER_LIMITED_PREFIXES = tuple(sorted({f"{name.partition('.')[0]}." for name in AUDIT_TRAIL}))
 
 Clock = Callable[[], float]
 
@@ -42,7 +46,7 @@ class RateLimiter:
         clock: Clock = time.monotonic,
     ) -> None:
         self.events = frozenset(events)
-        refused = sorted(e for e in self.events if e.startswith(NEVER_LIMITED_PREFIXES))
+        refused = sorted(e for e in self.events if always_written(e))
         if refused:
             raise ValueError(f"binding and visitor events are never rate-limited: {', '.join(refused)}")
         if burst < 1 or rate <= 0:

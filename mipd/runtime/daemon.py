@@ -5,6 +5,8 @@ come out, and one ``loop.call_at`` timer is re-armed to the earliest ``next_time
 timed components (its engine, its advertisements). Actions of one loop turn are executed together
 at its end: every state change is committed to the state file in one transaction (group commit),
 then the role applies its data-plane changes and sends its datagrams (docs/interfaces.md, "Durability").
+Which action is which is the role's action table (mipd.runtime.host); the daemon is the roles' Host,
+and the registry (mipd.runtime.registry) picks the role's runtime for a profile.
 """
 
 from __future__ import annotations
@@ -12,39 +14,47 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import sqlite3
 import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from mipd.adapters.state import StateError, StateStore
-from mipd.config import AnyProfile, ForeignAgentProfile, HomeAgentProfile, ProfileError, load_profile
+from mipd.adapters.state.store import CommitError, StateChange, StateError, StateStore
+from mipd.adapters.tunnel.backend import BackendKind
+from mipd.config import AnyProfile, ProfileError, load_profile
 from mipd.control.handler import ControlError
 from mipd.control.protocol import JSONObject
 from mipd.control.server import ControlServer, ControlSocketError
-from mipd.core.actions import Action, Emit, PersistMobile, PersistNode, PersistVisitor, Priority, SendIcmp
+from mipd.core.actions import Action, Emit, PersistMobile, PersistNode, PersistVisitor, Priority
 from mipd.core.counters import DropReport
+from mipd.core.names import EventName
 from mipd.obs import EventLog, configure, metrics, notify
 from mipd.runtime.clock import TimeOfDay
-from mipd.runtime.role import Role, StartError
+from mipd.runtime.host import ActionTable, On, Phase, StartError, on
+from mipd.runtime.registry import runtime_for
+from mipd.runtime.role import Role
 
 # The data plane's drops go to the journal as packet.dropped, each reason at most this often (seconds).
 DROP_REPORT_INTERVAL = 10.0
 
 
 class Daemon:
-    """One running instance. :meth:`run` returns the process exit status."""
+    """One running instance (the roles' Host, mipd.runtime.host). :meth:`run` returns the
+    process exit status."""
 
     def __init__(self, profile_path: Path, instance: str | None = None) -> None:
         self.profile_path = profile_path
         self.instance = instance or profile_path.name.removesuffix(".yaml")
         self.events: EventLog = configure(self.instance, "unknown")
+        self.profile: AnyProfile | None = None
         self.role: Role | None = None
+        self.store: StateStore | None = None
+        self.control: ControlServer | None = None
+        self._table: ActionTable = {}
         self._started = time.monotonic()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._persist: list[PersistNode | PersistVisitor | PersistMobile] = []
+        self._persist: list[StateChange] = []
         self._pending: list[Action] = []
         self._flush_handle: asyncio.Handle | None = None
         self._flushed: list[asyncio.Future[None]] = []
@@ -60,8 +70,8 @@ class Daemon:
         self.metrics: metrics.Metrics | None = None  # the Prometheus endpoint (mipd/obs/metrics.py)
 
     @property
-    def backend(self) -> str:
-        return self.role.backend if self.role is not None else "none"
+    def backend(self) -> BackendKind:
+        return self.role.backend if self.role is not None else BackendKind.NONE
 
     # --- clocks ---
 
@@ -82,7 +92,7 @@ class Daemon:
         except ProfileError as error:
             for problem in error.problems:
                 print(problem, file=sys.stderr)
-            self.emit("config.rejected", f"profile {self.profile_path} is invalid", Priority.ERR,
+            self.emit(EventName.CONFIG_REJECTED, f"profile {self.profile_path} is invalid", Priority.ERR,
                       reason="; ".join(str(p) for p in error.problems[:5]))
             return 1
         self.profile = profile
@@ -91,11 +101,11 @@ class Daemon:
             await self._start(profile)
         except StartError as error:
             print(f"mipd: {error}", file=sys.stderr)
-            self.events.logger().error("daemon.failed", message=f"{self.instance} cannot start: {error}")
+            self.events.logger().error(EventName.DAEMON_FAILED, message=f"{self.instance} cannot start: {error}")
             await self._shutdown()
             return 1
         await self._stop.wait()
-        self.emit("daemon.stopping", f"{self.instance} stopping")
+        self.emit(EventName.DAEMON_STOPPING, f"{self.instance} stopping")
         notify.stopping()
         if self.role is not None:
             await self.role.stop()  # e.g. a mobile node's deregistration, answered or timed out
@@ -105,27 +115,23 @@ class Daemon:
     def load(self) -> AnyProfile:
         return load_profile(self.profile_path, self.instance)
 
-    def _role_for(self, profile: AnyProfile) -> Role:
-        from mipd.runtime.foreign_agent import ForeignAgentRuntime  # noqa: PLC0415 - one role per process
-        from mipd.runtime.home_agent import HomeAgentRuntime  # noqa: PLC0415
-        from mipd.runtime.mobile_node import MobileNodeRuntime  # noqa: PLC0415
-
-        if isinstance(profile, HomeAgentProfile):
-            return HomeAgentRuntime(self, profile)
-        if isinstance(profile, ForeignAgentProfile):
-            return ForeignAgentRuntime(self, profile)
-        return MobileNodeRuntime(self, profile)
+    def _actions(self, role: Role) -> ActionTable:
+        """The role's table, with what every role does alike: journal events at once, state in the commit."""
+        common = dict([on(Emit, Phase.NOW, self._emit), on(PersistNode, Phase.COMMIT, self._stage),
+                       on(PersistVisitor, Phase.COMMIT, self._stage), on(PersistMobile, Phase.COMMIT, self._stage)])
+        return {**common, **role.actions}
 
     async def _start(self, profile: AnyProfile) -> None:
         assert self._loop is not None
         try:
-            self.store = StateStore(profile.state_directory / f"{self.instance}.db")
+            store = self.store = StateStore(profile.state_directory / f"{self.instance}.db")
         except (StateError, OSError) as exc:
             raise StartError(f"state file: {exc}") from exc
-        self.role = self._role_for(profile)
-        await self.role.start()
+        role = self.role = runtime_for(self, profile)
+        self._table = self._actions(role)
+        await role.start(store)
         socket_path = profile.control_socket or Path(f"/run/mip/{self.instance}.sock")
-        self.control = ControlServer(socket_path, self.role.control)
+        self.control = ControlServer(socket_path, role.control)
         try:
             await self.control.start()
         except (ControlSocketError, OSError) as exc:
@@ -137,9 +143,9 @@ class Daemon:
         for signum in (signal.SIGTERM, signal.SIGINT):
             self._loop.add_signal_handler(signum, self._stop.set)
         self._loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
-        await self.flush_now()
+        self._flush_at_once()
         message, reason, fields = self.role.started()
-        self.events.emit(Emit("daemon.started", f"{self.instance} {message}", Priority.INFO,
+        self.events.emit(Emit(EventName.DAEMON_STARTED, f"{self.instance} {message}", Priority.INFO,
                               {"reason": reason, **fields}))
         self._status = self.role.status_line()
         notify.ready(self._status)
@@ -153,7 +159,7 @@ class Daemon:
         DROP_REPORT_INTERVAL (mipd.core.counters.DropReport)."""
         assert self._loop is not None and self.role is not None
         for reason, count in self._drops.due(self.role.data_plane_counters(), self.now()):
-            self.emit("packet.dropped", f"the data plane dropped {count} packet(s): {reason}", Priority.NOTICE,
+            self.emit(EventName.PACKET_DROPPED, f"the data plane dropped {count} packet(s): {reason}", Priority.NOTICE,
                       reason=reason, count=count)
         self._drop_report = self._loop.call_later(1.0, self._report_drops)
 
@@ -181,10 +187,10 @@ class Daemon:
             self._timer.cancel()
         if self.metrics is not None:
             await self.metrics.close()
-        with contextlib.suppress(AttributeError):
+        if self.control is not None:
             await self.control.close()
-        with contextlib.suppress(AttributeError):
-            await self.flush_now()
+        if self.store is not None:
+            self._flush_at_once()
             self.store.close()
         if self.role is not None:
             self.role.close()
@@ -209,11 +215,12 @@ class Daemon:
             summary, restart_needed = self.role.reload(profile)
         except ProfileError as error:
             reason = "; ".join(str(p) for p in error.problems[:5])
-            self.emit("config.rejected", f"reload of {self.profile_path} rejected; the old profile keeps running",
+            self.emit(EventName.CONFIG_REJECTED,
+                      f"reload of {self.profile_path} rejected; the old profile keeps running",
                       Priority.WARNING, reason=reason)
             raise ControlError(f"reload failed, the old profile keeps running: {reason}") from error
         except ControlError as error:
-            self.emit("config.rejected", error.message, Priority.WARNING, reason=error.message)
+            self.emit(EventName.CONFIG_REJECTED, error.message, Priority.WARNING, reason=error.message)
             raise
         finally:
             notify.ready(self.role.status_line())
@@ -222,57 +229,82 @@ class Daemon:
             restart_needed = [*restart_needed, "metrics"]
         self.profile = profile
         note = f" (changes to {', '.join(restart_needed)} take effect at restart)" if restart_needed else ""
-        self.emit("daemon.reloaded", f"{self.instance} reloaded {self.profile_path}{note}")
+        self.emit(EventName.DAEMON_RELOADED, f"{self.instance} reloaded {self.profile_path}{note}")
         return {"reloaded": str(self.profile_path), **summary, "restart_needed": restart_needed}
 
-    # --- executing actions ---
+    # --- executing actions (the role's table, mipd.runtime.host) ---
 
     def execute(self, actions: Iterable[Action]) -> None:
-        """Journal events now; state, data plane and datagrams at the end of this loop turn."""
-        assert self.role is not None
+        """NOW actions at once; COMMIT, APPLY and ANNOUNCE ones at the end of this loop turn."""
         for action in actions:
-            if isinstance(action, Emit):
-                self.events.emit(action)
-                if self.metrics is not None:
-                    self.metrics.observe(action)
-            elif isinstance(action, PersistNode | PersistVisitor | PersistMobile):
-                self._persist.append(action)
-            elif isinstance(action, SendIcmp):
-                self.role.send_now(action)  # announces no state: not held back for the commit
+            row = self._row(action)
+            if row.phase in (Phase.NOW, Phase.COMMIT):
+                self._carry_out(row, action)
             else:
                 self._pending.append(action)
         if (self._persist or self._pending) and self._flush_handle is None and self._loop is not None:
             self._flush_handle = self._loop.call_soon(self._flush)
         self._rearm()
 
+    def _emit(self, action: Emit) -> None:
+        self.events.emit(action)  # the event log as it is now (configure() replaces it at start)
+        if self.metrics is not None:
+            self.metrics.observe(action)
+
+    def _stage(self, change: StateChange) -> None:
+        self._persist.append(change)
+
+    def _row(self, action: Action) -> On:
+        row = self._table.get(type(action))
+        if row is None:
+            raise TypeError(f"the {self.profile.role if self.profile else 'unknown'} role has no handler for "
+                            f"{type(action).__name__}")
+        return row
+
+    def _carry_out(self, row: On, action: Action) -> list[Action]:
+        if row.handler is None:
+            return []
+        return list(row.handler(action) or ())
+
     def _flush(self) -> None:
         self._flush_handle = None
         persist, pending, waiters = self._persist, self._pending, self._flushed
         self._persist, self._pending, self._flushed = [], [], []
         committed = True
-        if persist:
+        if persist and self.store is not None:
             try:
                 self.store.commit(persist)
-            except (sqlite3.Error, OSError) as exc:
+            except CommitError as exc:
                 # A reply must not announce what a crash could lose: hold them back; nodes retransmit.
                 committed = False
                 self.commit_failures += 1
-                self.events.logger().error("state.commit-failed", message=f"state commit failed: {exc}",
+                self.events.logger().error(EventName.STATE_COMMIT_FAILED, message=f"state commit failed: {exc}",
                                            reason=str(exc))
+        follow_ups: list[Action] = []
         if pending and self.role is not None:
-            self.role.after_commit(pending, replies=committed)
+            # Data plane first (a node told it is registered finds its tunnel in place), then datagrams.
+            phases = (Phase.APPLY, Phase.ANNOUNCE) if committed else (Phase.APPLY,)
+            for phase in phases:
+                for action in pending:
+                    row = self._row(action)
+                    if row.phase is phase:
+                        follow_ups += self._carry_out(row, action)
+            self.role.settled()
         self._update_status()
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
+        if follow_ups:
+            self.execute(follow_ups)
 
-    async def flush_now(self) -> None:
+    def _flush_at_once(self) -> None:
         if self._flush_handle is not None:
             self._flush_handle.cancel()
         self._flush()
 
-    async def run_actions(self, actions: Iterable[Action]) -> None:
-        """Execute actions from outside a datagram (mipctl flush) and wait until committed."""
+    async def commit(self, actions: Iterable[Action] = ()) -> None:
+        """Execute actions from outside a datagram (mipctl flush, a stopping node) and wait until
+        they are committed and carried out."""
         assert self._loop is not None
         waiter: asyncio.Future[None] = self._loop.create_future()
         self._flushed.append(waiter)
@@ -290,14 +322,14 @@ class Daemon:
             return
         now = self.now()
         actions: list[Action] = []
-        for component in self.role.timed():
+        for component in self.role.timed:
             deadline = component.next_timer()
             if deadline is not None and deadline <= now:
                 actions += component.on_timer(now)
         self.execute(actions)
 
     def _rearm(self) -> None:
-        timed = self.role.timed() if self.role is not None else []
+        timed = self.role.timed if self.role is not None else []
         deadline = min((d for component in timed if (d := component.next_timer()) is not None), default=None)
         if deadline == self._deadline or self._loop is None:
             return
@@ -306,7 +338,7 @@ class Daemon:
         self._deadline = deadline
         self._timer = None if deadline is None else self._loop.call_at(deadline, self._on_timer)
 
-    def emit(self, event: str, message: str, priority: Priority = Priority.INFO, **fields: Any) -> None:
+    def emit(self, event: EventName, message: str, priority: Priority = Priority.INFO, **fields: Any) -> None:
         self.events.emit(Emit(event, message, priority, {k: v for k, v in fields.items() if v is not None}))
 
 

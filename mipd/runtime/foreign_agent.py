@@ -3,75 +3,51 @@ advertisements with F, and the control answers (RFC 5944 3.7, 2.1, 4.2.2)."""
 
 from __future__ import annotations
 
-import errno
 from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Interface
-from typing import TYPE_CHECKING
 
-from mipd.adapters import netlink
-from mipd.adapters.dataplane import BackendError, VisitorBackend
+from mipd.adapters.link.visited import VisitedLink
+from mipd.adapters.netlink import calls as netlink
 from mipd.adapters.relay import RelaySocket
+from mipd.adapters.state.store import StateStore
 from mipd.adapters.sysctl import HostSettings
-from mipd.adapters.visited_link import VisitedLink
+from mipd.adapters.tunnel.backend import BackendError, BackendKind, VisitorBackend
+from mipd.adapters.tunnel.choose import visitor_backend
 from mipd.config import AnyProfile, ForeignAgentProfile, foreign_agent_settings
 from mipd.control.handler import ControlError, ControlHandler
 from mipd.control.protocol import JSONObject
 from mipd.control.shapes import flush_json, stats_json, status_json, visitor_json, visitors_json
-from mipd.core.actions import Action, Datagram, SendDatagram, SendIcmp, SendToNode
-from mipd.core.advertiser import INFINITE_REGISTRATION_LIFETIME, AdvertiserConfig
-from mipd.core.arp import mac_text
-from mipd.core.dataplane import VisitorPlane
-from mipd.core.foreign_agent import ForeignAgent, ForeignAgentSettings, NodeRequest
-from mipd.core.icmp import AdvertisementCode, AdvertisementFlags
-from mipd.core.security import Encapsulation, ReverseTunneling
+from mipd.core.actions import Action, SendDatagram, SendIcmp, SendToNode
+from mipd.core.advertiser import AdvertiserConfig, foreign_agent_advertisement
+from mipd.core.foreign_agent import ForeignAgent, ForeignAgentSettings
+from mipd.core.names import EventName, VisitorState
+from mipd.core.planes import VisitorPlane
 from mipd.core.visitors import Visitor
+from mipd.core.wire.arp import mac_text
 from mipd.runtime.advertising import Advertising
-from mipd.runtime.dataplane import choose_visitor_backend
-from mipd.runtime.role import DaemonControl, StartError, Timed
-
-if TYPE_CHECKING:
-    from mipd.runtime.daemon import Daemon
+from mipd.runtime.host import ActionTable, Host, Phase, StartError, Timed, drive, on
+from mipd.runtime.role import HostControl
 
 RESTART_KEYS = ("interface", "care_of_address", "state_directory", "control_socket")
-_LOCAL_ERRORS = {errno.ENETUNREACH: 0, errno.EHOSTUNREACH: 1}  # errno -> the ICMP unreachable code
 
 
-def advertiser_config(profile: ForeignAgentProfile, settings: ForeignAgentSettings,
-                      routers: tuple[IPv4Interface, ...], busy: bool = False) -> AdvertiserConfig:
-    """What a foreign agent advertises on its visited link (RFC 5944 2.1.1): F with its care-of
-    address; R when registration_required; B while busy (its visitor list is full: new nodes would
-    get 66); T unless reverse tunneling is off (RFC 3024); M and G for what the running backend can
-    receive. Code 16: it forwards only for registered visitors (4.2.2)."""
-    flags = AdvertisementFlags.F
-    if busy:
-        flags |= AdvertisementFlags.B
-    if profile.registration_required:
-        flags |= AdvertisementFlags.R
-    if settings.reverse_tunneling is not ReverseTunneling.OFF:
-        flags |= AdvertisementFlags.T
-    if Encapsulation.MINIMAL in settings.encapsulations:
-        flags |= AdvertisementFlags.M
-    if Encapsulation.GRE in settings.encapsulations:
-        flags |= AdvertisementFlags.G
-    return AdvertiserConfig(
-        routers=routers,
-        flags=flags,
-        care_of_addresses=(profile.care_of_address,),
-        registration_lifetime=min(settings.max_lifetime, INFINITE_REGISTRATION_LIFETIME),
-        lifetime=profile.advertisement_lifetime,
-        code=AdvertisementCode.MOBILITY_AGENT_ONLY,
-        destination=IPv4Address(profile.advertisement_address),
-        interval=profile.advertisement_interval,
-    )
+def advertisement(profile: ForeignAgentProfile, engine: ForeignAgent,
+                  routers: tuple[IPv4Interface, ...]) -> AdvertiserConfig:
+    """The visited link's advertisements (mipd.core.advertiser decides their contents, the engine
+    whether it is busy)."""
+    return foreign_agent_advertisement(
+        engine.settings, routers, registration_required=profile.registration_required, busy=engine.busy,
+        destination=IPv4Address(profile.advertisement_address), lifetime=profile.advertisement_lifetime,
+        interval=profile.advertisement_interval)
 
 
 class ForeignAgentRuntime:
     """The foreign agent role (mipd.runtime.role.Role)."""
 
-    def __init__(self, daemon: Daemon, profile: ForeignAgentProfile) -> None:
-        self.daemon = daemon
+    def __init__(self, host: Host, profile: ForeignAgentProfile) -> None:
+        self.host = host
         self.profile = profile
-        self.host = HostSettings()
+        self.host_settings = HostSettings()
         self.relay = RelaySocket(profile.care_of_address)
         self.link: VisitedLink | None = None
         self.visitor_backend: VisitorBackend | None = None
@@ -80,15 +56,21 @@ class ForeignAgentRuntime:
         self.advertising: Advertising | None = None
         self.engine: ForeignAgent | None = None
         self.routers: tuple[IPv4Interface, ...] = ()
-        self.busy = False
         self.failures = 0
+        self.timed: list[Timed] = []
+        self.actions: ActionTable = dict([
+            on(SendIcmp, Phase.NOW, self._advertise),  # announces no state: not held back for the commit
+            on(VisitorPlane, Phase.APPLY, self._deliver),  # a visitor told it is registered can be reached
+            on(SendDatagram, Phase.ANNOUNCE, self._relay),
+            on(SendToNode, Phase.ANNOUNCE, self._to_node),
+        ])
 
     @property
-    def backend(self) -> str:
-        return self.visitor_backend.name if self.visitor_backend is not None else "none"
+    def backend(self) -> BackendKind:
+        return self.visitor_backend.name if self.visitor_backend is not None else BackendKind.NONE
 
-    async def start(self) -> None:
-        profile, daemon = self.profile, self.daemon
+    async def start(self, store: StateStore) -> None:
+        profile, host = self.profile, self.host
         try:
             self.routers = tuple(netlink.interface_addresses(profile.interface))
         except OSError as exc:
@@ -96,25 +78,27 @@ class ForeignAgentRuntime:
         if profile.care_of_address not in {r.ip for r in self.routers}:
             raise StartError(f"care_of_address {profile.care_of_address} is not an address of {profile.interface}")
         try:
-            self.host_report = self.host.apply(profile.interface)
-            self.visitor_backend, self.reason = choose_visitor_backend(profile.tunnel.backend)
+            self.host_report = self.host_settings.apply(profile.interface)
+            self.visitor_backend, self.reason = visitor_backend(profile.tunnel.backend)
             self.visitor_backend.start(profile.care_of_address, profile.interface)
         except (BackendError, OSError) as exc:
             raise StartError(f"data plane: {exc}") from exc
-        engine = self.engine = ForeignAgent(self._settings(profile), wall_clock=daemon.time_of_day)
-        daemon.execute(engine.restore(daemon.store.load_visitors(), daemon.now()))
+        engine = self.engine = ForeignAgent(self._settings(profile), wall_clock=host.time_of_day)
+        self.timed.append(engine)
+        host.execute(engine.restore(store.load_visitors(), host.now()))
         try:
             self.visitor_backend.reconcile(engine.data_plane())
         except (BackendError, OSError) as exc:
             raise StartError(f"data plane: cannot reinstall the restored visitors: {exc}") from exc
         self.link = VisitedLink(profile.interface, accepted=frozenset(r.ip for r in self.routers))
         try:
-            self.link.start(self._on_requests)
-            self.relay.start(self._on_replies, self._on_relay_error)
+            self.link.start(drive(host, engine.from_node))
+            self.relay.start(drive(host, engine.from_home_agent), self._on_relay_error)
         except OSError as exc:
             raise StartError(f"cannot serve the visited link {profile.interface}: {exc.strerror or exc}") from exc
-        self.advertising = Advertising(advertiser_config(profile, engine.settings, self.routers), profile.interface,
-                                       profile.care_of_address, daemon.now, daemon.execute)
+        self.advertising = Advertising(advertisement(profile, engine, self.routers), profile.interface,
+                                       profile.care_of_address, host)
+        self.timed.append(self.advertising)
         try:
             self.advertising.start()
         except OSError as exc:
@@ -128,70 +112,46 @@ class ForeignAgentRuntime:
 
     # --- inputs ---
 
-    def _on_requests(self, batch: list[NodeRequest]) -> None:
-        assert self.engine is not None
-        now = self.daemon.now()
-        actions: list[Action] = []
-        for request in batch:
-            actions += self.engine.from_node(request, now)
-        self.daemon.execute(actions)
-
-    def _on_replies(self, batch: list[Datagram]) -> None:
-        assert self.engine is not None
-        now = self.daemon.now()
-        actions: list[Action] = []
-        for datagram in batch:
-            actions += self.engine.from_home_agent(datagram, now)
-        self.daemon.execute(actions)
-
     def _on_relay_error(self, payload: bytes, icmp_type: int, icmp_code: int) -> None:
         assert self.engine is not None
-        self.daemon.execute(self.engine.relay_failed(payload, icmp_type, icmp_code, self.daemon.now()))
+        self.host.execute(self.engine.relay_failed(payload, icmp_type, icmp_code, self.host.now()))
 
-    # --- the Role protocol ---
+    # --- the action table ---
 
-    def timed(self) -> list[Timed]:
-        timed: list[Timed] = [self.engine] if self.engine is not None else []
-        return timed + ([self.advertising] if self.advertising is not None else [])
-
-    def send_now(self, action: Action) -> None:
-        if isinstance(action, SendIcmp) and self.advertising is not None:
+    def _advertise(self, action: SendIcmp) -> None:
+        if self.advertising is not None:
             self.advertising.send(action)
 
-    def after_commit(self, actions: list[Action], replies: bool) -> None:
-        """Delivery first (a visitor told it is registered can be reached), then the datagrams."""
-        assert self.visitor_backend is not None and self.link is not None
-        for action in actions:
-            if isinstance(action, VisitorPlane):
-                try:
-                    self.visitor_backend.apply(action)
-                except (BackendError, OSError) as exc:
-                    self.failures += 1
-                    self.daemon.events.logger().error(
-                        "dataplane.failed", message=f"delivery to {action.home_address} failed: {exc}",
-                        reason=str(exc), home_address=str(action.home_address))
-        self._update_busy()
-        if not replies:
-            return
-        for action in actions:
-            if isinstance(action, SendDatagram):
-                error = self.relay.send(action)
-                if error is not None and self.engine is not None:
-                    # Our own routing cannot reach the home agent: answer as an ICMP error would
-                    # (3.7.3: 80 net, 81 host unreachable; 88 otherwise) rather than time out (78).
-                    code = _LOCAL_ERRORS.get(error.errno or 0, 255)
-                    self.daemon.execute(self.engine.relay_failed(action.payload, 3, code, self.daemon.now()))
-            elif isinstance(action, SendToNode):
-                self.link.send(action)
+    def _deliver(self, action: VisitorPlane) -> None:
+        assert self.visitor_backend is not None
+        try:
+            self.visitor_backend.apply(action)
+        except (BackendError, OSError) as exc:
+            self.failures += 1
+            self.host.events.logger().error(
+                EventName.DATAPLANE_FAILED, message=f"delivery to {action.home_address} failed: {exc}",
+                reason=str(exc), home_address=str(action.home_address))
 
-    def _update_busy(self) -> None:
-        """Advertise B while the visitor list is full (a busy agent keeps advertising, 2.1.1)."""
+    def _relay(self, action: SendDatagram) -> list[Action]:
+        error = self.relay.send(action)
+        if error is None or self.engine is None:
+            return []
+        return self.engine.relay_unreachable(action.payload, error.errno, self.host.now())
+
+    def _to_node(self, action: SendToNode) -> None:
+        assert self.link is not None
+        self.link.send(action)
+
+    def settled(self) -> None:
+        self._readvertise()
+
+    def _readvertise(self) -> None:
+        """Advertise what the engine now says (B while it is busy: a busy agent keeps advertising, 2.1.1)."""
         if self.engine is None or self.advertising is None:
             return
-        busy = len(self.engine.visitors) >= self.engine.settings.max_visitors
-        if busy != self.busy:
-            self.busy = busy
-            self.advertising.reconfigure(advertiser_config(self.profile, self.engine.settings, self.routers, busy))
+        config = advertisement(self.profile, self.engine, self.routers)
+        if config != self.advertising.config:
+            self.advertising.reconfigure(config)
 
     def started(self) -> tuple[str, str, dict[str, str]]:
         assert self.engine is not None
@@ -213,8 +173,7 @@ class ForeignAgentRuntime:
         settings = self._settings(profile)
         self.engine.reconfigure(settings)
         if self.advertising is not None:
-            self.busy = len(self.engine.visitors) >= settings.max_visitors
-            self.advertising.reconfigure(advertiser_config(profile, settings, self.routers, self.busy))
+            self.advertising.reconfigure(advertisement(profile, self.engine, self.routers))
         restart_needed = [k for k in RESTART_KEYS if getattr(profile, k) != getattr(self.profile, k)]
         self.profile = profile
         return {"home_agents": len(settings.home_agents)}, restart_needed
@@ -222,7 +181,7 @@ class ForeignAgentRuntime:
     @property
     def control(self) -> ControlHandler:
         assert self.engine is not None
-        return ForeignAgentControl(self.daemon, self, self.engine)
+        return ForeignAgentControl(self.host, self, self.engine)
 
     async def stop(self) -> None:
         """Nothing to say before closing: bindings and visitors stay on record for the restart."""
@@ -237,28 +196,28 @@ class ForeignAgentRuntime:
                     part.close()
                 except (OSError, BackendError):
                     self.failures += 1
-        self.host.restore()
+        self.host_settings.restore()
 
 
 def _visitor(visitor: Visitor, now: float) -> JSONObject:
-    active = visitor.state == "active"
+    active = visitor.state == VisitorState.ACTIVE
     return visitor_json(home_address=visitor.home_address, home_agent=visitor.home_agent,
                         care_of_address=visitor.care_of_address, link_address=mac_text(visitor.link_address),
-                        state="active" if active else "pending",
+                        state=visitor.state,
                         lifetime_granted=visitor.lifetime_granted if active else 0,
                         lifetime_remaining=visitor.remaining(now) if active else 0, flags=visitor.flags)
 
 
-class ForeignAgentControl(DaemonControl):
+class ForeignAgentControl(HostControl):
     """Answers mipctl for a foreign agent (mipd.control.handler.ControlHandler)."""
 
-    def __init__(self, daemon: Daemon, runtime: ForeignAgentRuntime, engine: ForeignAgent) -> None:
-        super().__init__(daemon)
+    def __init__(self, host: Host, runtime: ForeignAgentRuntime, engine: ForeignAgent) -> None:
+        super().__init__(host)
         self.runtime = runtime
         self.engine = engine
 
     async def status(self) -> JSONObject:
-        return status_json(role="foreign-agent", instance=self.daemon.instance, uptime=self.daemon.uptime(),
+        return status_json(role="foreign-agent", instance=self.host.instance, uptime=self.host.uptime(),
                            backend=self.runtime.backend, visitors=len(self.engine.visitors),
                            care_of_address=self.runtime.profile.care_of_address)
 
@@ -266,9 +225,9 @@ class ForeignAgentControl(DaemonControl):
         raise ControlError("a foreign agent has no mobility bindings; see mipctl visitors, or ask the home agent")
 
     async def visitors(self) -> JSONObject:
-        now = self.daemon.now()
+        now = self.host.now()
         entries = sorted(self.engine.visitors.all_active() + self.engine.visitors.all_pending(),
-                         key=lambda v: (v.home_address, v.state != "active", v.expires))
+                         key=lambda v: (v.home_address, v.state != VisitorState.ACTIVE, v.expires))
         return visitors_json(_visitor(v, now) for v in entries)
 
     async def stats(self) -> JSONObject:
@@ -291,5 +250,5 @@ class ForeignAgentControl(DaemonControl):
         removed = (current is not None) + len(self.engine.visitors.pending(home_address))
         if not removed:
             raise ControlError(f"no visitor entry for {home_address}")
-        await self.daemon.run_actions(self.engine.flush(home_address, self.daemon.now()))
+        await self.host.commit(self.engine.flush(home_address, self.host.now()))
         return flush_json(home_address, removed)

@@ -4,28 +4,25 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import replace
-from ipaddress import IPv4Address, IPv4Interface
-from typing import TYPE_CHECKING
+from ipaddress import IPv4Address
 
-from mipd.adapters.dataplane import BackendError
+from mipd.adapters.state.store import StateStore
+from mipd.adapters.tunnel.backend import BackendError, BackendKind
 from mipd.adapters.udp import Listen, RegistrationEndpoints
 from mipd.config import AnyProfile, HomeAgentProfile, home_agent_settings
 from mipd.control.handler import ControlError, ControlHandler
 from mipd.control.protocol import JSONObject
 from mipd.control.shapes import bindings_json, flush_json, stats_json, status_json
-from mipd.core import identification as ident
-from mipd.core.actions import Action, Datagram, SendDatagram, SendIcmp
-from mipd.core.advertiser import INFINITE_REGISTRATION_LIFETIME, AdvertiserConfig
-from mipd.core.dataplane import DataPlane
+from mipd.core.actions import SendDatagram, SendIcmp
+from mipd.core.advertiser import AdvertiserConfig, home_agent_advertisement
 from mipd.core.home_agent import HomeAgent, HomeAgentSettings
-from mipd.core.icmp import ALL_SYSTEMS, AdvertisementCode, AdvertisementFlags
-from mipd.core.security import Encapsulation, ReverseTunneling
+from mipd.core.names import EventName
+from mipd.core.planes import DataPlane
+from mipd.core.wire import identification as ident
 from mipd.runtime.advertising import Advertising
-from mipd.runtime.dataplane import HomeAgentDataPlane
-from mipd.runtime.role import DaemonControl, StartError, Timed
-
-if TYPE_CHECKING:
-    from mipd.runtime.daemon import Daemon
+from mipd.runtime.home_plane import HomeAgentDataPlane
+from mipd.runtime.host import ActionTable, Host, Phase, StartError, Timed, drive, on
+from mipd.runtime.role import HostControl
 
 RESTART_KEYS = ("address", "interface", "home_network", "state_directory", "control_socket", "advertise")
 
@@ -40,70 +37,60 @@ def listens(profile: HomeAgentProfile) -> list[Listen]:
     ]
 
 
-def advertiser_config(profile: HomeAgentProfile, settings: HomeAgentSettings) -> AdvertiserConfig:
-    """What a home agent advertises on its home link (RFC 5944 2.1, 2.3): H, so that a node can tell
-    it is home; T unless reverse tunneling is off (RFC 3024); M and G for the encapsulations the
-    engine offers (2.1.1: what "this agent implements receiving"), i.e. the ones the running
-    backend can carry. Code 0: the home agent turns IP forwarding on and routes common traffic.
-    A home-agent profile has no advertisement_address: 224.0.0.1."""
-    flags = AdvertisementFlags.H
-    if settings.reverse_tunneling is not ReverseTunneling.OFF:
-        flags |= AdvertisementFlags.T
-    if Encapsulation.MINIMAL in settings.encapsulations:
-        flags |= AdvertisementFlags.M
-    if Encapsulation.GRE in settings.encapsulations:
-        flags |= AdvertisementFlags.G
-    return AdvertiserConfig(
-        routers=(IPv4Interface(f"{profile.address}/{profile.home_network.prefixlen}"),),
-        flags=flags,
-        registration_lifetime=min(settings.max_lifetime, INFINITE_REGISTRATION_LIFETIME),
-        lifetime=profile.advertisement_lifetime,
-        code=AdvertisementCode.ROUTES_COMMON_TRAFFIC,
-        destination=ALL_SYSTEMS,
-        interval=profile.advertisement_interval,
-    )
+def advertisement(profile: HomeAgentProfile, settings: HomeAgentSettings) -> AdvertiserConfig:
+    """The home link's advertisements (mipd.core.advertiser decides their contents)."""
+    return home_agent_advertisement(settings, lifetime=profile.advertisement_lifetime,
+                                    interval=profile.advertisement_interval)
 
 
 class HomeAgentRuntime:
     """The home agent role (mipd.runtime.role.Role)."""
 
-    def __init__(self, daemon: Daemon, profile: HomeAgentProfile) -> None:
-        self.daemon = daemon
+    def __init__(self, host: Host, profile: HomeAgentProfile) -> None:
+        self.host = host
         self.profile = profile
         self.dataplane = HomeAgentDataPlane(profile.tunnel.backend, profile.interface, profile.home_network)
         self.udp = RegistrationEndpoints()
         self.advertising: Advertising | None = None
         self.engine: HomeAgent | None = None
+        self.timed: list[Timed] = []
+        self.actions: ActionTable = dict([
+            on(SendIcmp, Phase.NOW, self._advertise),  # announces no state: not held back for the commit
+            on(DataPlane, Phase.APPLY, self._apply),
+            on(SendDatagram, Phase.ANNOUNCE, self.udp.send),
+        ])
 
     @property
-    def backend(self) -> str:
+    def backend(self) -> BackendKind:
         return self.dataplane.name
 
-    async def start(self) -> None:
-        profile, daemon = self.profile, self.daemon
+    async def start(self, store: StateStore) -> None:
+        profile, host = self.profile, self.host
         try:
             self.dataplane.start(profile.address)
         except (BackendError, OSError) as exc:
             raise StartError(f"data plane: {exc}") from exc
-        records = daemon.store.load()
+        records = store.load()
         # Our time of day is never behind a timestamp we accepted (mipd/runtime/clock.py).
         accepted = [ident.to_unix(r.replay.last_identification) for r in records
                     if r.replay.last_identification is not None]
-        daemon.time_of_day.at_least(max(accepted, default=0.0))
-        engine = self.engine = HomeAgent(self._settings(profile), wall_clock=daemon.time_of_day,
+        host.time_of_day.at_least(max(accepted, default=0.0))
+        engine = self.engine = HomeAgent(self._settings(profile), wall_clock=host.time_of_day,
                                          random32=lambda: secrets.randbits(32))
-        daemon.execute(engine.restore(records, daemon.now()))
+        self.timed.append(engine)
+        host.execute(engine.restore(records, host.now()))
         try:
             self.dataplane.reconcile(engine.data_plane())
         except (BackendError, OSError) as exc:
             raise StartError(f"data plane: cannot reinstall the restored bindings: {exc}") from exc
         try:
-            self.udp.open(listens(profile), self._on_datagrams)
+            self.udp.open(listens(profile), drive(host, engine.receive))
         except OSError as exc:
             raise StartError(f"cannot serve UDP 434 on {profile.address}: {exc.strerror or exc}") from exc
         if profile.advertise:  # RFC 5944 2.3: agent advertisements with H on the home link
-            self.advertising = Advertising(advertiser_config(profile, engine.settings), profile.interface,
-                                           profile.address, daemon.now, daemon.execute)
+            self.advertising = Advertising(advertisement(profile, engine.settings), profile.interface,
+                                           profile.address, host)
+            self.timed.append(self.advertising)
             try:
                 self.advertising.start()
             except OSError as exc:
@@ -114,32 +101,20 @@ class HomeAgentRuntime:
         settings = home_agent_settings(profile)
         return replace(settings, encapsulations=self.dataplane.encapsulations(settings.encapsulations))
 
-    def _on_datagrams(self, batch: list[Datagram]) -> None:
-        assert self.engine is not None
-        now = self.daemon.now()
-        actions: list[Action] = []
-        for datagram in batch:
-            actions += self.engine.receive(datagram, now)
-        self.daemon.execute(actions)
+    # --- the action table ---
 
-    def timed(self) -> list[Timed]:
-        timed: list[Timed] = [self.engine] if self.engine is not None else []
-        return timed + ([self.advertising] if self.advertising is not None else [])
-
-    def send_now(self, action: Action) -> None:
-        if isinstance(action, SendIcmp) and self.advertising is not None:
+    def _advertise(self, action: SendIcmp) -> None:
+        if self.advertising is not None:
             self.advertising.send(action)
 
-    def after_commit(self, actions: list[Action], replies: bool) -> None:
-        """Data plane first (a node told it is registered finds its tunnel in place), then replies."""
-        planes = [a for a in actions if isinstance(a, DataPlane)]
-        for error in self.dataplane.apply(planes) if planes else ():
-            self.daemon.events.logger().error("dataplane.failed", message=f"data plane change failed: {error}",
-                                              reason=error)
-        if replies:
-            for action in actions:
-                if isinstance(action, SendDatagram):
-                    self.udp.send(action)
+    def _apply(self, plane: DataPlane) -> None:
+        """A failure is reported, never raised (the next change, and the next start's reconciliation, run)."""
+        for error in self.dataplane.apply([plane]):
+            self.host.events.logger().error(EventName.DATAPLANE_FAILED, message=f"data plane change failed: {error}",
+                                            reason=error)
+
+    def settled(self) -> None:
+        """Nothing to re-check after a turn."""
 
     def started(self) -> tuple[str, str, dict[str, str]]:
         assert self.engine is not None
@@ -161,7 +136,7 @@ class HomeAgentRuntime:
         settings = self._settings(profile)
         self.engine.reconfigure(settings)
         if self.advertising is not None:
-            self.advertising.reconfigure(advertiser_config(profile, settings))
+            self.advertising.reconfigure(advertisement(profile, settings))
         restart_needed = [k for k in RESTART_KEYS if getattr(profile, k) != getattr(self.profile, k)]
         self.profile = profile
         return {"mobile_nodes": len(settings.mobile_nodes)}, restart_needed
@@ -169,7 +144,7 @@ class HomeAgentRuntime:
     @property
     def control(self) -> ControlHandler:
         assert self.engine is not None
-        return HomeAgentControl(self.daemon, self, self.engine)
+        return HomeAgentControl(self.host, self, self.engine)
 
     async def stop(self) -> None:
         """Nothing to say before closing: bindings and visitors stay on record for the restart."""
@@ -184,20 +159,20 @@ class HomeAgentRuntime:
         self.dataplane.close()
 
 
-class HomeAgentControl(DaemonControl):
+class HomeAgentControl(HostControl):
     """Answers mipctl for a home agent (mipd.control.handler.ControlHandler)."""
 
-    def __init__(self, daemon: Daemon, runtime: HomeAgentRuntime, engine: HomeAgent) -> None:
-        super().__init__(daemon)
+    def __init__(self, host: Host, runtime: HomeAgentRuntime, engine: HomeAgent) -> None:
+        super().__init__(host)
         self.runtime = runtime
         self.engine = engine
 
     async def status(self) -> JSONObject:
-        return status_json(role="home-agent", instance=self.daemon.instance, uptime=self.daemon.uptime(),
-                           backend=self.daemon.backend, bindings=len(self.engine.bindings))
+        return status_json(role="home-agent", instance=self.host.instance, uptime=self.host.uptime(),
+                           backend=self.runtime.backend, bindings=len(self.engine.bindings))
 
     async def bindings(self) -> JSONObject:
-        return bindings_json(self.engine.bindings, self.daemon.now())
+        return bindings_json(self.engine.bindings, self.host.now())
 
     async def visitors(self) -> JSONObject:
         raise ControlError("a home agent has no visitor list; ask its foreign agents")
@@ -216,5 +191,5 @@ class HomeAgentControl(DaemonControl):
         removed = len(self.engine.bindings.of(home_address))
         if not removed:
             raise ControlError(f"no binding for {home_address}")
-        await self.daemon.run_actions(self.engine.flush(home_address, self.daemon.now()))
+        await self.host.commit(self.engine.flush(home_address, self.host.now()))
         return flush_json(home_address, removed)

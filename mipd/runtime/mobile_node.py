@@ -8,172 +8,106 @@ import contextlib
 import math
 import random
 import secrets
-import socket
-import struct
 from ipaddress import IPv4Address, IPv4Interface
-from typing import TYPE_CHECKING
 
-from mipd.adapters.mobile_link import HeardAdvertisement, MobileLink
-from mipd.adapters.mobile_routing import MobileRouting
-from mipd.adapters.netlink_monitor import LinkMonitor
+from mipd.adapters.link.mobile import HeardAdvertisement, MobileLink
+from mipd.adapters.link.mobile_routing import MobileRouting
+from mipd.adapters.netlink.monitor import LinkMonitor
+from mipd.adapters.state.store import StateStore
+from mipd.adapters.tunnel.backend import BackendKind
+from mipd.adapters.udp import NodeSocket
 from mipd.config import AnyProfile, MobileNodeProfile, mobile_node_settings
 from mipd.control.handler import ControlError, ControlHandler
 from mipd.control.protocol import JSONObject
 from mipd.control.shapes import stats_json, status_json
 from mipd.core.actions import Action, Datagram, SendDatagram, SendIcmp
-from mipd.core.dataplane import AnnounceHome, MobilePlane
 from mipd.core.mobile_node import MobileNode
 from mipd.core.mobile_types import MIN_REGISTRATION_GAP
-from mipd.runtime.role import DaemonControl, StartError, Timed
-
-if TYPE_CHECKING:
-    from mipd.runtime.daemon import Daemon
+from mipd.core.names import EventName, Location
+from mipd.core.planes import AnnounceHome, MobilePlane
+from mipd.runtime.host import ActionTable, Host, Phase, StartError, Timed, drive, on
+from mipd.runtime.role import HostControl
 
 RESTART_KEYS = ("interface", "home_address", "home_network", "state_directory", "control_socket")
 DEREGISTRATION_WAIT = 3.0  # seconds a stopping node waits for its deregistration to be answered, once sent
-MAX_DATAGRAM = 65535
-IP_PKTINFO = 8  # <linux/in.h>; the socket module has the name only from Python 3.12
-
-
-class RegistrationSocket:
-    """The node's UDP socket: any local address, bound to its interface; each request leaves
-    from the source the engine chose (home or co-located address, IP_PKTINFO) with its TTL."""
-
-    def __init__(self, interface: str) -> None:
-        self.interface = interface
-        self.sock: socket.socket | None = None
-        self.send_errors = 0
-
-    def start(self, deliver: object) -> None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.interface.encode())
-            sock.bind(("0.0.0.0", 0))
-            sock.setblocking(False)
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
-        asyncio.get_running_loop().add_reader(sock.fileno(), self._drain, deliver)
-
-    def _drain(self, deliver: object) -> None:
-        assert self.sock is not None
-        batch: list[Datagram] = []
-        for _ in range(64):
-            try:
-                data, (host, port) = self.sock.recvfrom(MAX_DATAGRAM)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:
-                continue
-            batch.append(Datagram(data, IPv4Address(host), port, IPv4Address(0)))
-        if batch:
-            deliver(batch)  # type: ignore[operator]
-
-    def send(self, action: SendDatagram) -> None:
-        if self.sock is None:
-            return
-        try:
-            self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, action.ttl or 64)
-            info = struct.pack("I4s4s", 0, action.source.packed, b"\0" * 4)  # ipi_spec_dst: the source
-            self.sock.sendmsg([action.payload], [(socket.IPPROTO_IP, IP_PKTINFO, info)],
-                               0, (str(action.destination), action.destination_port))
-        except OSError:
-            self.send_errors += 1  # e.g. no route yet: the engine retransmits
-
-    def close(self) -> None:
-        if self.sock is not None:
-            asyncio.get_running_loop().remove_reader(self.sock.fileno())
-            self.sock.close()
-            self.sock = None
 
 
 class MobileNodeRuntime:
     """The mobile node role (mipd.runtime.role.Role)."""
 
-    def __init__(self, daemon: Daemon, profile: AnyProfile) -> None:
-        if not isinstance(profile, MobileNodeProfile):
-            raise StartError(f"no runtime for the {profile.role} role")
-        self.daemon = daemon
+    def __init__(self, host: Host, profile: MobileNodeProfile) -> None:
+        self.host = host
         self.profile = profile
         self.link = MobileLink(profile.interface, profile.home_address)
         self.monitor = LinkMonitor(profile.interface)
         self.routing = MobileRouting(profile.interface, profile.home_address, profile.home_network)
-        self.udp = RegistrationSocket(profile.interface)
+        self.udp = NodeSocket(profile.interface)
         self.engine: MobileNode | None = None
         self._replied = asyncio.Event()
+        self.timed: list[Timed] = []
+        # The routing first (4.6: ARP on, then the gratuitous ARP), then the requests, so that a
+        # deregistration from home leaves after the announcement.
+        self.actions: ActionTable = dict([
+            on(SendIcmp, Phase.NOW, self.link.solicit),
+            on(MobilePlane, Phase.APPLY, self._route),
+            on(AnnounceHome, Phase.APPLY, self.routing.announce_home),
+            on(SendDatagram, Phase.ANNOUNCE, self.udp.send),
+        ])
 
     @property
-    def backend(self) -> str:
-        return "userspace"  # the co-located node decapsulates with a TUN device and raw sockets
+    def backend(self) -> BackendKind:
+        return BackendKind.USERSPACE  # the co-located node decapsulates with a TUN device and raw sockets
 
-    async def start(self) -> None:
-        profile, daemon = self.profile, self.daemon
-        engine = self.engine = MobileNode(mobile_node_settings(profile), wall_clock=daemon.time_of_day,
+    async def start(self, store: StateStore) -> None:
+        profile, host = self.profile, self.host
+        engine = self.engine = MobileNode(mobile_node_settings(profile), wall_clock=host.time_of_day,
                                           random32=lambda: secrets.randbits(32), random=random.random)
-        engine.restore(daemon.store.load_mobile(), daemon.now())
+        self.timed.append(engine)
+        engine.restore(store.load_mobile(), host.now())
         try:
             self.routing.start()
             self.routing.apply(engine.plane())
             self.udp.start(self._on_replies)
-            self.link.start(self._on_advertisements)
+            self.link.start(drive(host, self._heard))
             self.monitor.start(self._on_link, self._on_addresses)
         except OSError as exc:
             raise StartError(f"interface {profile.interface}: {exc.strerror or exc}") from exc
         _up, addresses = self.monitor.snapshot()
-        now = daemon.now()
-        daemon.execute([*engine.addresses(addresses, now), *engine.start(now)])
+        now = host.now()
+        host.execute([*engine.addresses(addresses, now), *engine.start(now)])
 
     # --- inputs ---
 
-    def _on_advertisements(self, batch: list[HeardAdvertisement]) -> None:
+    def _heard(self, heard: HeardAdvertisement, now: float) -> list[Action]:
         assert self.engine is not None
-        now = self.daemon.now()
-        actions: list[Action] = []
-        for heard in batch:
-            actions += self.engine.advertisement(heard.advertisement, heard.source, heard.link_address, now)
-        self.daemon.execute(actions)
+        return self.engine.advertisement(heard.advertisement, heard.source, heard.link_address, now)
 
     def _on_replies(self, batch: list[Datagram]) -> None:
         assert self.engine is not None
-        now = self.daemon.now()
-        actions: list[Action] = []
-        for datagram in batch:
-            actions += self.engine.reply(datagram, now)
+        now = self.host.now()
+        actions = [action for datagram in batch for action in self.engine.reply(datagram, now)]
         self._replied.set()
-        self.daemon.execute(actions)
+        self.host.execute(actions)
 
     def _on_link(self, up: bool) -> None:
         assert self.engine is not None
-        self.daemon.execute(self.engine.link(up, self.daemon.now()))
+        self.host.execute(self.engine.link(up, self.host.now()))
 
     def _on_addresses(self, addresses: list[IPv4Interface]) -> None:
         assert self.engine is not None
-        self.daemon.execute(self.engine.addresses(addresses, self.daemon.now()))
+        self.host.execute(self.engine.addresses(addresses, self.host.now()))
 
-    # --- the Role protocol ---
+    # --- the action table ---
 
-    def timed(self) -> list[Timed]:
-        return [self.engine] if self.engine is not None else []
+    def _route(self, action: MobilePlane) -> None:
+        try:
+            self.routing.apply(action)
+        except OSError as exc:
+            self.host.events.logger().error(EventName.DATAPLANE_FAILED, message=f"routing failed: {exc}",
+                                            reason=str(exc))
 
-    def send_now(self, action: Action) -> None:
-        if isinstance(action, SendIcmp):
-            self.link.solicit(action)
-
-    def after_commit(self, actions: list[Action], replies: bool) -> None:
-        """In the engine's order: routing first (4.6: ARP on, then the gratuitous ARP), then the
-        requests, so a deregistration from home leaves after the announcement."""
-        for action in actions:
-            if isinstance(action, MobilePlane):
-                try:
-                    self.routing.apply(action)
-                except OSError as exc:
-                    self.daemon.events.logger().error("dataplane.failed", message=f"routing failed: {exc}",
-                                                      reason=str(exc))
-            elif isinstance(action, AnnounceHome):
-                self.routing.announce_home(action)
-            elif isinstance(action, SendDatagram) and replies:
-                self.udp.send(action)
+    def settled(self) -> None:
+        """Nothing to re-check after a turn."""
 
     def started(self) -> tuple[str, str, dict[str, str]]:
         assert self.engine is not None
@@ -200,7 +134,7 @@ class MobileNodeRuntime:
 
     @property
     def control(self) -> ControlHandler:
-        return MobileNodeControl(self.daemon, self)
+        return MobileNodeControl(self.host, self)
 
     async def stop(self) -> None:
         """deregister_on_stop: deregister when away, waiting a little for the answer.
@@ -212,13 +146,12 @@ class MobileNodeRuntime:
         engine = self.engine
         if engine is None:
             return
-        self.daemon.execute(engine.stop(self.daemon.now()))
-        await self.daemon.flush_now()
+        await self.host.commit(engine.stop(self.host.now()))
         if not engine.stop_pending:
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._deregistered(engine), MIN_REGISTRATION_GAP + DEREGISTRATION_WAIT)
-        await self.daemon.flush_now()
+        await self.host.commit()
 
     async def _deregistered(self, engine: MobileNode) -> None:
         """Until the engine no longer waits for its deregistration (sent, then answered)."""
@@ -239,11 +172,11 @@ class MobileNodeRuntime:
                 continue
 
 
-class MobileNodeControl(DaemonControl):
+class MobileNodeControl(HostControl):
     """Answers mipctl for a mobile node (mipd.control.handler.ControlHandler)."""
 
-    def __init__(self, daemon: Daemon, runtime: MobileNodeRuntime) -> None:
-        super().__init__(daemon)
+    def __init__(self, host: Host, runtime: MobileNodeRuntime) -> None:
+        super().__init__(host)
         self.runtime = runtime
 
     async def status(self) -> JSONObject:
@@ -251,13 +184,14 @@ class MobileNodeControl(DaemonControl):
         engine = self.runtime.engine
         assert engine is not None
         reg = engine.registration
-        now = self.daemon.now()
+        now = self.host.now()
         remaining = 0
         if reg is not None:
             remaining = 0xFFFF if math.isinf(reg.expires) else max(0, math.ceil(reg.expires - now))
         agent = reg.agent.address if reg is not None and reg.agent is not None else None
-        return status_json(role="mobile-node", instance=self.daemon.instance, uptime=self.daemon.uptime(),
-                           backend=self.runtime.backend, location="home" if engine.location == "home" else "away",
+        where = "home" if engine.location == Location.HOME else "away"
+        return status_json(role="mobile-node", instance=self.host.instance, uptime=self.host.uptime(),
+                           backend=self.runtime.backend, location=where,
                            agent=agent, care_of_address=reg.care_of_address if reg is not None else None,
                            lifetime_remaining=remaining, registered=reg is not None,
                            home_agent=engine.home_agent)

@@ -1,58 +1,49 @@
-"""What the daemon needs of a role's runtime (home agent, foreign agent, later mobile node).
+"""What the daemon needs of a role's runtime (home agent, foreign agent, mobile node).
 
 The daemon (mipd.runtime.daemon) owns what every role shares: the event loop and its one timer,
 the state file and the group commit, the journal, signals, reload and the control socket. A role
-owns its engine and adapters, and says what to do with its actions once they are committed.
+owns its engine and adapters, and declares in its action table (mipd.runtime.host) what is done
+with each of its actions and when. It sees the daemon only as a :class:`~mipd.runtime.host.Host`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Mapping
+from typing import Protocol
 
+from mipd.adapters.state.store import StateStore
+from mipd.adapters.tunnel.backend import BackendKind
 from mipd.config import AnyProfile
 from mipd.control.handler import ControlHandler
 from mipd.control.protocol import JSONObject
-from mipd.core.actions import Action
-
-if TYPE_CHECKING:
-    from mipd.runtime.daemon import Daemon
-
-
-class StartError(Exception):
-    """The instance cannot start; the message says why, for stderr and the journal."""
-
-
-class Timed(Protocol):
-    """A component driven by the daemon's one timer: an engine, the advertisements."""
-
-    def next_timer(self) -> float | None: ...
-
-    def on_timer(self, now: float) -> Sequence[Action]: ...
+from mipd.runtime.host import ActionTable, Host, Timed
 
 
 class Role(Protocol):
     """One role's runtime inside the daemon."""
 
     @property
-    def backend(self) -> str:
-        """The tunnel backend in use ("kernel", "userspace"), as status and the journal say."""
+    def backend(self) -> BackendKind:
+        """The tunnel backend in use, as status and the journal say."""
         ...
 
-    async def start(self) -> None:
-        """Open adapters, make the engine, restore its state, reconcile the data plane (StartError)."""
+    @property
+    def actions(self) -> ActionTable:
+        """What is done with each action type of this role's engines, and in which phase."""
         ...
 
+    @property
     def timed(self) -> list[Timed]:
+        """The components the daemon's one timer drives (empty until started)."""
         ...
 
-    def send_now(self, action: Action) -> None:
-        """An action that announces no state and need not wait for the commit (advertisements)."""
+    async def start(self, store: StateStore) -> None:
+        """Open adapters, make the engine, restore its state from ``store``, reconcile the data
+        plane (StartError)."""
         ...
 
-    def after_commit(self, actions: list[Action], replies: bool) -> None:
-        """Carry out the turn's data-plane changes, then (if ``replies``) its datagrams. ``replies``
-        is False when the commit failed: nothing may announce what was not stored."""
+    def settled(self) -> None:
+        """A turn's actions were carried out (the foreign agent re-checks whether it is busy)."""
         ...
 
     def started(self) -> tuple[str, str, dict[str, str]]:
@@ -84,16 +75,16 @@ class Role(Protocol):
         ...
 
 
-class DaemonControl:
-    """What every role answers to mipctl the same way: reload and log-level go to the daemon.
+class HostControl:
+    """What every role answers to mipctl the same way: reload and log-level go to the host.
     Each role's control class adds status, bindings, visitors, stats and flush."""
 
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
+    def __init__(self, host: Host) -> None:
+        self.host = host
 
     async def reload(self) -> JSONObject:
-        return await self.daemon.reload()
+        return await self.host.reload()
 
     async def log_level(self, level: str) -> JSONObject:
-        self.daemon.events.set_level(level)
+        self.host.events.set_level(level)
         return {"log_level": level}

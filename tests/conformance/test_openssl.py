@@ -15,10 +15,10 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from mipd.core import auth
-from mipd.core.auth import Algorithm
-from mipd.core.extensions import AuthenticationExtension, MobileNodeNAI
-from mipd.core.registration import (
+from mipd.core.wire import auth
+from mipd.core.wire.auth import Algorithm
+from mipd.core.wire.extensions import AuthenticationExtension, MobileNodeNAI
+from mipd.core.wire.registration import (
     RegistrationReply,
     RegistrationRequest,
     RequestFlags,

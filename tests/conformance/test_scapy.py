@@ -20,12 +20,12 @@ from scapy.layers.mobileip import MobileIP, MobileIPRRP, MobileIPRRQ
 from scapy.packet import Raw
 from scapy.utils import checksum as scapy_checksum
 
-from mipd.core.extensions import (
+from mipd.core.wire.extensions import (
     AuthenticationExtension,
     EncapsulatingDeliveryStyle,
     MobileNodeNAI,
 )
-from mipd.core.icmp import (
+from mipd.core.wire.icmp import (
     AdvertisementFlags,
     AgentAdvertisement,
     AgentSolicitation,
@@ -35,13 +35,13 @@ from mipd.core.icmp import (
     RouterAddress,
     decode_icmp,
 )
-from mipd.core.registration import (
+from mipd.core.wire.registration import (
     RegistrationReply,
     RegistrationRequest,
     RequestFlags,
     decode_registration,
 )
-from mipd.core.tlv import OpaqueTail, UnknownExtension
+from mipd.core.wire.tlv import OpaqueTail, UnknownExtension
 
 pytestmark = pytest.mark.conformance
 

@@ -19,16 +19,16 @@ from typing import Any
 
 import pytest
 
-from mipd.core import identification
-from mipd.core.auth import Algorithm, append_authentication
-from mipd.core.codes import ReplyCode
-from mipd.core.extensions import (
+from mipd.core.wire import identification
+from mipd.core.wire.auth import Algorithm, append_authentication
+from mipd.core.wire.codes import ReplyCode
+from mipd.core.wire.extensions import (
     AuthenticationExtension,
     EncapsulatingDeliveryStyle,
     ExtensionType,
     MobileNodeNAI,
 )
-from mipd.core.icmp import (
+from mipd.core.wire.icmp import (
     AdvertisementFlags,
     AgentAdvertisement,
     AgentSolicitation,
@@ -37,8 +37,8 @@ from mipd.core.icmp import (
     PrefixLengthsExtension,
     RouterAddress,
 )
-from mipd.core.registration import RegistrationReply, RegistrationRequest, RequestFlags
-from mipd.core.tlv import UnknownExtension
+from mipd.core.wire.registration import RegistrationReply, RegistrationRequest, RequestFlags
+from mipd.core.wire.tlv import UnknownExtension
 from tests.support import pcap
 from tests.support.tools import tool
 

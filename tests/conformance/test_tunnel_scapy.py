@@ -20,9 +20,8 @@ from scapy.layers.l2 import GRE
 from scapy.packet import Raw
 from scapy.utils import checksum as scapy_checksum
 
-from mipd.core.errors import DecodeError
-from mipd.core.security import Encapsulation
-from mipd.core.tunnel import decapsulate, encapsulate
+from mipd.core.wire.errors import DecodeError
+from mipd.core.wire.tunnel import Encapsulation, decapsulate, encapsulate
 
 pytestmark = pytest.mark.conformance
 

@@ -9,7 +9,7 @@ advertisement without the Mobility Agent Advertisement Extension, one with a bad
 ICMP echo, a fragment, an advertisement to another host's MAC. Exactly the three arrive, each with
 its own IP source, Ethernet source and TTL. Solicitations (2.2) come out as frames to 01:00:5e:00:00:0b
 or broadcast, TTL 1, from the given source address, even when mn0 has no IPv4 address: the agent's
-IP stack takes them too (a raw ICMP socket joined to 224.0.0.11, as mipd.adapters.icmp opens it).
+IP stack takes them too (a raw ICMP socket joined to 224.0.0.11, as mipd.adapters.link.icmp opens it).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from scapy.layers.inet import ICMP, IP
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 
-from mipd.core.icmp import (
+from mipd.core.wire.icmp import (
     AdvertisementFlags,
     AgentAdvertisement,
     AgentSolicitation,

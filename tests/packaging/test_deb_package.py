@@ -133,7 +133,8 @@ def test_the_installed_commands_run_from_anywhere_with_a_clean_environment(
     assert mipctl.returncode == 0 and "usage: mipctl" in mipctl.stdout, mipctl.stderr
     # It is the package's venv that runs, with Debian's Python, not the development .venv.
     where = subprocess.run([tool("env"), "-i", str(PREFIX / "bin" / "python"), "-c",
-                            "import sys, mipd, pydantic, systemd.journal, mipd.runtime.daemon, mipd.adapters.netlink; "
+                            "import sys, mipd, pydantic, systemd.journal, mipd.runtime.daemon, "
+                            "mipd.adapters.netlink.calls; "
                             "print(sys.prefix, mipd.__file__, pydantic.VERSION)"],
                            cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
     assert where.returncode == 0, where.stderr

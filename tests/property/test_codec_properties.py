@@ -15,14 +15,14 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from mipd.core import auth, identification
-from mipd.core.errors import DecodeError
-from mipd.core.extensions import (
+from mipd.core.wire import auth, identification
+from mipd.core.wire.errors import DecodeError
+from mipd.core.wire.extensions import (
     AuthenticationExtension,
     EncapsulatingDeliveryStyle,
     MobileNodeNAI,
 )
-from mipd.core.icmp import (
+from mipd.core.wire.icmp import (
     AdvertisementFlags,
     AgentAdvertisement,
     AgentSolicitation,
@@ -34,13 +34,13 @@ from mipd.core.icmp import (
     decode_icmp,
     next_sequence,
 )
-from mipd.core.registration import (
+from mipd.core.wire.registration import (
     RegistrationReply,
     RegistrationRequest,
     RequestFlags,
     decode_registration,
 )
-from mipd.core.tlv import OpaqueTail, UnknownExtension
+from mipd.core.wire.tlv import OpaqueTail, UnknownExtension
 
 PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FEW = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])

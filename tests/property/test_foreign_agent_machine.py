@@ -34,14 +34,15 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from mipd.adapters.state import StateStore
+from mipd.adapters.state.store import StateStore
 from mipd.core.actions import Action, Datagram, Emit, PersistVisitor, SendDatagram, SendToNode
-from mipd.core.auth import Algorithm, append_authentication
-from mipd.core.dataplane import Delivery, VisitorPlane
-from mipd.core.extensions import ExtensionType
 from mipd.core.foreign_agent import ForeignAgent, ForeignAgentSettings, NodeRequest
-from mipd.core.registration import RegistrationReply, RegistrationRequest, RequestFlags, decode_registration
-from mipd.core.security import Encapsulation, ReverseTunneling, SecurityAssociation
+from mipd.core.planes import Delivery, VisitorPlane
+from mipd.core.security import ReverseTunneling, SecurityAssociation
+from mipd.core.wire.auth import Algorithm, append_authentication
+from mipd.core.wire.extensions import ExtensionType
+from mipd.core.wire.registration import RegistrationReply, RegistrationRequest, RequestFlags, decode_registration
+from mipd.core.wire.tunnel import Encapsulation
 
 HA = IPv4Address("10.1.0.1")
 COA = IPv4Address("10.2.0.2")

@@ -1,6 +1,6 @@
 """A short fuzzing run of every decoder harness (fuzz/targets.py) under atheris.
 
-Invariant (mipd.core.errors): every decoder either succeeds or raises DecodeError, and what decodes
+Invariant (mipd.core.wire.errors): every decoder either succeeds or raises DecodeError, and what decodes
 survives its round trip. Each harness runs in its own subprocess for a fixed number of inputs with a
 fixed seed, starting from its seed corpus (fuzz/corpus); a crash fails the test and prints the input
 in hex and the traceback. ``make fuzz`` runs the same harnesses for longer (docs/robustness.md).

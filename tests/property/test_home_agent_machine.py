@@ -35,16 +35,17 @@ from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from mipd.adapters.state import StateStore
-from mipd.core import identification as ident
+from mipd.adapters.state.store import StateStore
 from mipd.core.actions import Action, Datagram, DataPlane, Emit, PersistNode, SendDatagram
-from mipd.core.auth import Algorithm, append_authentication
-from mipd.core.codes import is_accepted
-from mipd.core.dataplane import Endpoint
-from mipd.core.extensions import ExtensionType
 from mipd.core.home_agent import HomeAgent, HomeAgentSettings
-from mipd.core.registration import RegistrationReply, RegistrationRequest, RequestFlags, decode_registration
-from mipd.core.security import Encapsulation, ReplayProtection, ReverseTunneling, SecurityAssociation
+from mipd.core.planes import Endpoint
+from mipd.core.security import ReplayProtection, ReverseTunneling, SecurityAssociation
+from mipd.core.wire import identification as ident
+from mipd.core.wire.auth import Algorithm, append_authentication
+from mipd.core.wire.codes import is_accepted
+from mipd.core.wire.extensions import ExtensionType
+from mipd.core.wire.registration import RegistrationReply, RegistrationRequest, RequestFlags, decode_registration
+from mipd.core.wire.tunnel import Encapsulation
 
 HA = IPv4Address("10.1.0.1")
 FA = IPv4Address("10.2.0.1")

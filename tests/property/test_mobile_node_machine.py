@@ -31,11 +31,11 @@ from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from mipd.adapters.state import StateStore
+from mipd.adapters.state.store import StateStore
 from mipd.core.actions import Action, Datagram, Emit, PersistMobile, SendDatagram, SendToNode
-from mipd.core.dataplane import MobilePlane
 from mipd.core.mobile_node import MobileNode
-from mipd.core.registration import RegistrationReply, RegistrationRequest, decode_registration
+from mipd.core.planes import MobilePlane
+from mipd.core.wire.registration import RegistrationReply, RegistrationRequest, decode_registration
 from tests.support.scenario import FA1, FA2, HA, MN, MN_MAC, Network, advertisement, build
 
 COLOCATED = IPv4Interface("10.7.0.20/24")

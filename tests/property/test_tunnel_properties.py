@@ -14,11 +14,10 @@ from ipaddress import IPv4Address
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mipd.core import ipv4
-from mipd.core.errors import DecodeError
-from mipd.core.ipv4 import Flags, IPv4Header
-from mipd.core.security import Encapsulation
-from mipd.core.tunnel import DropReason, TunnelRefused, decapsulate, encapsulate
+from mipd.core.wire import ipv4
+from mipd.core.wire.errors import DecodeError
+from mipd.core.wire.ipv4 import Flags, IPv4Header
+from mipd.core.wire.tunnel import DropReason, Encapsulation, TunnelRefused, decapsulate, encapsulate
 
 addresses = st.integers(0, 2**32 - 1).map(IPv4Address)
 

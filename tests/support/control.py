@@ -18,7 +18,7 @@ from mipd.control.server import ControlServer
 from mipd.control.shapes import bindings_json, flush_json, stats_json, status_json, visitor_json, visitors_json
 from mipd.core.bindings import Binding, BindingTable
 from mipd.core.home_agent import Counters
-from mipd.core.registration import RequestFlags
+from mipd.core.wire.registration import RequestFlags
 
 NOW = 1000.0  # the handler's engine clock
 

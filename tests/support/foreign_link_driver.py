@@ -25,8 +25,8 @@ import sys
 from ipaddress import IPv4Address
 from typing import Any
 
+from mipd.adapters.link.visited import VisitedLink
 from mipd.adapters.relay import RelaySocket
-from mipd.adapters.visited_link import VisitedLink
 from mipd.core.actions import Datagram, SendDatagram, SendToNode
 from mipd.core.foreign_agent import RELAY_PORT, NodeRequest
 

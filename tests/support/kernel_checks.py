@@ -22,10 +22,10 @@ from collections.abc import Callable
 from ipaddress import IPv4Address
 from pathlib import Path
 
-from mipd.adapters import netlink
-from mipd.adapters.tunnel_kernel import KernelBackend
-from mipd.core.dataplane import DataPlane, Endpoint
-from mipd.core.security import Encapsulation
+from mipd.adapters.netlink import calls as netlink
+from mipd.adapters.tunnel.kernel import KernelBackend
+from mipd.core.planes import DataPlane, Endpoint
+from mipd.core.wire.tunnel import Encapsulation
 from tests.support.tools import tool
 
 HA = IPv4Address("10.1.0.1")

@@ -22,8 +22,8 @@ import sys
 from ipaddress import IPv4Address, IPv4Interface
 from typing import Any
 
-from mipd.adapters.mobile_link import HeardAdvertisement, MobileLink
-from mipd.adapters.netlink_monitor import LinkMonitor
+from mipd.adapters.link.mobile import HeardAdvertisement, MobileLink
+from mipd.adapters.netlink.monitor import LinkMonitor
 from mipd.core.actions import SendIcmp
 
 

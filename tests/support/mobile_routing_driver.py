@@ -22,10 +22,10 @@ import sys
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
-from mipd.adapters.mobile_routing import MobileRouting
-from mipd.core.arp import mac_bytes
-from mipd.core.dataplane import AnnounceHome, MobilePlane
-from mipd.core.security import Encapsulation
+from mipd.adapters.link.mobile_routing import MobileRouting
+from mipd.core.planes import AnnounceHome, MobilePlane
+from mipd.core.wire.arp import mac_bytes
+from mipd.core.wire.tunnel import Encapsulation
 
 
 def plane(spec: dict[str, Any]) -> MobilePlane:

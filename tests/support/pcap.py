@@ -17,7 +17,7 @@ IPPROTO_UDP = 17
 
 
 def internet_checksum(data: bytes) -> int:
-    """RFC 1071, written out here independently of mipd.core.icmp.checksum."""
+    """RFC 1071, written out here independently of mipd.core.wire.icmp.checksum."""
     if len(data) % 2:
         data += b"\0"
     total = 0

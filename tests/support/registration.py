@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Network
 
-from mipd.core import identification as ident
 from mipd.core.actions import Action, Datagram, Emit, PersistNode, SendDatagram
-from mipd.core.auth import Algorithm, append_authentication
-from mipd.core.extensions import ExtensionType
 from mipd.core.home_agent import HomeAgent, HomeAgentSettings
-from mipd.core.registration import RegistrationReply, RegistrationRequest, RequestFlags, decode_registration
 from mipd.core.security import ReplayProtection, SecurityAssociation
+from mipd.core.wire import identification as ident
+from mipd.core.wire.auth import Algorithm, append_authentication
+from mipd.core.wire.extensions import ExtensionType
+from mipd.core.wire.registration import RegistrationReply, RegistrationRequest, RequestFlags, decode_registration
 
 HA = IPv4Address("10.1.0.1")
 HOME_NET = IPv4Network("10.1.0.0/24")

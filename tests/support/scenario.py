@@ -15,18 +15,18 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Any
 
 from mipd.core.actions import Action, Datagram, Emit, SendDatagram, SendIcmp, SendToNode
-from mipd.core.dataplane import AnnounceHome, MobilePlane
 from mipd.core.foreign_agent import ForeignAgent, ForeignAgentSettings, NodeRequest
 from mipd.core.home_agent import HomeAgent, HomeAgentSettings
-from mipd.core.icmp import (
+from mipd.core.mobile_node import MobileNode, MobileNodeSettings
+from mipd.core.planes import AnnounceHome, MobilePlane
+from mipd.core.security import ReplayProtection, SecurityAssociation
+from mipd.core.wire.icmp import (
     AdvertisementFlags,
     AgentAdvertisement,
     MobilityAgentExtension,
     PrefixLengthsExtension,
     RouterAddress,
 )
-from mipd.core.mobile_node import MobileNode, MobileNodeSettings
-from mipd.core.security import ReplayProtection, SecurityAssociation
 
 HA = IPv4Address("10.1.0.1")
 HOME_NET = IPv4Network("10.1.0.0/24")

@@ -22,10 +22,10 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
 
-from mipd.adapters.broadcast import BroadcastForwarder
-from mipd.adapters.tunnel_userspace import UserspaceBackend
-from mipd.core.dataplane import DataPlane, Endpoint
-from mipd.core.security import Encapsulation
+from mipd.adapters.tunnel.broadcast import BroadcastForwarder
+from mipd.adapters.tunnel.userspace import UserspaceBackend
+from mipd.core.planes import DataPlane, Endpoint
+from mipd.core.wire.tunnel import Encapsulation
 
 
 def endpoint(spec: dict[str, Any]) -> Endpoint:

@@ -23,11 +23,11 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
-from mipd.adapters.dataplane import VisitorBackend
-from mipd.adapters.visitor_kernel import VisitorKernelBackend
-from mipd.adapters.visitor_userspace import VisitorUserspaceBackend
-from mipd.core.dataplane import Delivery, VisitorPlane
-from mipd.core.security import Encapsulation
+from mipd.adapters.tunnel.backend import VisitorBackend
+from mipd.adapters.tunnel.visitor_kernel import VisitorKernelBackend
+from mipd.adapters.tunnel.visitor_userspace import VisitorUserspaceBackend
+from mipd.core.planes import Delivery, VisitorPlane
+from mipd.core.wire.tunnel import Encapsulation
 
 
 def plane(spec: dict[str, Any]) -> VisitorPlane:

@@ -23,10 +23,10 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
-from mipd.adapters import netlink
-from mipd.adapters.visitor_kernel import VisitorKernelBackend
-from mipd.core.dataplane import Delivery, VisitorPlane
-from mipd.core.security import Encapsulation
+from mipd.adapters.netlink import calls as netlink
+from mipd.adapters.tunnel.visitor_kernel import VisitorKernelBackend
+from mipd.core.planes import Delivery, VisitorPlane
+from mipd.core.wire.tunnel import Encapsulation
 from tests.support.tools import tool
 
 HA, COA, CN = IPv4Address("10.0.0.1"), IPv4Address("10.0.0.2"), IPv4Address("10.9.0.10")

@@ -9,9 +9,9 @@ import pytest
 
 from mipd.core.actions import SendIcmp
 from mipd.core.advertiser import Advertiser, AdvertiserConfig
-from mipd.core.icmp import (
+from mipd.core.wire.addresses import LIMITED_BROADCAST
+from mipd.core.wire.icmp import (
     ALL_SYSTEMS,
-    LIMITED_BROADCAST,
     AdvertisementCode,
     AdvertisementFlags,
     AgentAdvertisement,

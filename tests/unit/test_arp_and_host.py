@@ -9,8 +9,8 @@ import pytest
 from scapy.layers.l2 import ARP, Ether
 
 from mipd.adapters.sysctl import HostSettings
-from mipd.core.arp import REPLY, REQUEST, ArpPacket, decode_arp, gratuitous_arp, mac_bytes, mac_text
-from mipd.core.errors import DecodeError
+from mipd.core.wire.arp import REPLY, REQUEST, ArpPacket, decode_arp, gratuitous_arp, mac_bytes, mac_text
+from mipd.core.wire.errors import DecodeError
 
 MAC = mac_bytes("02:00:00:00:00:0a")
 HOME = IPv4Address("10.1.0.10")

@@ -11,14 +11,14 @@ from ipaddress import IPv4Address as A
 
 import pytest
 
-from mipd.core import identification as ident
-from mipd.core.codes import ReplyCode, denied_by_foreign_agent, denied_by_home_agent, is_accepted
-from mipd.core.errors import DecodeError
-from mipd.core.extensions import AuthenticationExtension, EncapsulatingDeliveryStyle, MobileNodeNAI
-from mipd.core.icmp import (
+from mipd.core.wire import identification as ident
+from mipd.core.wire.codes import ReplyCode, denied_by_foreign_agent, denied_by_home_agent, is_accepted
+from mipd.core.wire.errors import DecodeError
+from mipd.core.wire.extensions import AuthenticationExtension, EncapsulatingDeliveryStyle, MobileNodeNAI
+from mipd.core.wire.icmp import (
     AdvertisementFlags as AF,
 )
-from mipd.core.icmp import (
+from mipd.core.wire.icmp import (
     AgentAdvertisement,
     AgentSolicitation,
     MobilityAgentExtension,
@@ -28,13 +28,13 @@ from mipd.core.icmp import (
     decode_icmp,
     next_sequence,
 )
-from mipd.core.registration import (
+from mipd.core.wire.registration import (
     RegistrationReply,
     RegistrationRequest,
     RequestFlags,
     decode_registration,
 )
-from mipd.core.tlv import Disposition, OpaqueTail, UnknownExtension, disposition
+from mipd.core.wire.tlv import Disposition, OpaqueTail, UnknownExtension, disposition
 
 FIXED_RRQ = "01" "20" "0708" "c0a800f2" "c0a8001e" "0a0001f2" "e8fe6f8012345678"
 FIXED_RRP = "03" "00" "0708" "c0a800f2" "c0a8001e" "e8fe6f8012345678"

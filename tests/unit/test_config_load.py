@@ -19,8 +19,9 @@ from mipd.config import (
     load_profile,
     mobile_node_settings,
 )
-from mipd.core.auth import Algorithm
-from mipd.core.security import Encapsulation, ReplayProtection, ReverseTunneling, SecurityAssociation
+from mipd.core.security import ReplayProtection, ReverseTunneling, SecurityAssociation
+from mipd.core.wire.auth import Algorithm
+from mipd.core.wire.tunnel import Encapsulation
 
 KEY = "00112233445566778899aabbccddeeff"
 

@@ -11,7 +11,7 @@ import pytest
 from mipd.control.shapes import binding_json, bindings_json, stats_json, status_json, visitor_json
 from mipd.core.bindings import Binding
 from mipd.core.home_agent import Counters
-from mipd.core.registration import RequestFlags
+from mipd.core.wire.registration import RequestFlags
 
 HOME = IPv4Address("10.1.0.10")
 CARE_OF = IPv4Address("10.2.0.1")

@@ -43,6 +43,7 @@ from mipd.config.loader import SOCKET_DIRECTORY
 from mipd.config.models import ROLES, Common, Tunnel
 from mipd.config.security import AgentAssociation, NodeAssociation
 from mipd.control.shapes import ALWAYS_DROPPED
+from mipd.core.names import DiscardReason, EventName
 from mipd.obs.fields import field_name
 from mipd.obs.ratelimit import NEVER_LIMITED_PREFIXES, RATE_LIMITED_EVENTS
 from tests.support.tools import tool, venv_script
@@ -339,8 +340,19 @@ def _call_name(call: ast.Call) -> str:
     return func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
 
 
+# Event names and drop reasons are StrEnums (mipd.core.names): ``EventName.BINDING_ADDED`` is read as
+# "binding.added", as the string it is.
+NAMED = {"EventName": EventName, "DiscardReason": DiscardReason}
+
+
 def _strings(node: ast.expr) -> list[str]:
-    return [n.value for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+    found: list[str] = []
+    for n in ast.walk(node):
+        if isinstance(n, ast.Constant) and isinstance(n.value, str):
+            found.append(n.value)
+        elif isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id in NAMED:
+            found.append(NAMED[n.value.id][n.attr].value)
+    return found
 
 
 # What the code calls to write an event: Emit, EventLog.emit, the engines' helpers, the logger's methods.
@@ -361,12 +373,12 @@ def emitted_events() -> set[str]:
 
 
 def drop_reasons() -> set[str]:
-    """``packet.dropped`` reasons: the first argument of ``_drop`` and ``_SilentDiscard``, and ``reason=``
+    """``packet.dropped`` reasons: the first argument of ``_drop`` and ``Discard``, and ``reason=``
     of a call that emits packet.dropped."""
     found: set[str] = set()
     for tree in code_trees():
         for call in (n for n in ast.walk(tree) if isinstance(n, ast.Call) and n.args):
-            if _call_name(call) in ("_drop", "_SilentDiscard"):
+            if _call_name(call) in ("_drop", "Discard"):
                 found.update(_strings(call.args[0])[:1])
             elif "packet.dropped" in _strings(call.args[0]):
                 found.update(s for k in call.keywords if k.arg == "reason" for s in _strings(k.value))

@@ -7,16 +7,17 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from mipd.core import identification as ident
 from mipd.core.actions import Datagram, Emit, PersistVisitor, SendDatagram, SendToNode
-from mipd.core.auth import append_authentication, verify
-from mipd.core.codes import ReplyCode
-from mipd.core.dataplane import Delivery, VisitorPlane
-from mipd.core.extensions import EncapsulatingDeliveryStyle, ExtensionType, MobileNodeNAI
 from mipd.core.foreign_agent import ForeignAgent, ForeignAgentSettings, NodeRequest
-from mipd.core.registration import RegistrationReply, RegistrationRequest, RequestFlags, decode_registration
-from mipd.core.security import Encapsulation, ReverseTunneling, SecurityAssociation
-from mipd.core.tlv import OpaqueTail, UnknownExtension
+from mipd.core.planes import Delivery, VisitorPlane
+from mipd.core.security import ReverseTunneling, SecurityAssociation
+from mipd.core.wire import identification as ident
+from mipd.core.wire.auth import append_authentication, verify
+from mipd.core.wire.codes import ReplyCode
+from mipd.core.wire.extensions import EncapsulatingDeliveryStyle, ExtensionType, MobileNodeNAI
+from mipd.core.wire.registration import RegistrationReply, RegistrationRequest, RequestFlags, decode_registration
+from mipd.core.wire.tlv import OpaqueTail, UnknownExtension
+from mipd.core.wire.tunnel import Encapsulation
 from tests.support.registration import HA, KEY, MN, MN2, Clock, request
 
 F = RequestFlags

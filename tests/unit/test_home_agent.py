@@ -8,17 +8,18 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from mipd.core import identification as ident
 from mipd.core.actions import Datagram, Emit, PersistNode, ReplayState, SendDatagram
-from mipd.core.auth import append_authentication, verify
 from mipd.core.bindings import Binding, BindingTable
-from mipd.core.codes import ReplyCode
-from mipd.core.dataplane import DataPlane, Endpoint
-from mipd.core.extensions import EncapsulatingDeliveryStyle, ExtensionType, MobileNodeNAI
 from mipd.core.home_agent import NodeRecord
-from mipd.core.registration import RegistrationRequest, RequestFlags
-from mipd.core.security import Encapsulation, ReverseTunneling, SecurityAssociation
-from mipd.core.tlv import OpaqueTail, UnknownExtension
+from mipd.core.planes import DataPlane, Endpoint
+from mipd.core.security import ReverseTunneling, SecurityAssociation
+from mipd.core.wire import identification as ident
+from mipd.core.wire.auth import append_authentication, verify
+from mipd.core.wire.codes import ReplyCode
+from mipd.core.wire.extensions import EncapsulatingDeliveryStyle, ExtensionType, MobileNodeNAI
+from mipd.core.wire.registration import RegistrationRequest, RequestFlags
+from mipd.core.wire.tlv import OpaqueTail, UnknownExtension
+from mipd.core.wire.tunnel import Encapsulation
 from tests.support.registration import (
     COA,
     COA2,

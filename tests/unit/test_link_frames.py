@@ -1,4 +1,4 @@
-"""Frames of the visited link: the Ethernet/IPv4/UDP codec (mipd.core.frames) against scapy, and the
+"""Frames of the visited link: the Ethernet/IPv4/UDP codec (mipd.core.wire.frames) against scapy, and the
 visited link's BPF program run by a small classic-BPF interpreter over scapy-built frames (the real
 kernel runs it in tests/integration/test_visited_link.py)."""
 
@@ -13,7 +13,7 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Packet, Raw
 
-from mipd.adapters.visited_link import (
+from mipd.adapters.link.visited import (
     BPF_JEQ,
     BPF_JSET,
     BPF_LDB_ABS,
@@ -24,8 +24,8 @@ from mipd.adapters.visited_link import (
     Instruction,
     registration_filter,
 )
-from mipd.core.errors import DecodeError
-from mipd.core.frames import BAD_UDP_CHECKSUM, decode_udp_frame, encode_udp_frame
+from mipd.core.wire.errors import DecodeError
+from mipd.core.wire.frames import BAD_UDP_CHECKSUM, decode_udp_frame, encode_udp_frame
 
 NODE_MAC, FA_MAC = "02:00:00:00:00:0a", "02:00:00:00:00:fa"
 HOME, FA = "10.1.0.10", "10.2.0.1"

@@ -10,10 +10,10 @@ from ipaddress import IPv4Interface
 import pytest
 
 from mipd.core.actions import SendDatagram
-from mipd.core.dataplane import Endpoint, MobilePlane
-from mipd.core.icmp import AdvertisementFlags
-from mipd.core.registration import RequestFlags
-from mipd.core.security import Encapsulation
+from mipd.core.planes import Endpoint, MobilePlane
+from mipd.core.wire.icmp import AdvertisementFlags
+from mipd.core.wire.registration import RequestFlags
+from mipd.core.wire.tunnel import Encapsulation
 from tests.support.scenario import FA1, HA, Network, build
 from tests.unit.test_mobile_node import answer, hear, node, request_of, sends
 

@@ -6,14 +6,14 @@ import itertools
 from dataclasses import replace
 from ipaddress import IPv4Address
 
-from mipd.core import identification as ident
 from mipd.core.actions import Datagram, SendDatagram, SendIcmp
-from mipd.core.auth import append_authentication
-from mipd.core.extensions import ExtensionType
-from mipd.core.icmp import AdvertisementFlags, decode_icmp
 from mipd.core.mobile_node import MobileNode
-from mipd.core.registration import RegistrationReply, RegistrationRequest, RequestFlags, decode_registration
 from mipd.core.security import ReplayProtection, SecurityAssociation
+from mipd.core.wire import identification as ident
+from mipd.core.wire.auth import append_authentication
+from mipd.core.wire.extensions import ExtensionType
+from mipd.core.wire.icmp import AdvertisementFlags, decode_icmp
+from mipd.core.wire.registration import RegistrationReply, RegistrationRequest, RequestFlags, decode_registration
 from tests.support.scenario import FA1, FA2, FA_MACS, HA, KEY, MN, World, advertisement, build
 
 FA_KEY = bytes(range(80, 96))

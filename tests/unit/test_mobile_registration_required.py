@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv4Interface
 
-from mipd.core.icmp import AdvertisementFlags
+from mipd.core.wire.icmp import AdvertisementFlags
 from tests.support.scenario import FA1, MN, Network, advertisement, build
 
 COLOCATED = IPv4Interface("10.9.0.5/24")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from ipaddress import IPv4Address, IPv4Interface
 
-from mipd.core.dataplane import MobilePlane
+from mipd.core.planes import MobilePlane
 from mipd.core.security import ReplayProtection
 from tests.support.scenario import FA1, FA2, HA, MN, MN_MAC, Network, World, advertisement, build
 

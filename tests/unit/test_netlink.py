@@ -1,4 +1,4 @@
-"""mipd.adapters.netlink on the host kernel, in a fresh network namespace (no ipip needed).
+"""mipd.adapters.netlink.calls on the host kernel, in a fresh network namespace (no ipip needed).
 
 The functions act on the namespace of the process, so the checks run in a child started with
 ``ip netns exec`` (one child for the whole module) that prints one JSON result per check --
@@ -22,7 +22,7 @@ from tests.support.tools import tool
 _CHILD = r"""
 import asyncio, json
 from ipaddress import IPv4Address as A, IPv4Network as N
-from mipd.adapters import netlink as nl
+from mipd.adapters.netlink import calls as nl
 
 def check(name, value):
     print(json.dumps({"check": name, "value": value}), flush=True)

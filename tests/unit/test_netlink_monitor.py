@@ -9,7 +9,7 @@ import socket
 import struct
 from ipaddress import IPv4Interface
 
-from mipd.adapters.netlink_monitor import (
+from mipd.adapters.netlink.monitor import (
     IFA_ADDRESS,
     IFA_LOCAL,
     IFLA_IFNAME,

@@ -8,12 +8,12 @@ from __future__ import annotations
 from ipaddress import IPv4Address, IPv4Interface
 
 from mipd.core.actions import Datagram, Emit, PersistVisitor, SendToNode
-from mipd.core.auth import Algorithm, append_authentication
-from mipd.core.dataplane import VisitorPlane
-from mipd.core.extensions import ExtensionType
 from mipd.core.foreign_agent import ForeignAgent, ForeignAgentSettings, NodeRequest
-from mipd.core.registration import RegistrationReply, RegistrationRequest, RequestFlags, decode_registration
+from mipd.core.planes import VisitorPlane
 from mipd.core.security import SecurityAssociation
+from mipd.core.wire.auth import Algorithm, append_authentication
+from mipd.core.wire.extensions import ExtensionType
+from mipd.core.wire.registration import RegistrationReply, RegistrationRequest, RequestFlags, decode_registration
 from tests.support.scenario import HA as SCENARIO_HA
 from tests.support.scenario import MN as SCENARIO_MN
 from tests.support.scenario import Network, advertisement, build

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from mipd.adapters.state import FORMAT_VERSION, StateError, StateStore
+from mipd.adapters.state.store import FORMAT_VERSION, StateError, StateStore
 from mipd.core.actions import PersistMobile, PersistNode, PersistVisitor, ReplayState
 from mipd.core.bindings import Binding
-from mipd.core.registration import RequestFlags
 from mipd.core.visitors import Visitor
+from mipd.core.wire.registration import RequestFlags
 
 HOME, HOME2 = IPv4Address("10.1.0.10"), IPv4Address("10.1.0.11")
 COA, FA = IPv4Address("10.5.0.5"), IPv4Address("10.2.0.2")

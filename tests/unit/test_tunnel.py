@@ -8,15 +8,14 @@ from ipaddress import IPv4Address, IPv4Network
 
 import pytest
 
-from mipd.adapters.broadcast import BroadcastForwarder
-from mipd.adapters.tunnel_userspace import COUNTERS, TunnelTable
-from mipd.core import ipv4
-from mipd.core.dataplane import DataPlane, Endpoint
-from mipd.core.errors import DecodeError
-from mipd.core.icmp import checksum
-from mipd.core.ipv4 import Flags, IPv4Header
-from mipd.core.security import Encapsulation
-from mipd.core.tunnel import DropReason, TunnelRefused, decapsulate, encapsulate
+from mipd.adapters.tunnel.broadcast import BroadcastForwarder
+from mipd.adapters.tunnel.userspace import COUNTERS, TunnelTable
+from mipd.core.planes import DataPlane, Endpoint
+from mipd.core.wire import ipv4
+from mipd.core.wire.errors import DecodeError
+from mipd.core.wire.icmp import checksum
+from mipd.core.wire.ipv4 import Flags, IPv4Header
+from mipd.core.wire.tunnel import DropReason, Encapsulation, TunnelRefused, decapsulate, encapsulate
 
 A = IPv4Address
 HA, COA, HOME, CN = A("10.1.0.1"), A("10.2.0.20"), A("10.1.0.50"), A("10.3.0.10")

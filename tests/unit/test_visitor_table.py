@@ -6,11 +6,10 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from mipd.adapters.visitor_userspace import VisitorTable
-from mipd.core.dataplane import Delivery, VisitorPlane
-from mipd.core.ipv4 import Flags, IPv4Header, Protocol
-from mipd.core.security import Encapsulation
-from mipd.core.tunnel import decapsulate, encapsulate
+from mipd.adapters.tunnel.visitor_userspace import VisitorTable
+from mipd.core.planes import Delivery, VisitorPlane
+from mipd.core.wire.ipv4 import Flags, IPv4Header, Protocol
+from mipd.core.wire.tunnel import Encapsulation, decapsulate, encapsulate
 
 HA, COA, CN = IPv4Address("10.0.0.1"), IPv4Address("10.0.0.2"), IPv4Address("10.9.0.10")
 HOME, OTHER = IPv4Address("10.1.0.50"), IPv4Address("10.1.0.99")

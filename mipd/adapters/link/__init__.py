@@ -1,0 +1,2 @@
+"""Links: raw ICMP (advertisements, solicitations), the home link (ARP), the visited link (frames),
+and the mobile node's link and routing."""

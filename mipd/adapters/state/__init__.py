@@ -1,0 +1,1 @@
+"""Durable state: the SQLite state file (store) and its format versions (schema)."""

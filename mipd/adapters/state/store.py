@@ -1,0 +1,201 @@
+"""Durable state: ``<state_directory>/<instance>.db`` (docs/interfaces.md, "Durability").
+
+SQLite from the standard library, in WAL mode with ``synchronous=FULL``: a commit returns only
+once it is on disk. The runtime calls :meth:`StateStore.commit` once per turn of the event loop
+with every node that changed in that turn (group commit), and sends the replies only after it
+returns. ``PRAGMA user_version`` carries the format version (mipd.adapters.state.schema): an
+older file is migrated in place, a newer one or a foreign one is refused rather than guessed at.
+
+A home agent's nodes (:class:`PersistNode`) and a foreign agent's current visitors
+(:class:`PersistVisitor`, RFC 5944 3.7.1) share the file and the transaction of a turn. Expiry is
+stored as wall-clock time, so that remaining lifetimes survive a restart. The 64-bit Identification
+is stored as 16 hex digits (SQLite integers are signed 64-bit), a link-layer address as hex. A mobile
+node's state (:class:`PersistMobile`, format version 3) is one JSON document its engine alone reads,
+written in the same transaction as the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sqlite3
+from collections.abc import Iterable
+from ipaddress import IPv4Address
+from pathlib import Path
+
+from mipd.adapters.state.schema import FORMAT_VERSION, MIGRATIONS, SCHEMA
+from mipd.core.actions import PersistMobile, PersistNode, PersistVisitor, ReplayState
+from mipd.core.bindings import Binding
+from mipd.core.home_agent import NodeRecord
+from mipd.core.names import VisitorState
+from mipd.core.visitors import Visitor
+from mipd.core.wire.registration import RequestFlags
+
+__all__ = ["FORMAT_VERSION", "CommitError", "StateChange", "StateError", "StateStore"]
+
+_MOBILE_KEY = "state"
+_VISITOR_COLUMNS = ("home_address, home_agent, care_of_address, link_address, source, destination, source_port,"
+                    " identification, lifetime_requested, lifetime_granted, expires, flags")
+
+
+class StateError(Exception):
+    """The state file cannot be used (another format version, or not a mipd state file)."""
+
+
+class CommitError(StateError):
+    """A commit did not reach the disk (SQLite or the file system refused it); nothing of it was written."""
+
+
+StateChange = PersistNode | PersistVisitor | PersistMobile
+
+
+def _hex(value: int | None) -> str | None:
+    return None if value is None else f"{value:016x}"
+
+
+class StateStore:
+    """The instance's state file: load it once at start, then commit changes per loop turn."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not path.exists():
+            # Created private: it holds Identifications, which a replay attacker would like.
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise StateError(f"{path}: not a mipd state file ({exc})") from exc
+        if version == 0:
+            tables = self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+            if tables:
+                raise StateError(f"{path}: a SQLite file without a mipd format version")
+            self._db.executescript(f"BEGIN; {SCHEMA} PRAGMA user_version={FORMAT_VERSION}; COMMIT;")
+        elif not 0 < version <= FORMAT_VERSION:
+            raise StateError(f"{path}: state format version {version}, this mipd reads {FORMAT_VERSION}")
+        elif version < FORMAT_VERSION:
+            self._migrate(version)
+
+    def _migrate(self, version: int) -> None:
+        """Bring a file of an older format version up to date, in place and in one transaction."""
+        script = "".join(MIGRATIONS[v] for v in range(version, FORMAT_VERSION))
+        try:
+            self._db.executescript(f"BEGIN IMMEDIATE; {script} PRAGMA user_version={FORMAT_VERSION}; COMMIT;")
+        except sqlite3.DatabaseError as exc:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise StateError(f"{self.path}: cannot migrate from format version {version}: {exc}") from exc
+
+    def load(self) -> list[NodeRecord]:
+        """Every stored node, bindings with wall-clock expiry (expired ones included)."""
+        bindings: dict[str, list[Binding]] = {}
+        for row in self._db.execute(
+            "SELECT home_address, care_of_address, lifetime_granted, expires, identification, flags, spi,"
+            " foreign_agent FROM bindings ORDER BY rowid"
+        ):
+            home, coa, granted, expires, ident, flags, spi, agent = row
+            bindings.setdefault(home, []).append(Binding(
+                IPv4Address(home), IPv4Address(coa), granted, math.inf if expires is None else expires,
+                int(ident, 16), RequestFlags(flags), spi, None if agent is None else IPv4Address(agent)))
+        replay: dict[str, ReplayState] = {}
+        for home, last, nonce in self._db.execute("SELECT home_address, last_identification, nonce FROM nodes"):
+            replay[home] = ReplayState(None if last is None else int(last, 16), nonce)
+        return [
+            NodeRecord(IPv4Address(home), tuple(bindings.get(home, ())), replay.get(home, ReplayState()))
+            for home in sorted(set(bindings) | set(replay), key=lambda h: int(IPv4Address(h)))
+        ]
+
+    def load_visitors(self) -> list[Visitor]:
+        """Every stored visitor, ``state="active"``, ``expires`` as wall-clock time (expired ones
+        included: the engine's ``restore`` deletes those)."""
+        return [
+            Visitor(IPv4Address(home), IPv4Address(agent), IPv4Address(coa), bytes.fromhex(link),
+                    IPv4Address(source), IPv4Address(destination), port, int(ident, 16), requested, granted,
+                    math.inf if expires is None else expires, RequestFlags(flags), VisitorState.ACTIVE)
+            for home, agent, coa, link, source, destination, port, ident, requested, granted, expires, flags
+            in self._db.execute(f"SELECT {_VISITOR_COLUMNS} FROM visitors ORDER BY rowid")
+        ]
+
+    def load_mobile(self) -> dict[str, object] | None:
+        """The mobile node's state as last committed, or None if none ever was."""
+        row = self._db.execute("SELECT value FROM mobile WHERE key = ?", (_MOBILE_KEY,)).fetchone()
+        if row is None:
+            return None
+        state = json.loads(row[0])
+        if not isinstance(state, dict):
+            raise StateError(f"{self.path}: the mobile node's state is not a JSON object")
+        return state
+
+    def commit(self, changes: Iterable[StateChange]) -> int:
+        """Write the latest state of each changed node, visitor and the mobile node in one
+        transaction; returns the number of records written. The last word on each wins.
+        CommitError if it could not be written."""
+        nodes: dict[IPv4Address, PersistNode] = {}
+        visitors: dict[IPv4Address, PersistVisitor] = {}
+        last_mobile: PersistMobile | None = None
+        for change in changes:
+            if isinstance(change, PersistNode):
+                nodes[change.home_address] = change
+            elif isinstance(change, PersistVisitor):
+                visitors[change.home_address] = change
+            else:
+                last_mobile = change
+        # Serialised before BEGIN: a state that is not JSON-able (a TypeError) writes nothing at all.
+        mobile = None if last_mobile is None else json.dumps(last_mobile.state, sort_keys=True)
+        if not nodes and not visitors and mobile is None:
+            return 0
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for node in nodes.values():
+                    self._write_node(node)
+                for visitor in visitors.values():
+                    self._write_visitor(visitor)
+                if mobile is not None:
+                    db.execute("INSERT OR REPLACE INTO mobile (key, value) VALUES (?, ?)", (_MOBILE_KEY, mobile))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        except (sqlite3.Error, OSError) as exc:
+            raise CommitError(str(exc)) from exc
+        return len(nodes) + len(visitors) + (mobile is not None)
+
+    def _write_node(self, change: PersistNode) -> None:
+        db, key = self._db, str(change.home_address)
+        db.execute("DELETE FROM bindings WHERE home_address = ?", (key,))
+        db.executemany(
+            "INSERT INTO bindings VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(key, str(b.care_of_address), b.lifetime_granted,
+              None if math.isinf(b.expires) else b.expires + change.wall_offset,
+              _hex(b.identification), int(b.flags), b.spi,
+              None if b.foreign_agent is None else str(b.foreign_agent)) for b in change.bindings],
+        )
+        if change.replay == ReplayState() and not change.bindings:
+            db.execute("DELETE FROM nodes WHERE home_address = ?", (key,))
+        else:
+            db.execute(
+                "INSERT INTO nodes VALUES (?, ?, ?) ON CONFLICT(home_address) DO UPDATE SET"
+                " last_identification = excluded.last_identification, nonce = excluded.nonce",
+                (key, _hex(change.replay.last_identification), change.replay.nonce),
+            )
+
+    def _write_visitor(self, change: PersistVisitor) -> None:
+        v = change.visitor
+        if v is None:
+            self._db.execute("DELETE FROM visitors WHERE home_address = ?", (str(change.home_address),))
+            return
+        self._db.execute(
+            f"INSERT OR REPLACE INTO visitors ({_VISITOR_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (str(change.home_address), str(v.home_agent), str(v.care_of_address), v.link_address.hex(),
+             str(v.source), str(v.destination), v.source_port, _hex(v.identification), v.lifetime_requested,
+             v.lifetime_granted, None if math.isinf(v.expires) else v.expires + change.wall_offset, int(v.flags)),
+        )
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,224 @@
+"""The foreign agent's ``userspace`` data plane: a TUN device plus raw sockets (RFC 5944 4.2.2, RFC 3024).
+
+For kernels without ipip/gre, and the only FA backend that can do minimal encapsulation (RFC 2004).
+Routing state (static neighbours, host routes, rules, per-visitor tables) is
+mipd.adapters.tunnel.visitor_routing's; the packets are ours:
+
+- **Delivery.** Raw sockets for protocols 4, 47 and 55, bound to the care-of address (shared with
+  the home agent's backend: ``tunnel_userspace.open_raw_sockets``), receive what home agents
+  tunnel to us. A packet is accepted only if its inner destination is a visitor ("SHOULD be
+  silently discarded" otherwise, 4.2.2: counted, no ICMP) and its outer source is *that*
+  visitor's home agent. The inner datagram is written to the TUN device ``mipv0``; the kernel
+  receives it there and forwards it by the visitor's host route and static neighbour entry.
+- **Reverse tunnel.** The rule ``from H iif IF`` sends a visitor's packets to its table, whose
+  default route is ``dev mipv0``; we read them from the TUN descriptor and send them
+  encapsulated from the care-of address to the visitor's home agent.
+
+``rp_filter`` on ``mipv0`` is set to 0: a decapsulated datagram's source is a correspondent, whose
+route goes out of the uplink, never through ``mipv0``, so strict filtering (1) would drop every
+one; and loose filtering (2) does too here, because ``mipv0`` has no IPv4 address
+(``__fib_validate_source``: a device without addresses goes to "last_resort", which rejects
+whenever rp_filter is on). The kernel uses max(``all``, device), so the FA host also needs
+``net.ipv4.conf.all.rp_filter`` = 0 (the runtime's host settings; the home agent's do the same).
+Which sources may pass is decided here instead: only the visitor's home agent, only to a visitor.
+IPv6 is disabled on ``mipv0`` so that the kernel's own router solicitations do not reach the reader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections import Counter
+from collections.abc import Iterable
+from ipaddress import IPv4Address
+from pathlib import Path
+
+from mipd.adapters.netlink import calls as netlink
+from mipd.adapters.tunnel.backend import BackendError, BackendKind
+from mipd.adapters.tunnel.userspace import (
+    BATCH,
+    MAX_PACKET,
+    close_raw_sockets,
+    close_tun,
+    decapsulate_counted,
+    drain_into_tun,
+    open_raw_sockets,
+    open_tun,
+)
+from mipd.adapters.tunnel.visitor_routing import DEFAULT, VisitorRouting, wanted
+from mipd.core.planes import Delivery, VisitorPlane
+from mipd.core.wire import ipv4
+from mipd.core.wire.errors import DecodeError
+from mipd.core.wire.tunnel import DropReason, Encapsulation, TunnelRefused, encapsulate
+
+DEVICE = "mipv0"
+PROC = Path("/proc/sys/net/ipv4")
+
+COUNTERS = (
+    "decapsulated",  # tunnelled datagrams handed to the kernel for a visitor
+    "reverse_tunnelled",  # a visitor's datagrams sent encapsulated to its home agent (RFC 3024)
+    "dropped_not_visitor",  # inner destination is no visitor (4.2.2: silently discarded)
+    "dropped_not_home_agent",  # outer source is not the visitor's home agent
+    "dropped_not_reverse",  # read from mipv0 from a source that is no reverse-tunnelled visitor (a race)
+    "dropped_malformed",  # not a well-formed datagram / tunnel packet (DecodeError)
+    *(f"dropped_{reason}" for reason in DropReason),  # RFC 2003 / 2004 refusals; unsupported_protocol
+    "ignored_not_ipv4",  # read from mipv0 but not IPv4 (e.g. the kernel's own IPv6 before it was disabled)
+    "ignored_other_destination",  # a tunnel packet to another of this host's addresses: not ours
+    "send_errors",
+    "write_errors",
+)
+
+
+class VisitorTable:
+    """Every visitor's delivery and the per-packet decisions, without I/O."""
+
+    def __init__(self, care_of_address: IPv4Address) -> None:
+        self.care_of_address = care_of_address
+        self.deliveries: dict[IPv4Address, Delivery] = {}
+        self.counts: Counter[str] = Counter()
+        self._identification = 0
+
+    def set(self, plane: VisitorPlane) -> None:
+        if plane.delivery is None:
+            self.deliveries.pop(plane.home_address, None)
+        else:
+            self.deliveries[plane.home_address] = plane.delivery
+
+    def deliver(self, packet: bytes) -> bytes | None:
+        """The inner datagram of a tunnel ``packet`` for a visitor, or None if it must be dropped."""
+        if packet[16:20] != self.care_of_address.packed:  # raw sockets see tunnel packets to any address
+            self.counts["ignored_other_destination"] += 1
+            return None
+        taken = decapsulate_counted(packet, self.counts)
+        if taken is None:
+            return None
+        delivery = self.deliveries.get(IPv4Address(taken.inner[16:20]))
+        if delivery is None:
+            self.counts["dropped_not_visitor"] += 1
+            return None
+        if taken.source != delivery.home_agent:
+            self.counts["dropped_not_home_agent"] += 1
+            return None
+        self.counts["decapsulated"] += 1
+        return taken.inner
+
+    def reverse(self, datagram: bytes) -> tuple[bytes, IPv4Address] | None:
+        """A visitor's ``datagram`` tunnelled to its home agent (and that address), or None."""
+        if not datagram or datagram[0] >> 4 != 4:
+            self.counts["ignored_not_ipv4"] += 1
+            return None
+        try:
+            header, _ = ipv4.parse(datagram)
+        except DecodeError:
+            self.counts["dropped_malformed"] += 1
+            return None
+        delivery = self.deliveries.get(header.source)
+        if delivery is None or not delivery.reverse:
+            self.counts["dropped_not_reverse"] += 1
+            return None
+        self._identification = (self._identification + 1) & 0xFFFF
+        try:
+            packet = encapsulate(datagram, delivery.care_of_address, delivery.home_agent, delivery.encapsulation,
+                                 self._identification, local_addresses=(self.care_of_address,))
+        except TunnelRefused as refused:
+            self.counts[f"dropped_{refused.reason}"] += 1
+            return None
+        return packet, delivery.home_agent
+
+
+class VisitorUserspaceBackend:
+    """VisitorBackend over TUN + raw sockets."""
+
+    name = BackendKind.USERSPACE
+    encapsulations = frozenset(Encapsulation)
+
+    def __init__(self, device: str = DEVICE, proc: Path = PROC) -> None:
+        self.device = device
+        self.proc = proc
+        self.table = VisitorTable(IPv4Address(0))
+        self.routing: VisitorRouting | None = None
+        self._tun: int | None = None
+        self._send: socket.socket | None = None
+        self._receivers: list[socket.socket] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self, care_of_address: IPv4Address, interface: str) -> None:
+        """Create ``mipv0`` (up, rp_filter 0, no IPv6), open the raw sockets, add the fixed rules and
+        start reading (in the running loop)."""
+        self.table.care_of_address = care_of_address
+        self._loop = asyncio.get_running_loop()
+        self.routing = VisitorRouting(interface, (self.device,), self._reverse_route)
+        try:
+            self._tun = open_tun(self.device)
+            netlink.set_link_up(self.device)
+            (self.proc / "conf" / self.device / "rp_filter").write_text("0")
+            ipv6 = self.proc.parent / "ipv6" / "conf" / self.device / "disable_ipv6"
+            if ipv6.exists():
+                ipv6.write_text("1")
+            self._send, self._receivers = open_raw_sockets(care_of_address)
+            self.routing.start()
+        except (OSError, BackendError) as exc:
+            self.close()
+            raise BackendError(f"userspace visitor backend cannot start: {exc}") from exc
+        self._loop.add_reader(self._tun, self._drain_tun)
+        for receiver in self._receivers:
+            self._loop.add_reader(receiver.fileno(), self._drain_tunnel, receiver)
+
+    def _reverse_route(self, delivery: Delivery, table: int) -> None:
+        netlink.replace_route(DEFAULT, device=self.device, table=table)
+
+    def _routing(self) -> VisitorRouting:
+        if self.routing is None:
+            raise BackendError("the visitor backend is not started")
+        return self.routing
+
+    def apply(self, change: VisitorPlane) -> None:
+        """Update the visitor's delivery and its routing state (idempotent)."""
+        self._routing().apply(change)
+        self.table.set(change)
+
+    def reconcile(self, desired: Iterable[VisitorPlane]) -> None:
+        """Exactly ``desired``; stale owned routes, rules and neighbour entries are removed."""
+        want = wanted(desired)
+        self._routing().reconcile(VisitorPlane(home, delivery) for home, delivery in want.items())
+        self.table.deliveries = dict(want)
+
+    def counters(self) -> dict[str, int]:
+        """Every counter of :data:`COUNTERS`, zero or not."""
+        return {name: self.table.counts[name] for name in COUNTERS}
+
+    def _drain_tun(self) -> None:
+        assert self._tun is not None and self._send is not None
+        for _ in range(BATCH):
+            try:
+                datagram = os.read(self._tun, MAX_PACKET)
+            except (BlockingIOError, InterruptedError):
+                return
+            out = self.table.reverse(datagram)
+            if out is None:
+                continue
+            try:
+                self._send.sendto(out[0], (str(out[1]), 0))
+            except OSError:  # unreachable home agent, EMSGSIZE, full buffer: counted, not fatal
+                self.table.counts["send_errors"] += 1
+            else:
+                self.table.counts["reverse_tunnelled"] += 1
+
+    def _drain_tunnel(self, receiver: socket.socket) -> None:
+        drain_into_tun(receiver, self._tun, self.table.deliver, self.table.counts)
+
+    def close(self) -> None:
+        """Remove every owned rule, route and neighbour entry, stop reading, close the sockets and
+        the TUN descriptor (which deletes ``mipv0``). Idempotent."""
+        try:
+            if self.routing is not None:
+                self.routing.close()
+        finally:
+            self.routing = None
+            close_raw_sockets(self._loop, self._send, self._receivers)
+            self._send = None
+            if self._tun is not None:
+                close_tun(self._loop, self._tun)
+                self._tun = None
+            self.table.deliveries.clear()

@@ -1,0 +1,109 @@
+"""The names of mipd's domain values: typed, where they used to be bare strings.
+
+Each is a StrEnum, so its members are the strings the journal, the state file, mipctl and the
+profiles have always carried: ``EventName.BINDING_ADDED == "binding.added"``. mipd(8) JOURNAL
+documents every event and every ``packet.dropped`` reason.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class EventName(StrEnum):
+    """MIP_EVENT: what happened (mipd(8) JOURNAL)."""
+
+    # Every role
+    DAEMON_STARTED = "daemon.started"
+    DAEMON_RELOADED = "daemon.reloaded"
+    DAEMON_STOPPING = "daemon.stopping"
+    DAEMON_FAILED = "daemon.failed"
+    CONFIG_REJECTED = "config.rejected"
+    STATE_COMMIT_FAILED = "state.commit-failed"
+    DATAPLANE_FAILED = "dataplane.failed"
+    PACKET_DROPPED = "packet.dropped"
+    REGISTRATION_ACCEPTED = "registration.accepted"
+    REGISTRATION_DENIED = "registration.denied"
+    # The home agent's bindings
+    BINDING_ADDED = "binding.added"
+    BINDING_RENEWED = "binding.renewed"
+    BINDING_REMOVED = "binding.removed"
+    BINDING_EXPIRED = "binding.expired"
+    # The foreign agent's visitors
+    VISITOR_PENDING = "visitor.pending"
+    VISITOR_ADDED = "visitor.added"
+    VISITOR_RENEWED = "visitor.renewed"
+    VISITOR_REMOVED = "visitor.removed"
+    VISITOR_EXPIRED = "visitor.expired"
+    REGISTRATION_RELAYED = "registration.relayed"
+    # The mobile node
+    AGENT_DISCOVERED = "agent.discovered"
+    AGENT_LOST = "agent.lost"
+    MOVEMENT_DETECTED = "movement.detected"
+    REGISTRATION_SENT = "registration.sent"
+    REGISTRATION_EXPIRED = "registration.expired"
+    HOME_RETURNED = "home.returned"
+
+    @property
+    def always_written(self) -> bool:
+        """Binding and visitor changes are the audit trail of who was where: written whatever the
+        log level, and never rate-limited (mipd(8) JOURNAL)."""
+        return self in AUDIT_TRAIL
+
+    @property
+    def verb(self) -> str:
+        """What happened to the subject: "added" for binding.added."""
+        return _VERBS[self]
+
+
+AUDIT_TRAIL = frozenset({
+    EventName.BINDING_ADDED, EventName.BINDING_RENEWED, EventName.BINDING_REMOVED, EventName.BINDING_EXPIRED,
+    EventName.VISITOR_PENDING, EventName.VISITOR_ADDED, EventName.VISITOR_RENEWED, EventName.VISITOR_REMOVED,
+    EventName.VISITOR_EXPIRED,
+})
+_VERBS = {name: name.value.partition(".")[2] for name in EventName}
+
+
+def always_written(event: object) -> bool:
+    """Whether ``event`` (an EventName, or the MIP_EVENT string of an entry) names an audit-trail
+    event; False for any other value."""
+    return isinstance(event, str) and event in AUDIT_TRAIL
+
+
+class DiscardReason(StrEnum):
+    """MIP_REASON of ``packet.dropped``: why a datagram was silently discarded (counted by it)."""
+
+    MALFORMED = "malformed"
+    NOT_A_REQUEST = "not-a-request"
+    NOT_A_REPLY = "not-a-reply"
+    UNKNOWN_EXTENSION = "unknown-extension"
+    NO_AUTH = "no-auth"
+    NO_SA = "no-sa"
+    BAD_AUTHENTICATOR = "bad-authenticator"
+    FA_HA_WITHOUT_SA = "fa-ha-without-sa"
+    BAD_FA_HA = "bad-fa-ha"
+    NO_PENDING = "no-pending"
+
+
+class Location(StrEnum):
+    """Where a mobile node is, as its routing follows it (MobilePlane, mipctl status)."""
+
+    UNKNOWN = "unknown"
+    HOME = "home"
+    FOREIGN_AGENT = "foreign-agent"
+    COLOCATED = "colocated"
+
+
+class VisitorState(StrEnum):
+    """A foreign agent's visitor entry: relayed and waiting for the reply, or registered."""
+
+    PENDING = "pending"
+    ACTIVE = "active"
+
+
+class CareOfMode(StrEnum):
+    """How a mobile node gets its care-of address (mip.yaml(5) ``care_of``)."""
+
+    AUTO = "auto"
+    FOREIGN_AGENT = "foreign-agent"
+    COLOCATED = "colocated"

@@ -1,0 +1,116 @@
+"""What the data plane must do for a node: the engines' desired state, per home address.
+
+The home agent engine emits one :class:`DataPlane` action whenever a node's bindings change
+(accepted, renewed with other parameters, deregistered, replaced, expired, flushed, restored). It
+states the whole desired state of that node, so applying it twice is harmless and a restart can
+simply apply every restored node again.
+
+An empty ``endpoints`` means the node is at home or unregistered: no tunnel, no route, no proxy
+ARP. A non-empty one means: intercept the node's packets on the home link (proxy ARP, RFC 5944
+4.6; the first time with gratuitous ARPs announcing our link-layer address) and send a copy
+through a tunnel to each care-of address (one per simultaneous binding, 3.8.2.2 / 4.2.3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+
+from mipd.core.names import Location
+from mipd.core.wire.registration import RequestFlags
+from mipd.core.wire.tunnel import Encapsulation
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One tunnel towards a care-of address, as a binding's request asked for it."""
+
+    care_of_address: IPv4Address
+    source: IPv4Address  # the outer source: the address in the reply's Home Agent field (4.2.3)
+    encapsulation: Encapsulation = Encapsulation.IPIP
+    reverse: bool = False  # T: the node (or its FA) tunnels its packets back to us (RFC 3024)
+    broadcast: bool = False  # B: the node wants the home link's broadcasts (4.3)
+    decapsulates: bool = False  # D: co-located care-of address; the node decapsulates itself
+
+    @staticmethod
+    def for_request(care_of_address: IPv4Address, source: IPv4Address, flags: RequestFlags) -> Endpoint:
+        """The endpoint a registration with ``flags`` asks for (G: GRE, M: minimal, else IP-in-IP)."""
+        if flags & RequestFlags.G:
+            encapsulation = Encapsulation.GRE
+        elif flags & RequestFlags.M:
+            encapsulation = Encapsulation.MINIMAL
+        else:
+            encapsulation = Encapsulation.IPIP
+        return Endpoint(care_of_address, source, encapsulation, bool(flags & RequestFlags.T),
+                        bool(flags & RequestFlags.B), bool(flags & RequestFlags.D))
+
+
+@dataclass(frozen=True, slots=True)
+class DataPlane:
+    """The whole desired data-plane state of the node with ``home_address``."""
+
+    home_address: IPv4Address
+    endpoints: tuple[Endpoint, ...]
+
+    @property
+    def away(self) -> bool:
+        return bool(self.endpoints)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """How a foreign agent delivers to one visitor (RFC 5944 4.2.2, RFC 3024).
+
+    Tunnelled packets from ``home_agent`` are decapsulated and sent to the visitor on the visited
+    link by host route and a static neighbour entry for ``link_address`` (never an ARP for its
+    home address). With ``reverse``, packets from the visitor's home address arriving on the link
+    are tunnelled to its home agent from ``care_of_address`` with ``encapsulation``.
+    """
+
+    home_address: IPv4Address
+    link_address: bytes
+    home_agent: IPv4Address
+    care_of_address: IPv4Address
+    encapsulation: Encapsulation = Encapsulation.IPIP
+    reverse: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class VisitorPlane:
+    """The whole desired delivery state of the visitor with ``home_address`` (None: no visitor)."""
+
+    home_address: IPv4Address
+    delivery: Delivery | None
+
+
+@dataclass(frozen=True, slots=True)
+class MobilePlane:
+    """The mobile node's desired routing state (RFC 5944 4.6, 4.2.1).
+
+    - ``home``: ARP for the home address as usual; the node's own routes (nothing of mipd's).
+    - ``foreign-agent``: the home address kept; the default route via ``agent`` (on-link, with a
+      static neighbour entry for ``agent_link_address`` taken from its advertisement), and no
+      ARP at all on the link: "MUST NOT transmit any broadcast ARP Request or ARP Reply" while
+      away (4.6).
+    - ``colocated``: the node decapsulates what its home agent tunnels to ``care_of_address``
+      (held on the interface as ``colocated``) itself; with ``reverse`` its own packets go back
+      through the tunnel to ``home_agent``.
+    - ``unknown``: away but not registered (between agents): no ARP, no mipd routes.
+    """
+
+    location: Location
+    home_address: IPv4Address
+    home_agent: IPv4Address
+    agent: IPv4Address | None = None
+    agent_link_address: bytes | None = None
+    care_of_address: IPv4Address | None = None
+    reverse: bool = False
+    encapsulation: Encapsulation = Encapsulation.IPIP
+
+
+@dataclass(frozen=True, slots=True)
+class AnnounceHome:
+    """Gratuitous ARPs for the home address with the node's own link-layer address: the first
+    thing a node back home sends, before its deregistration (4.6)."""
+
+    home_address: IPv4Address

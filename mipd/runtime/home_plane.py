@@ -1,0 +1,92 @@
+"""The home agent's data plane as the daemon drives it: host settings, a tunnel backend, the
+home link's ARP and broadcast forwarding, started and stopped together.
+
+``tunnel.backend`` picks the backend (mipd.adapters.tunnel.choose); the choice and the reason go
+into daemon.started. What the running backend cannot carry is neither advertised nor accepted:
+the engine is given only the profile's encapsulations that the backend can do, and answers others
+with 139.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from ipaddress import IPv4Address, IPv4Network
+
+from mipd.adapters.link.home import HomeLink
+from mipd.adapters.sysctl import HostSettings
+from mipd.adapters.tunnel.backend import BackendError, BackendKind, TunnelBackend
+from mipd.adapters.tunnel.broadcast import BroadcastForwarder
+from mipd.adapters.tunnel.choose import home_agent_backend
+from mipd.core.planes import DataPlane
+from mipd.core.wire.tunnel import Encapsulation
+
+
+class HomeAgentDataPlane:
+    """Everything that makes bindings carry traffic, for one home agent."""
+
+    def __init__(self, requested_backend: str, interface: str, home_network: IPv4Network) -> None:
+        self.requested = requested_backend
+        self.interface = interface
+        self.home_network = home_network
+        self.host = HostSettings()
+        self.home_link = HomeLink(interface, home_network)
+        self.broadcast = BroadcastForwarder()
+        self.backend: TunnelBackend | None = None
+        self.reason = ""
+        self.host_report = ""
+        self.failures = 0
+
+    @property
+    def name(self) -> BackendKind:
+        return self.backend.name if self.backend is not None else BackendKind.NONE
+
+    def encapsulations(self, wanted: Iterable[Encapsulation]) -> frozenset[Encapsulation]:
+        """The profile's encapsulations that the running backend can carry."""
+        can = self.backend.encapsulations if self.backend is not None else frozenset()
+        return frozenset(wanted) & can
+
+    def start(self, address: IPv4Address) -> None:
+        """Host settings, backend, home link, broadcasts; BackendError or OSError if impossible."""
+        self.host_report = self.host.apply(self.interface)
+        self.backend, self.reason = home_agent_backend(self.requested)
+        self.backend.start(address)
+        self.home_link.start()
+        self.broadcast.start(self.interface, self.home_network)
+
+    def reconcile(self, desired: list[DataPlane]) -> None:
+        assert self.backend is not None
+        self.backend.reconcile(desired)
+        self.home_link.reconcile(desired)
+        for plane in desired:
+            self.broadcast.update(plane)
+
+    def apply(self, planes: Iterable[DataPlane]) -> list[str]:
+        """Apply changes in order; a failure is reported, never raised (the next change, and
+        the next start's reconciliation, still run)."""
+        assert self.backend is not None
+        errors: list[str] = []
+        for plane in planes:
+            for part in (self.backend.apply, self.home_link.apply, self.broadcast.update):
+                try:
+                    part(plane)
+                except (OSError, BackendError) as exc:
+                    self.failures += 1
+                    errors.append(f"{plane.home_address}: {exc}")
+        return errors
+
+    def counters(self) -> dict[str, int]:
+        counters = dict(self.backend.counters()) if self.backend is not None else {}
+        counters["arp_sent"] = self.home_link.sent
+        counters["failures"] = self.failures
+        return counters
+
+    def close(self) -> None:
+        """Remove everything mipd made, then put the host settings back."""
+        for part in (self.broadcast.close, self.home_link.close,
+                     self.backend.close if self.backend is not None else None, self.host.restore):
+            if part is None:
+                continue
+            try:
+                part()
+            except (OSError, BackendError):
+                self.failures += 1
