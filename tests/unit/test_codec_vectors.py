@@ -170,11 +170,16 @@ def test_sequence_numbers_wrap_to_256() -> None:
 def test_reply_code_ranges() -> None:
     assert ReplyCode(139).name == "HA_REQUESTED_ENCAPSULATION_UNAVAILABLE"
     assert ReplyCode(194).name == "FA_INVALID_HOME_AGENT_ADDRESS"
+    # RFC 2794 section 5, RFC 3519 section 3.5, RFC 5177 section 11.
+    assert [ReplyCode(c).name for c in (96, 97, 98, 99)] == [
+        "FA_NONZERO_HOMEADDR_REQD", "FA_MISSING_NAI", "FA_MISSING_HOME_AGENT", "FA_MISSING_HOMEADDR"]
+    assert ReplyCode(142).name == "HA_UDP_ENCAP_UNAVAIL"
+    assert (ReplyCode(147).name, ReplyCode(148).name) == ("HA_MOBNET_ERROR", "HA_MOBNET_DISALLOWED")
     assert all(is_accepted(c) for c in (0, 1)) and not is_accepted(64)
     fa = [c for c in ReplyCode if denied_by_foreign_agent(c)]
     ha = [c for c in ReplyCode if denied_by_home_agent(c)]
     assert min(fa) == 64 and 194 in fa and 88 in fa
-    assert (min(ha), max(ha)) == (128, 139)
+    assert (min(ha), max(ha)) == (128, 148)
     assert len(fa) + len(ha) + 2 == len(ReplyCode)
 
 

@@ -2,7 +2,8 @@
 
 RFC 5944 section 3.4 defines the success codes and the codes for denials by the foreign agent
 (64-127 and 194) and by the home agent (128-192); RFC 3024 (reverse tunneling) adds 74-76, 79
-and 137-139. Section 6.4 allocates the ranges.
+and 137-139; RFC 2794 (NAI) adds 96-99; RFC 3519 (NAT traversal) adds 142; RFC 5177 (mobile
+networks) adds 147 and 148. Section 6.4 allocates the ranges.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from enum import IntEnum
 
 
 class ReplyCode(IntEnum):
-    """Code field of a Registration Reply (RFC 5944 section 3.4; RFC 3024 section 3.4 and 3.3)."""
+    """Code field of a Registration Reply (RFC 5944 section 3.4; RFC 3024 sections 3.3 and 3.4;
+    RFC 2794 section 5; RFC 3519 section 3.5; RFC 5177 section 11)."""
 
     # Successful registration codes (RFC 5944 section 3.4).
     ACCEPTED = 0
@@ -39,6 +41,11 @@ class ReplyCode(IntEnum):
     FA_HOME_AGENT_HOST_UNREACHABLE = 81
     FA_HOME_AGENT_PORT_UNREACHABLE = 82
     FA_HOME_AGENT_UNREACHABLE = 88
+    # RFC 2794 section 5 (NAI), foreign agent codes, under the RFC's own names.
+    FA_NONZERO_HOMEADDR_REQD = 96
+    FA_MISSING_NAI = 97
+    FA_MISSING_HOME_AGENT = 98
+    FA_MISSING_HOMEADDR = 99
     FA_INVALID_HOME_AGENT_ADDRESS = 194  # new in RFC 5944, listed with the FA codes
 
     # Registration denied by the home agent (RFC 5944 section 3.4).
@@ -55,6 +62,12 @@ class ReplyCode(IntEnum):
     HA_REQUESTED_REVERSE_TUNNEL_UNAVAILABLE = 137
     HA_REVERSE_TUNNEL_IS_MANDATORY_AND_T_BIT_NOT_SET = 138
     HA_REQUESTED_ENCAPSULATION_UNAVAILABLE = 139
+    # RFC 3519 section 3.5 (NAT traversal), ERROR_HA_UDP_ENCAP_UNAVAIL, "Requested UDP tunnel
+    # encapsulation unavailable"; section 8 gives its number, 142.
+    HA_UDP_ENCAP_UNAVAIL = 142
+    # RFC 5177 section 11, Table 3 (mobile networks).
+    HA_MOBNET_ERROR = 147  # "Mobile Network Prefix operation error"
+    HA_MOBNET_DISALLOWED = 148  # "Mobile Router operation is not permitted"
 
 
 def is_accepted(code: int) -> bool:
