@@ -21,6 +21,8 @@ from mipd.core.wire.extensions import (
     AuthenticationExtension,
     EncapsulatingDeliveryStyle,
     MobileNodeNAI,
+    RevocationSupport,
+    RevocationSupportFlags,
 )
 from mipd.core.wire.icmp import (
     AdvertisementFlags,
@@ -34,11 +36,30 @@ from mipd.core.wire.icmp import (
     decode_icmp,
     next_sequence,
 )
+from mipd.core.wire.messages import DECODERS, decode_message
+from mipd.core.wire.mobile_network import (
+    ACKNOWLEDGEMENT_SUB_TYPES,
+    MobileNetworkAcknowledgement,
+    MobileNetworkRequest,
+)
+from mipd.core.wire.nat import (
+    TunnelData,
+    UdpTunnelReply,
+    UdpTunnelReplyFlags,
+    UdpTunnelRequest,
+    UdpTunnelRequestFlags,
+)
 from mipd.core.wire.registration import (
     RegistrationReply,
     RegistrationRequest,
     RequestFlags,
     decode_registration,
+)
+from mipd.core.wire.revocation import (
+    RegistrationRevocation,
+    RevocationAckFlags,
+    RevocationAcknowledgement,
+    RevocationFlags,
 )
 from mipd.core.wire.tlv import OpaqueTail, UnknownExtension
 
@@ -57,7 +78,8 @@ i32 = st.integers(-(2**31), 2**31 - 1)
 ipv4 = u32.map(IPv4Address)
 
 AUTH_TYPES = (32, 33, 34)
-REG_RECOGNISED_SKIPPABLE = (130, 131)
+REG_RECOGNISED_SKIPPABLE = (130, 131, 137, 144, 148)
+REG_RECOGNISED_NONSKIPPABLE = (*AUTH_TYPES, 44)
 ICMP_RECOGNISED = (0, 16, 19)
 
 auth_extensions = st.builds(
@@ -65,6 +87,14 @@ auth_extensions = st.builds(
 )
 nai_extensions = st.builds(MobileNodeNAI, st.binary(max_size=255))
 delivery_style = st.just(EncapsulatingDeliveryStyle())
+# RFC 3519 3.1 and 3.2, RFC 5177 4.1 and 4.2, RFC 3543 3.2: every field over its whole range.
+udp_tunnel_requests = st.builds(UdpTunnelRequest, u8.map(UdpTunnelRequestFlags), u8, u8)
+udp_tunnel_replies = st.builds(UdpTunnelReply, u8, u16.map(UdpTunnelReplyFlags), u16)
+mobile_network_requests = st.builds(MobileNetworkRequest, u8, ipv4)
+mobile_network_acks = st.builds(
+    MobileNetworkAcknowledgement, st.sampled_from(sorted(ACKNOWLEDGEMENT_SUB_TYPES)), u8, u8, ipv4, u8
+)
+revocation_supports = st.builds(RevocationSupport, u16.map(RevocationSupportFlags), u32, st.binary(max_size=249))
 reg_unknown = st.builds(
     UnknownExtension,
     st.integers(128, 255).filter(lambda t: t not in REG_RECOGNISED_SKIPPABLE),
@@ -72,10 +102,13 @@ reg_unknown = st.builds(
 )
 reg_opaque_tail = st.builds(
     lambda t, rest: OpaqueTail(bytes((t,)) + rest),
-    st.integers(0, 127).filter(lambda t: t not in AUTH_TYPES),
+    st.integers(0, 127).filter(lambda t: t not in REG_RECOGNISED_NONSKIPPABLE),
     st.binary(max_size=300),
 )
-reg_extension = st.one_of(auth_extensions, nai_extensions, delivery_style, reg_unknown)
+reg_extension = st.one_of(
+    auth_extensions, nai_extensions, delivery_style, reg_unknown, udp_tunnel_requests, udp_tunnel_replies,
+    mobile_network_requests, mobile_network_acks, revocation_supports,
+)
 
 
 @st.composite
@@ -153,7 +186,7 @@ icmp_messages = st.one_of(advertisements, solicitations)
 # Raw bytes that look enough like a message to get past the first checks.
 tlv_soup = st.lists(
     st.tuples(
-        st.one_of(st.sampled_from((0, 16, 19, 32, 33, 34, 130, 131, 200, 50)), u8),
+        st.one_of(st.sampled_from((0, 16, 19, 32, 33, 34, 44, 130, 131, 137, 144, 148, 200, 50)), u8),
         u8,  # declared length, often wrong for the data that follows
         st.binary(max_size=40),
     ).map(lambda t: bytes(t[:2]) + t[2]),
@@ -582,3 +615,124 @@ def test_next_sequence_walk() -> None:
         if seq == 0xFFFF:
             assert nxt == 256
         seq = nxt
+
+
+# --------------------------------------------------------------------------------------------
+# The other messages of UDP port 434: RFC 3519 tunnel data, RFC 3543 revocations
+# --------------------------------------------------------------------------------------------
+
+revocations = st.builds(
+    RegistrationRevocation, u16.map(RevocationFlags), ipv4, ipv4, ipv4, u32, reg_extension_lists(), u8
+)
+acknowledgements = st.builds(RevocationAcknowledgement, u16.map(RevocationAckFlags), ipv4, u32,
+                             reg_extension_lists(), u8)
+tunnel_data = st.builds(TunnelData, u8, st.binary(max_size=300), u16)
+port_434_messages = st.one_of(registration_messages, revocations, acknowledgements, tunnel_data)
+port_434_like = st.one_of(
+    st.binary(max_size=400),
+    st.tuples(st.sampled_from(sorted(DECODERS)), st.binary(max_size=30), tlv_soup).map(
+        lambda t: bytes((t[0],)) + t[1] + t[2]
+    ),
+    st.tuples(st.sampled_from((7, 15)), st.binary(min_size=11, max_size=19), tlv_soup).map(
+        lambda t: bytes((t[0],)) + t[1] + t[2]
+    ),
+)
+
+
+def check_port_434_bytes(data: bytes) -> object:
+    """decode_message returns a message or raises DecodeError; a message re-encodes to ``data``,
+    and the decoder of its type gives the same value."""
+    try:
+        message = decode_message(data)
+    except DecodeError:
+        return None
+    assert message.encode() == data
+    assert DECODERS[data[0]](data) == message
+    return message
+
+
+@PROPERTY
+@given(port_434_messages)
+def test_port_434_round_trip(message: object) -> None:
+    """For every message of UDP port 434 (registration, RFC 3519 tunnel data, RFC 3543 revocation
+    and acknowledgement, with every new extension): decode(encode(m)) == m, byte for byte."""
+    wire = message.encode()  # type: ignore[attr-defined]
+    decoded = decode_message(wire)
+    assert decoded == message
+    assert type(decoded) is type(message)
+    assert decoded.encode() == wire
+
+
+@PROPERTY
+@given(port_434_like)
+def test_port_434_arbitrary_bytes(data: bytes) -> None:
+    """decode_message of any bytes returns a message or raises DecodeError, and what decodes
+    re-encodes to exactly those bytes."""
+    check_port_434_bytes(data)
+
+
+@FEW
+@given(st.one_of(revocations, acknowledgements, tunnel_data))
+def test_port_434_truncations(message: object) -> None:
+    """Every proper prefix of a revocation, acknowledgement or tunnel data message decodes (and
+    re-encodes to the prefix) or raises DecodeError; prefixes shorter than the fixed part raise."""
+    wire = message.encode()  # type: ignore[attr-defined]
+    fixed = getattr(message, "FIXED_LENGTH", TunnelData.HEADER_LENGTH)
+    for n in range(len(wire)):
+        decoded = check_port_434_bytes(wire[:n])
+        if n < fixed:
+            assert decoded is None
+
+
+@PROPERTY
+@given(st.one_of(revocations, acknowledgements, tunnel_data), mutations)
+def test_port_434_mutations(message: object, changes: list[tuple[int, int]]) -> None:
+    """Overwriting bytes of a valid encoding gives a message (re-encoding exactly) or DecodeError."""
+    wire = message.encode()  # type: ignore[attr-defined]
+    check_port_434_bytes(mutate(wire, changes[:1]))
+    check_port_434_bytes(mutate(wire, changes))
+
+
+unsigned_revocations = st.one_of(
+    st.builds(RegistrationRevocation, u16.map(RevocationFlags), ipv4, ipv4, ipv4, u32,
+              reg_extension_lists(allow_tail=False), u8),
+    st.builds(RevocationAcknowledgement, u16.map(RevocationAckFlags), ipv4, u32,
+              reg_extension_lists(allow_tail=False), u8),
+)
+
+
+@PROPERTY
+@given(unsigned_revocations, st.sampled_from((32, 34)), u32, keys, keys, algorithms, st.integers(0, 10**6))
+def test_revocation_authenticators(
+    message: RegistrationRevocation | RevocationAcknowledgement,
+    ext_type: int,
+    spi: int,
+    key: bytes,
+    other_key: bytes,
+    algorithm: auth.Algorithm,
+    bit: int,
+) -> None:
+    """RFC 3543 3.3 and 3.4: a revocation or acknowledgement signed with append_authentication
+    (Foreign-Home or Mobile-Home) verifies after decoding with the key and only the key, and
+    its authenticator covers the fixed part, every prior extension and its own Type, Length and
+    SPI (RFC 5944 3.5.1): flipping any bit before the authenticator breaks it."""
+    signed = auth.append_authentication(message, ext_type, spi, key, algorithm)
+    wire = signed.encode()
+    decoded = decode_message(wire)
+    assert decoded == signed
+    assert isinstance(decoded, RegistrationRevocation | RevocationAcknowledgement)
+    index = len(decoded.extensions) - 1
+    assert auth.protected_bytes(decoded, index) == wire[:-auth.AUTHENTICATOR_LENGTH]
+    assert auth.verify(decoded, index, key, algorithm)
+    if not _equivalent_keys(algorithm, key, other_key):
+        assert not auth.verify(decoded, index, other_key, algorithm)
+    bit %= (len(wire) - auth.AUTHENTICATOR_LENGTH) * 8
+    flipped = bytearray(wire)
+    flipped[bit // 8] ^= 0x80 >> (bit % 8)
+    try:
+        tampered = decode_message(bytes(flipped))
+    except DecodeError:
+        return
+    for i, ext in enumerate(getattr(tampered, "extensions", ())):
+        if isinstance(ext, AuthenticationExtension):
+            assert not auth.verify(tampered, i, key, algorithm)  # type: ignore[arg-type]

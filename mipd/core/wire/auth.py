@@ -1,5 +1,8 @@
 """Authenticators of the registration authentication extensions (RFC 5944 sections 3.5.1, 5.1).
 
+RFC 3543 (3.3, 3.4) protects Registration Revocations and their Acknowledgements with the same
+authenticators "as specified in [RFC 3344]", so every function here takes those messages too.
+
 Section 3.5.1: the authenticator protects "the UDP payload (that is, the Registration Request or
 Registration Reply data)", "all prior Extensions in their entirety", and "the Type, Length, and
 SPI of this Extension"; not the Authenticator field itself, nor the UDP header.
@@ -24,11 +27,13 @@ from typing import TypeVar
 
 from mipd.core.wire.extensions import AuthenticationExtension
 from mipd.core.wire.registration import RegistrationReply, RegistrationRequest
+from mipd.core.wire.revocation import RegistrationRevocation, RevocationAcknowledgement
 
 AUTHENTICATOR_LENGTH = 16  # 128-bit MD5 digest, both algorithms
 _ZERO_AUTHENTICATOR = bytes(AUTHENTICATOR_LENGTH)
 
-M = TypeVar("M", RegistrationRequest, RegistrationReply)
+M = TypeVar("M", RegistrationRequest, RegistrationReply, RegistrationRevocation, RevocationAcknowledgement)
+Authenticated = RegistrationRequest | RegistrationReply | RegistrationRevocation | RevocationAcknowledgement
 
 
 class Algorithm(StrEnum):
@@ -47,7 +52,7 @@ def compute(algorithm: Algorithm, key: bytes, data: bytes) -> bytes:
     raise ValueError(f"unknown algorithm {algorithm!r}")
 
 
-def protected_bytes(message: RegistrationRequest | RegistrationReply, index: int) -> bytes:
+def protected_bytes(message: Authenticated, index: int) -> bytes:
     """What the authentication extension at ``message.extensions[index]`` covers (3.5.1)."""
     ext = message.extensions[index]
     if not isinstance(ext, AuthenticationExtension):
@@ -66,9 +71,7 @@ def append_authentication(message: M, ext_type: int, spi: int, key: bytes, algor
     return replace(message, extensions=(*message.extensions, AuthenticationExtension(ext_type, spi, value)))
 
 
-def verify(
-    message: RegistrationRequest | RegistrationReply, index: int, key: bytes, algorithm: Algorithm
-) -> bool:
+def verify(message: Authenticated, index: int, key: bytes, algorithm: Algorithm) -> bool:
     """Whether the authenticator at ``message.extensions[index]`` is right for ``key``."""
     ext = message.extensions[index]
     if not isinstance(ext, AuthenticationExtension):

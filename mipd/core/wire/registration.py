@@ -15,6 +15,7 @@ from typing import ClassVar
 
 from mipd.core.wire.errors import DecodeError
 from mipd.core.wire.extensions import (
+    NOT_YET_SUPPORTED_NONSKIPPABLE,
     PARSERS,
     AuthenticationExtension,
     ExtensionType,
@@ -89,10 +90,11 @@ class _ExtensionAccess:
     def unrecognised_nonskippable(self) -> int | None:
         """Type of an unrecognised extension numbered 0-127, if the message carries one.
 
-        Such a message MUST be silently discarded (RFC 5944 section 1.8).
+        Such a message MUST be silently discarded (RFC 5944 section 1.8). A type the codec
+        decodes but no engine supports yet (:data:`NOT_YET_SUPPORTED_NONSKIPPABLE`) counts too.
         """
         for ext in self.extensions:
-            if isinstance(ext, OpaqueTail):
+            if isinstance(ext, OpaqueTail) or ext.type in NOT_YET_SUPPORTED_NONSKIPPABLE:
                 return ext.type
         return None
 
