@@ -93,7 +93,7 @@ DEMO_PLOT ?= demo-roaming.png
 demo: bootstrap
 	$(BIN)/mipd demo --plot $(DEMO_PLOT)
 
-# Every decoder under atheris for FUZZ_SECONDS each (14 harnesses: about 7 minutes at 25);
+# Every decoder under atheris for FUZZ_SECONDS each (15 harnesses: about 7.5 minutes at 25);
 # working corpora and any crash input go to FUZZ_WORK. `make test` runs a short fixed run of each.
 FUZZ_SECONDS ?= 25
 FUZZ_WORK ?= /tmp/mipd-fuzz

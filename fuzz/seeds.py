@@ -58,7 +58,7 @@ def _minimal(inner: IP, *, with_source: bool) -> bytes:
 
 
 def _registration_messages() -> list[bytes]:
-    out = [bytes.fromhex(wire) for _, wire, _ in vectors.REGISTRATION_CASES]
+    out = [bytes.fromhex(wire) for _, wire, _ in vectors.REGISTRATION_CASES + vectors.EXTENSION_CASES]
     out += [bytes.fromhex(w) for _, w, d, _ in vectors.MALFORMED if d is vectors.decode_registration]
     out.append(bytes.fromhex(wireshark.WS_RRQ_FIXED + wireshark.WS_RRQ_EXT + wireshark.WS_RRQ_AUTH))
     out.append(bytes.fromhex(wireshark.WS_RRP_FIXED + wireshark.WS_RRP_EXT + wireshark.WS_RRP_AUTH))
@@ -162,6 +162,8 @@ def corpora() -> dict[str, list[bytes]]:
                        encapsulate(plain[0], scenario.HA, IPv4Address(COA), Encapsulation.IPIP, 1)]
     return {
         "registration": all_registration,
+        "messages": registration + [bytes.fromhex(w) for _, w, _ in vectors.MESSAGE_CASES]
+                    + [bytes.fromhex(w) for _, w, d, _ in vectors.MALFORMED if d is vectors.decode_message],
         "extensions": [e for e in extensions if e],
         "icmp": icmp,
         "ipv4": plain + tunnels,

@@ -38,6 +38,8 @@ from mipd.core.wire.frames import decode_ip_frame, decode_udp_frame
 from mipd.core.wire.icmp import _ONE_BYTE as ICMP_ONE_BYTE
 from mipd.core.wire.icmp import _PARSERS as ICMP_PARSERS
 from mipd.core.wire.icmp import AgentAdvertisement, checksum, decode_icmp
+from mipd.core.wire.messages import DECODERS as MESSAGE_DECODERS
+from mipd.core.wire.messages import decode_message
 from mipd.core.wire.reader import Reader
 from mipd.core.wire.registration import (
     RegistrationReply,
@@ -83,6 +85,23 @@ def registration(data: bytes) -> None:
     wire = message.encode()
     assert wire == data, f"re-encoded {wire.hex()} != {data.hex()}"
     assert decode_registration(wire) == message
+
+
+def messages(data: bytes) -> None:
+    """decode_message (every UDP port 434 message type: RFC 5944, RFC 3519 tunnel data, RFC 3543
+    revocations) and each type's own decoder; byte-exact re-encoding, the same value either way."""
+    for decoder in MESSAGE_DECODERS.values():
+        with contextlib.suppress(DecodeError):
+            decoder(data)
+    try:
+        message = decode_message(data)
+    except DecodeError:
+        return
+    wire = message.encode()
+    assert wire == data, f"re-encoded {wire.hex()} != {data.hex()}"
+    assert decode_message(wire) == message
+    assert MESSAGE_DECODERS[data[0]](data) == message
+    _ = getattr(message, "unrecognised_nonskippable", None)
 
 
 def extensions(data: bytes) -> None:
@@ -397,6 +416,7 @@ def mobile_node_reply(data: bytes) -> None:
 
 TARGETS: dict[str, Target] = {
     "registration": registration,
+    "messages": messages,
     "extensions": extensions,
     "icmp": icmp,
     "ipv4": ipv4_header,
