@@ -27,6 +27,8 @@ from mipd.core.wire.extensions import (
     EncapsulatingDeliveryStyle,
     ExtensionType,
     MobileNodeNAI,
+    RevocationSupport,
+    RevocationSupportFlags,
 )
 from mipd.core.wire.icmp import (
     AdvertisementFlags,
@@ -37,14 +39,36 @@ from mipd.core.wire.icmp import (
     PrefixLengthsExtension,
     RouterAddress,
 )
+from mipd.core.wire.mobile_network import (
+    MobileNetworkAcknowledgement,
+    MobileNetworkAcknowledgementCode,
+    MobileNetworkRequest,
+    MobileNetworkSubType,
+)
+from mipd.core.wire.nat import (
+    Encapsulation,
+    TunnelData,
+    UdpTunnelReply,
+    UdpTunnelReplyCode,
+    UdpTunnelReplyFlags,
+    UdpTunnelRequest,
+    UdpTunnelRequestFlags,
+)
 from mipd.core.wire.registration import RegistrationReply, RegistrationRequest, RequestFlags
+from mipd.core.wire.revocation import (
+    RegistrationRevocation,
+    RevocationAckFlags,
+    RevocationAcknowledgement,
+    RevocationFlags,
+)
 from mipd.core.wire.tlv import UnknownExtension
 from tests.support import pcap
 from tests.support.tools import tool
 
 pytestmark = pytest.mark.conformance
 
-Message = RegistrationRequest | RegistrationReply | AgentAdvertisement | AgentSolicitation
+Message = (RegistrationRequest | RegistrationReply | AgentAdvertisement | AgentSolicitation | TunnelData
+           | RegistrationRevocation | RevocationAcknowledgement)
 Fields = dict[str, list[str]]
 
 REQUEST_BITS = {"s": 0x80, "b": 0x40, "d": 0x20, "m": 0x10, "g": 0x08, "v": 0x04, "t": 0x02, "x": 0x01}
@@ -75,7 +99,32 @@ def _registration_extension_fields(extensions: tuple[Any, ...]) -> Fields:
             fields.setdefault("mip.auth.auth", []).append(ext.authenticator.hex())
         elif isinstance(ext, MobileNodeNAI):
             fields.setdefault("mip.nai", []).append(ext.nai.decode("ascii"))
+        elif isinstance(ext, UdpTunnelRequest):  # RFC 3519 3.1
+            _add(fields, "mip.ext.utrq", subtype="0", reserved1=f"0x{ext.reserved1:02x}",
+                 flags=f"0x{int(ext.flags):02x}", f=_bit(ext.flags, 0x80), r=_bit(ext.flags, 0x40),
+                 reserved2=f"0x{int(ext.flags) & 0x3F:02x}", encaptype=str(ext.encapsulation), reserved3="0x0000")
+        elif isinstance(ext, UdpTunnelReply):  # RFC 3519 3.2
+            _add(fields, "mip.ext.utrp", subtype="0", code=str(ext.code), flags=f"0x{int(ext.flags):04x}",
+                 f=_bit(ext.flags, 0x8000), reserved=f"0x{int(ext.flags) & 0x7FFF:04x}",
+                 keepalive=str(ext.keepalive_interval))
+        elif isinstance(ext, MobileNetworkRequest):  # RFC 5177 4.1
+            _add(fields, "mip.ext.mne", subtype="0", prefix_length=str(ext.prefix_length), prefix=str(ext.prefix))
+        elif isinstance(ext, MobileNetworkAcknowledgement):  # RFC 5177 4.2
+            _add(fields, "mip.ext.mne", subtype=str(ext.sub_type), code=str(ext.code),
+                 prefix_length=str(ext.prefix_length), reserved=f"0x{ext.reserved:02x}", prefix=str(ext.prefix))
+        elif isinstance(ext, RevocationSupport):  # RFC 3543 3.2
+            _add(fields, "mip.ext.rev", flags=f"0x{int(ext.flags):04x}", i=_bit(ext.flags, 0x8000),
+                 reserved=f"0x{int(ext.flags) & 0x7FFF:04x}", tstamp=str(ext.timestamp))
     return {k: v for k, v in fields.items() if v}
+
+
+def _bit(value: int, bit: int) -> str:
+    return "1" if int(value) & bit else "0"
+
+
+def _add(fields: Fields, group: str, /, **values: str) -> None:
+    for name, value in values.items():
+        fields.setdefault(f"{group}.{name}", []).append(value)
 
 
 def expected_request(m: RegistrationRequest) -> Fields:
@@ -101,6 +150,50 @@ def expected_reply(m: RegistrationReply) -> Fields:
         "mip.haaddr": [str(m.home_agent)],
         "mip.ident_raw": [f"{m.identification:016x}"],
         **_registration_extension_fields(m.extensions),
+    }
+
+
+def expected_revocation(m: RegistrationRevocation) -> Fields:
+    """RFC 3543 3.3; Wireshark calls the 16-bit A/I/Reserved word mip.flags2."""
+    return {
+        "mip.type": ["7"],
+        "mip.rev.reserved": [f"0x{m.reserved:02x}"],
+        "mip.flags2": [f"0x{int(m.flags):04x}"],
+        "mip.rev.a": [_bit(m.flags, 0x8000)],
+        "mip.rev.i": [_bit(m.flags, 0x4000)],
+        "mip.rev.reserved2": [f"0x{int(m.flags) & 0x3FFF:04x}"],
+        "mip.homeaddr": [str(m.home_address)],
+        "mip.rev.hda": [str(m.home_domain_address)],
+        "mip.rev.fda": [str(m.foreign_domain_address)],
+        "mip.revid": [str(m.revocation_identifier)],
+        **_registration_extension_fields(m.extensions),
+    }
+
+
+def expected_acknowledgement(m: RevocationAcknowledgement) -> Fields:
+    """RFC 3543 3.4."""
+    return {
+        "mip.type": ["15"],
+        "mip.ack.reserved": [f"0x{m.reserved:02x}"],
+        "mip.flags2": [f"0x{int(m.flags):04x}"],
+        "mip.ack.i": [_bit(m.flags, 0x8000)],
+        "mip.ack.reserved2": [f"0x{int(m.flags) & 0x7FFF:04x}"],
+        "mip.homeaddr": [str(m.home_address)],
+        "mip.revid": [str(m.revocation_identifier)],
+        **_registration_extension_fields(m.extensions),
+    }
+
+
+def expected_tunnel_data(m: TunnelData) -> Fields:
+    """RFC 3519 3.3: the header, then Wireshark reads the payload as the inner IPv4 datagram."""
+    inner_source, inner_destination = IPv4Address(m.payload[12:16]), IPv4Address(m.payload[16:20])
+    return {
+        "mip.type": ["4"],
+        "mip.nattt.nexthdr": [str(m.next_header)],
+        "mip.nattt.reserved": [f"0x{m.reserved:04x}"],
+        "ip.src": [TUNNEL_SOURCE, str(inner_source)],
+        "ip.dst": [TUNNEL_DESTINATION, str(inner_destination)],
+        "ip.len": [str(20 + 8 + len(m.encode())), str(len(m.payload))],
     }
 
 
@@ -142,6 +235,9 @@ EXPECTED: dict[type, Callable[[Any], Fields]] = {
     RegistrationReply: expected_reply,
     AgentAdvertisement: expected_advertisement,
     AgentSolicitation: expected_solicitation,
+    RegistrationRevocation: expected_revocation,
+    RevocationAcknowledgement: expected_acknowledgement,
+    TunnelData: expected_tunnel_data,
 }
 
 
@@ -180,6 +276,12 @@ def random_request(rng: random.Random) -> RegistrationRequest:
         before.append(EncapsulatingDeliveryStyle())
     if rng.random() < 0.3:
         before.append(UnknownExtension(rng.choice(UNKNOWN_SKIPPABLE), rng.randbytes(rng.randint(0, 30))))
+    if rng.random() < 0.4:
+        before.append(_udp_tunnel_request(rng))
+    for _ in range(rng.choice((0, 0, 1, 2))):
+        before.append(MobileNetworkRequest(rng.randint(0, 32), _addr(rng)))
+    if rng.random() < 0.3:
+        before.append(_revocation_support(rng))
     rng.shuffle(before)
     m = RegistrationRequest(m.flags, m.lifetime, m.home_address, m.home_agent, m.care_of_address,
                             m.identification, tuple(before))
@@ -191,15 +293,66 @@ def random_request(rng: random.Random) -> RegistrationRequest:
     return m
 
 
+def _udp_tunnel_request(rng: random.Random) -> UdpTunnelRequest:
+    return UdpTunnelRequest(UdpTunnelRequestFlags(rng.getrandbits(8)), rng.choice([*Encapsulation, rng.getrandbits(8)]),
+                            rng.choice((0, rng.getrandbits(8))))
+
+
+def _revocation_support(rng: random.Random) -> RevocationSupport:
+    return RevocationSupport(RevocationSupportFlags(rng.getrandbits(16)), rng.getrandbits(32))
+
+
+def _mobile_network_ack(rng: random.Random) -> MobileNetworkAcknowledgement:
+    return MobileNetworkAcknowledgement(
+        rng.choice((1, 2)), rng.choice([*MobileNetworkAcknowledgementCode, rng.getrandbits(8)]),
+        rng.randint(0, 32), _addr(rng), rng.choice((0, rng.getrandbits(8))))
+
+
 def random_reply(rng: random.Random) -> RegistrationReply:
     code = rng.choice([*ReplyCode, rng.getrandbits(8)])
     m = RegistrationReply(int(code), rng.choice((0, 300, 1800, 0xFFFF)), _addr(rng), _addr(rng), _ident(rng))
+    before: list[Any] = []
     if rng.random() < 0.3:
-        m = RegistrationReply(m.code, m.lifetime, m.home_address, m.home_agent, m.identification, (_nai(rng),))
+        before.append(_nai(rng))
+    if rng.random() < 0.4:
+        before.append(UdpTunnelReply(rng.choice([*UdpTunnelReplyCode, rng.getrandbits(8)]),
+                                     UdpTunnelReplyFlags(rng.getrandbits(16)), rng.getrandbits(16)))
+    for _ in range(rng.choice((0, 0, 1, 2))):
+        before.append(_mobile_network_ack(rng))
+    if rng.random() < 0.3:
+        before.append(_revocation_support(rng))
+    rng.shuffle(before)
+    if before:
+        m = RegistrationReply(m.code, m.lifetime, m.home_address, m.home_agent, m.identification, tuple(before))
     m = _sign(m, ExtensionType.MOBILE_HOME_AUTHENTICATION, rng)
     if rng.random() < 0.5:
         m = _sign(m, ExtensionType.FOREIGN_HOME_AUTHENTICATION, rng)
     return m
+
+
+def random_revocation(rng: random.Random) -> RegistrationRevocation:
+    extensions: tuple[Any, ...] = (_revocation_support(rng),) if rng.random() < 0.5 else ()
+    m = RegistrationRevocation(RevocationFlags(rng.getrandbits(16)), _addr(rng), _addr(rng), _addr(rng),
+                               rng.getrandbits(32), extensions, rng.choice((0, rng.getrandbits(8))))
+    return _sign(m, rng.choice((ExtensionType.FOREIGN_HOME_AUTHENTICATION, ExtensionType.MOBILE_HOME_AUTHENTICATION)),
+                 rng)
+
+
+def random_acknowledgement(rng: random.Random) -> RevocationAcknowledgement:
+    m = RevocationAcknowledgement(RevocationAckFlags(rng.getrandbits(16)), _addr(rng), rng.getrandbits(32),
+                                  reserved=rng.choice((0, rng.getrandbits(8))))
+    return _sign(m, ExtensionType.FOREIGN_HOME_AUTHENTICATION, rng)
+
+
+TUNNEL_SOURCE, TUNNEL_DESTINATION = "10.0.0.2", "10.0.0.1"
+
+
+def random_tunnel_data(rng: random.Random) -> TunnelData:
+    """IP in UDP (RFC 3519 3.3, Next Header 4): Wireshark 4.0 reads any MIP tunnel data payload as
+    IPv4, whatever Next Header says, so only IP-in-UDP can be checked against it. The inner
+    datagram carries IP protocol 253 (experimental), which Wireshark shows as plain data."""
+    inner = pcap.ipv4(253, str(_addr(rng)), str(_addr(rng)), rng.randbytes(rng.randint(0, 60)))
+    return TunnelData(Encapsulation.IP_IN_IP, inner, rng.choice((0, rng.getrandbits(16))))
 
 
 def random_advertisement(rng: random.Random) -> AgentAdvertisement:
@@ -247,6 +400,34 @@ NAMED: list[tuple[str, Message]] = [
                                 (IPv4Address("10.3.0.1"), IPv4Address("10.3.0.9"))),
          PrefixLengthsExtension((16, 32))))),
     ("agent solicitation", AgentSolicitation()),
+    ("request: UDP tunnel request F GRE, two mobile networks, revocation support (RFC 3519, 5177, 3543)",
+     append_authentication(RegistrationRequest(
+         RequestFlags.D | RequestFlags.T, 1800, IPv4Address("10.1.0.10"), IPv4Address("10.1.0.1"),
+         IPv4Address("192.168.1.5"), identification.timestamp(NOW, 7),
+         (UdpTunnelRequest(UdpTunnelRequestFlags.F, Encapsulation.GRE),
+          MobileNetworkRequest(24, IPv4Address("10.5.0.0")), MobileNetworkRequest(28, IPv4Address("10.5.1.0")),
+          RevocationSupport(RevocationSupportFlags.I, 123456),
+          MobileNodeNAI(b"router1@example.org"))),
+         ExtensionType.MOBILE_HOME_AUTHENTICATION, 256, KEY, Algorithm.HMAC_MD5)),
+    ("reply 147: UDP tunnel reply, explicit and implicit acknowledgements", append_authentication(RegistrationReply(
+        ReplyCode.HA_MOBNET_ERROR, 0, IPv4Address("10.1.0.10"), IPv4Address("10.1.0.1"),
+        identification.timestamp(NOW, 8),
+        (UdpTunnelReply(UdpTunnelReplyCode.WILL_DO_TUNNELLING, UdpTunnelReplyFlags.F, 25),
+         MobileNetworkAcknowledgement(MobileNetworkSubType.EXPLICIT_MODE_ACKNOWLEDGEMENT,
+                                      MobileNetworkAcknowledgementCode.MOBNET_INVALID_PREFIX_LEN, 33,
+                                      IPv4Address("10.5.0.0")),
+         MobileNetworkAcknowledgement(MobileNetworkSubType.IMPLICIT_MODE_ACKNOWLEDGEMENT,
+                                      MobileNetworkAcknowledgementCode.SUCCESS, 16, IPv4Address("10.6.0.0")))),
+        ExtensionType.MOBILE_HOME_AUTHENTICATION, 256, KEY, Algorithm.HMAC_MD5)),
+    ("registration revocation from the home agent (RFC 3543 3.3)", append_authentication(RegistrationRevocation(
+        RevocationFlags.A | RevocationFlags.I, IPv4Address("10.1.0.10"), IPv4Address("10.1.0.1"),
+        IPv4Address("10.2.0.1"), 3_790_000_000, (RevocationSupport(RevocationSupportFlags.I, 3_790_000_000),)),
+        ExtensionType.FOREIGN_HOME_AUTHENTICATION, 500, KEY, Algorithm.HMAC_MD5)),
+    ("revocation acknowledgement (RFC 3543 3.4)", append_authentication(RevocationAcknowledgement(
+        RevocationAckFlags.I, IPv4Address("10.1.0.10"), 3_790_000_000),
+        ExtensionType.FOREIGN_HOME_AUTHENTICATION, 500, KEY, Algorithm.HMAC_MD5)),
+    ("tunnel data, IP in UDP (RFC 3519 3.3)", TunnelData(
+        Encapsulation.IP_IN_IP, pcap.ipv4(253, "10.1.0.10", "10.3.0.1", b"tunnelled"))),
 ]
 
 
@@ -257,6 +438,10 @@ def all_cases() -> list[tuple[str, Message]]:
         cases.append((f"random request {i}", random_request(rng)))
         cases.append((f"random reply {i}", random_reply(rng)))
         cases.append((f"random advertisement {i}", random_advertisement(rng)))
+    for i in range(30):
+        cases.append((f"random revocation {i}", random_revocation(rng)))
+        cases.append((f"random revocation acknowledgement {i}", random_acknowledgement(rng)))
+        cases.append((f"random tunnel data {i}", random_tunnel_data(rng)))
     return cases
 
 
@@ -267,6 +452,8 @@ def _frame(message: Message) -> bytes:
         return pcap.udp("10.0.0.2", "10.0.0.1", 40000, 434, message.encode())
     if isinstance(message, RegistrationReply):
         return pcap.udp("10.0.0.1", "10.0.0.2", 434, 40000, message.encode())
+    if isinstance(message, TunnelData | RegistrationRevocation | RevocationAcknowledgement):
+        return pcap.udp(TUNNEL_SOURCE, TUNNEL_DESTINATION, 40001, 434, message.encode())
     return pcap.icmp("10.0.0.1", "224.0.0.1", message.encode())
 
 
@@ -296,7 +483,18 @@ FIELD_NAMES = sorted(
      "icmp.type", "icmp.code", "icmp.checksum.status", "icmp.num_addrs", "icmp.addr_entry_size", "icmp.lifetime",
      "icmp.router_address", "icmp.pref_level", "icmp.mip.type", "icmp.mip.length", "icmp.mip.seq",
      "icmp.mip.life", "icmp.mip.flags", "icmp.mip.reserved", "icmp.mip.coa", "icmp.mip.prefixlength",
-     *(f"icmp.mip.{b}" for b in ADVERT_BITS), "udp.checksum.status"}
+     *(f"icmp.mip.{b}" for b in ADVERT_BITS), "udp.checksum.status",
+     # RFC 3519
+     *(f"mip.ext.utrq.{f}" for f in ("subtype", "reserved1", "flags", "f", "r", "reserved2", "encaptype",
+                                     "reserved3")),
+     *(f"mip.ext.utrp.{f}" for f in ("subtype", "code", "flags", "f", "reserved", "keepalive")),
+     "mip.nattt.nexthdr", "mip.nattt.reserved", "ip.src", "ip.dst", "ip.len",
+     # RFC 5177
+     *(f"mip.ext.mne.{f}" for f in ("subtype", "code", "prefix_length", "reserved", "prefix")),
+     # RFC 3543
+     *(f"mip.ext.rev.{f}" for f in ("flags", "i", "reserved", "tstamp")),
+     "mip.rev.reserved", "mip.flags2", "mip.rev.a", "mip.rev.i", "mip.rev.reserved2", "mip.rev.hda", "mip.rev.fda",
+     "mip.revid", "mip.ack.reserved", "mip.ack.i", "mip.ack.reserved2"}
 )
 
 
@@ -337,7 +535,10 @@ def test_covers_every_message_and_extension_type(decoded: list[tuple[str, Messag
     assert {"RegistrationRequest", "RegistrationReply", "AgentAdvertisement", "AgentSolicitation",
             "AuthenticationExtension:32", "AuthenticationExtension:33", "AuthenticationExtension:34",
             "MobileNodeNAI:131", "EncapsulatingDeliveryStyle:130", "MobilityAgentExtension:16",
-            "PrefixLengthsExtension:19", "OneBytePadding:0"} <= seen
+            "PrefixLengthsExtension:19", "OneBytePadding:0",
+            "TunnelData", "RegistrationRevocation", "RevocationAcknowledgement", "UdpTunnelRequest:144",
+            "UdpTunnelReply:44", "MobileNetworkRequest:148", "MobileNetworkAcknowledgement:148",
+            "RevocationSupport:137"} <= seen
     assert any(name.startswith("UnknownExtension:") for name in seen)
 
 
@@ -387,3 +588,20 @@ def test_malformed_detection_works(tmp_path: Path) -> None:
         check=True, capture_output=True, text=True, timeout=120,
     )
     assert out.stdout.strip() != ""
+
+
+def test_malformed_detection_works_for_the_new_messages(tmp_path: Path) -> None:
+    """The same check flags a revocation cut inside its authenticator and a UDP Tunnel Reply
+    (RFC 3519 3.2) cut after four of its six bytes: tshark reads these types, not just names them."""
+    revocation = dict(NAMED)["registration revocation from the home agent (RFC 3543 3.3)"].encode()
+    reply = dict(NAMED)["reply 147: UDP tunnel reply, explicit and implicit acknowledgements"]
+    assert isinstance(reply, RegistrationReply)
+    cut_reply = reply.fixed_part() + reply.extensions[0].encode()[:6]
+    capture = tmp_path / "bad.pcap"
+    pcap.write_pcap(capture, [pcap.udp(TUNNEL_SOURCE, TUNNEL_DESTINATION, 434, 434, revocation[:-6]),
+                              pcap.udp("10.0.0.1", "10.0.0.2", 434, 40000, cut_reply)])
+    out = subprocess.run(
+        [tool("tshark"), "-n", "-r", str(capture), "-Y", "_ws.malformed"],
+        check=True, capture_output=True, text=True, timeout=120,
+    )
+    assert len(out.stdout.strip().splitlines()) == 2
