@@ -2,7 +2,8 @@
 
 scapy 2.x's ``scapy.layers.mobileip`` has ``MobileIP`` (the type byte), ``MobileIPRRQ`` (flags,
 lifetime, homeaddr, haaddr, coaddr, id) and ``MobileIPRRP`` (code, lifetime, homeaddr, haaddr, id),
-and nothing for extensions or ICMP 9/10 bodies. Extensions and router entries are therefore
+and ``MobileIPTunnelData`` (RFC 3519 3.3: nexthdr, res), and nothing for extensions or ICMP 9/10
+bodies. Extensions and router entries are therefore
 assembled by hand here, byte by byte, never with mipd's encoder; the ICMP header and checksum
 come from scapy's ``ICMP`` layer.
 """
@@ -16,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scapy.layers.inet import ICMP, IP, UDP
-from scapy.layers.mobileip import MobileIP, MobileIPRRP, MobileIPRRQ
+from scapy.layers.mobileip import MobileIP, MobileIPRRP, MobileIPRRQ, MobileIPTunnelData
 from scapy.packet import Raw
 from scapy.utils import checksum as scapy_checksum
 
@@ -35,6 +36,8 @@ from mipd.core.wire.icmp import (
     RouterAddress,
     decode_icmp,
 )
+from mipd.core.wire.messages import decode_message
+from mipd.core.wire.nat import TunnelData
 from mipd.core.wire.registration import (
     RegistrationReply,
     RegistrationRequest,
@@ -398,3 +401,31 @@ def test_our_solicitation_parsed_by_scapy(code: int, reserved: int) -> None:
     assert (parsed.type, parsed.code, parsed.unused) == (10, code, reserved)
     del parsed.chksum
     assert bytes(parsed) == ours
+
+
+# --------------------------------------------------------------------------------------------
+# MIP Tunnel Data (RFC 3519 section 3.3)
+# --------------------------------------------------------------------------------------------
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 255), st.integers(0, 0xFFFF), st.binary(max_size=60))
+def test_scapy_tunnel_data_both_ways(next_header: int, reserved: int, payload: bytes) -> None:
+    """scapy builds Type 4, Next Header, Reserved, then the payload; mipd decodes it to the same
+    fields, and mipd's encoding of those fields is what scapy built and parses back."""
+    wire = bytes(MobileIP(type=4) / MobileIPTunnelData(nexthdr=next_header, res=reserved) / Raw(payload))
+    message = decode_message(wire)
+    assert message == TunnelData(next_header, payload, reserved)
+    assert message.encode() == wire
+    parsed = MobileIP(message.encode())
+    layer = parsed[MobileIPTunnelData]
+    assert (parsed.type, layer.nexthdr, layer.res) == (4, next_header, reserved)
+
+
+def test_scapy_reads_the_inner_datagram_of_ip_in_udp() -> None:
+    """Next Header 4: scapy binds the payload to IP, and finds the inner datagram mipd carried."""
+    inner = bytes(IP(src="10.1.0.10", dst="10.3.0.1") / UDP(sport=5000, dport=5001) / Raw(b"hello"))
+    frame = IP(bytes(IP(src="10.0.0.2", dst="10.0.0.1") / UDP(sport=434, dport=434)
+                     / Raw(TunnelData(4, inner).encode())))
+    tunnelled = frame[MobileIPTunnelData][IP]
+    assert (tunnelled.src, tunnelled.dst, bytes(tunnelled[Raw])) == ("10.1.0.10", "10.3.0.1", b"hello")
