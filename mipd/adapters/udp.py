@@ -24,10 +24,12 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 
 from mipd.core.actions import Datagram, SendDatagram
+from mipd.core.wire.nat import TUNNEL_DATA_TYPE
 
 BATCH = 256
 MAX_DATAGRAM = 65535
 IP_PKTINFO = 8  # <linux/in.h>; the socket module has the name only from Python 3.12
+_TUNNEL_DATA = bytes((TUNNEL_DATA_TYPE,))  # the first byte of RFC 3519 tunnel data
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,12 +115,18 @@ class RegistrationEndpoints:
 
 class NodeSocket:
     """The node's UDP socket: any local address, bound to its interface; each request leaves
-    from the source the engine chose (home or co-located address, IP_PKTINFO) with its TTL."""
+    from the source the engine chose (home or co-located address, IP_PKTINFO) with its TTL.
+
+    It is also the node's end of a UDP tunnel (RFC 3519 3.3): tunnel data (message type 4) goes
+    to ``tunnel_data`` instead of the engine, and :meth:`send_payload` sends the reverse
+    direction, from the same port as the registration so that a NAT keeps one mapping."""
 
     def __init__(self, interface: str) -> None:
         self.interface = interface
         self.sock: socket.socket | None = None
         self.send_errors = 0
+        self.tunnel_data: Callable[[bytes, IPv4Address, int], None] | None = None
+        self._ttl = -1  # the IP_TTL set on the socket (-1: not set yet)
 
     def start(self, deliver: Callable[[list[Datagram]], None]) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -142,20 +150,33 @@ class NodeSocket:
                 break
             except OSError:
                 continue
+            if data[:1] == _TUNNEL_DATA and self.tunnel_data is not None:
+                self.tunnel_data(data, IPv4Address(host), port)
+                continue
             batch.append(Datagram(data, IPv4Address(host), port, IPv4Address(0)))
         if batch:
             deliver(batch)
 
     def send(self, action: SendDatagram) -> None:
+        self._send(action.source, action.destination, action.destination_port, action.payload, action.ttl or 64)
+
+    def send_payload(self, source: IPv4Address, destination: IPv4Address, port: int, payload: bytes) -> bool:
+        """Send ``payload`` (UDP tunnel data) from ``source``; False if it could not be sent."""
+        return self._send(source, destination, port, payload, 64)
+
+    def _send(self, source: IPv4Address, destination: IPv4Address, port: int, payload: bytes, ttl: int) -> bool:
         if self.sock is None:
-            return
+            return False
         try:
-            self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, action.ttl or 64)
-            info = struct.pack("I4s4s", 0, action.source.packed, b"\0" * 4)  # ipi_spec_dst: the source
-            self.sock.sendmsg([action.payload], [(socket.IPPROTO_IP, IP_PKTINFO, info)],
-                               0, (str(action.destination), action.destination_port))
+            if ttl != self._ttl:
+                self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
+                self._ttl = ttl
+            info = struct.pack("I4s4s", 0, source.packed, b"\0" * 4)  # ipi_spec_dst: the source
+            self.sock.sendmsg([payload], [(socket.IPPROTO_IP, IP_PKTINFO, info)], 0, (str(destination), port))
         except OSError:
             self.send_errors += 1  # e.g. no route yet: the engine retransmits
+            return False
+        return True
 
     def close(self) -> None:
         if self.sock is not None:

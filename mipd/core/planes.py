@@ -94,7 +94,9 @@ class MobilePlane:
       away (4.6).
     - ``colocated``: the node decapsulates what its home agent tunnels to ``care_of_address``
       (held on the interface as ``colocated``) itself; with ``reverse`` its own packets go back
-      through the tunnel to ``home_agent``.
+      through the tunnel to ``home_agent``. With ``udp_tunnel`` both directions are MIP tunnel
+      data messages on UDP (RFC 3519 3.3) between the node's registration socket and the home
+      agent's port 434, and every packet from the home address goes back through it.
     - ``unknown``: away but not registered (between agents): no ARP, no mipd routes.
     """
 
@@ -106,6 +108,9 @@ class MobilePlane:
     care_of_address: IPv4Address | None = None
     reverse: bool = False
     encapsulation: Encapsulation = Encapsulation.IPIP
+    # RFC 3519: the home agent tunnels over UDP (its port 434 to the node's registration socket),
+    # because a NAT lies between them; the node's own packets go back the same way.
+    udp_tunnel: bool = False
 
 
 @dataclass(frozen=True, slots=True)

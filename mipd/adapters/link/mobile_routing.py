@@ -195,7 +195,7 @@ class MobileRouting:
         for name, value in COLOCATED_SYSCTLS.items():
             self._sysctl(name).write_text(value)
         self.tunnel.apply(Colocation(plane.home_address, plane.home_agent, plane.care_of_address,
-                                    plane.encapsulation, plane.reverse))
+                                    plane.encapsulation, plane.reverse, plane.udp_tunnel))
         self._home_on_interface([])
         self._remove_agent()  # before ARP is back: nothing may ARP for the old agent
         netlink_mobile.set_link_arp(self.interface, True)

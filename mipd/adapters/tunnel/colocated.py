@@ -26,6 +26,18 @@ device ``mipm0`` plus raw sockets, no kernel tunnel module needed.
   follow the interface's own default route. Registration requests (source: the care-of address,
   3.6.1.1) are not tunnelled either.
 
+- **UDP tunnel** (RFC 3519, a NAT between the node and its home agent). When the home agent
+  granted it, both directions are MIP tunnel data messages (type 4, next header 4, 3.3) on UDP:
+  the node's registration socket (mipd.adapters.udp.NodeSocket, the same source port as the
+  registration, so the NAT keeps one mapping) and the home agent's port 434. What the socket
+  receives as type 4 is checked here (from the home agent's port 434, next header 4, for our home
+  address) and written to ``mipm0``; what ``mipm0`` yields goes back through the socket. The
+  reverse tunnel is then always on: a packet from the home address sent around the tunnel would
+  leave with the NAT's address. ``mipm0``'s MTU leaves room for the 32 bytes of outer IP, UDP and
+  tunnel header, so the kernel fragments (or signals the path MTU) before we encapsulate (3.3).
+  An Echo Reply from the home agent is reported to the engine (``on_echo_reply``): it may answer
+  the node's keepalive.
+
 IPv6 is disabled on ``mipm0`` so that the kernel's own router solicitations never reach the reader.
 """
 
@@ -35,6 +47,7 @@ import asyncio
 import os
 import socket
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
@@ -56,6 +69,9 @@ from mipd.adapters.tunnel.userspace import (
 )
 from mipd.core.wire import ipv4
 from mipd.core.wire.errors import DecodeError
+from mipd.core.wire.nat import Encapsulation as NextHeader
+from mipd.core.wire.nat import TunnelData, decode_tunnel_data
+from mipd.core.wire.registration import REGISTRATION_PORT
 from mipd.core.wire.tunnel import DropReason, Encapsulation, TunnelRefused, encapsulate
 
 DEVICE = "mipm0"
@@ -63,6 +79,16 @@ REVERSE_TABLE = 760_001
 PRIORITY_REVERSE = 7620
 DEFAULT = IPv4Network("0.0.0.0/0")
 PROC = Path("/proc/sys/net/ipv4")
+# 1500 less outer IPv4 (20), UDP (8) and the tunnel data header (4): fits the UDP tunnel, and the
+# IP-in-IP and GRE tunnels too.
+TUN_MTU = 1500 - 20 - 8 - TunnelData.HEADER_LENGTH
+_ICMP = 1
+_ECHO_REPLY = 0
+
+# (source address, destination address, destination port, payload): a datagram to send from the
+# node's registration socket.
+UdpSend = Callable[[IPv4Address, IPv4Address, int, bytes], bool]
+EchoReply = Callable[[int, int], None]  # (identifier, sequence number) of an Echo Reply from the home agent
 
 COUNTERS = (
     "decapsulated",  # tunnelled datagrams for our home address handed to the kernel
@@ -74,6 +100,11 @@ COUNTERS = (
     *(f"dropped_{reason}" for reason in DropReason),  # RFC 2003 / 2004 refusals; unsupported_protocol
     "ignored_other_destination",  # a tunnel packet to another of our addresses: not for the care-of address
     "ignored_not_ipv4",  # read from mipm0 but not IPv4
+    "udp_decapsulated",  # UDP tunnel data (RFC 3519) for our home address handed to the kernel
+    "udp_reverse_tunnelled",  # our own datagrams sent to the home agent as UDP tunnel data
+    "dropped_not_udp_tunnel",  # UDP tunnel data while the home agent did not grant a UDP tunnel
+    "dropped_udp_next_header",  # UDP tunnel data whose next header is not IPv4 (4)
+    "echo_replies_from_home_agent",  # inner Echo Replies from the home agent (keepalive answers)
     "send_errors",
     "write_errors",
 )
@@ -88,6 +119,7 @@ class Colocation:
     care_of_address: IPv4Address
     encapsulation: Encapsulation = Encapsulation.IPIP
     reverse: bool = False
+    udp_tunnel: bool = False  # RFC 3519: both directions on UDP, reverse always on
 
 
 class ColocatedTable:
@@ -116,8 +148,52 @@ class ColocatedTable:
         self.counts["decapsulated"] += 1
         return taken.inner
 
+    def deliver_udp(self, payload: bytes, source: IPv4Address, port: int) -> bytes | None:
+        """The inner datagram of UDP tunnel data ``payload`` from ``source``:``port``, or None: it
+        must come from our home agent's port 434 while it tunnels to us over UDP, carry an IPv4
+        datagram (next header 4) and be for our home address (RFC 3519 3.3)."""
+        colocation = self.colocation
+        if colocation is None or not colocation.udp_tunnel:
+            self.counts["dropped_not_udp_tunnel"] += 1
+            return None
+        if source != colocation.home_agent or port != REGISTRATION_PORT:
+            self.counts["dropped_not_home_agent"] += 1
+            return None
+        try:
+            data = decode_tunnel_data(payload)
+        except DecodeError:
+            self.counts["dropped_malformed"] += 1
+            return None
+        if data.next_header != NextHeader.IP_IN_IP:
+            self.counts["dropped_udp_next_header"] += 1
+            return None
+        inner = data.payload
+        try:
+            header, _ = ipv4.parse(inner)
+        except DecodeError:
+            self.counts["dropped_malformed"] += 1
+            return None
+        if header.destination != colocation.home_address:
+            self.counts["dropped_not_home_address"] += 1
+            return None
+        self.counts["udp_decapsulated"] += 1
+        return inner
+
+    def echo_reply(self, inner: bytes) -> tuple[int, int] | None:
+        """(identifier, sequence) if ``inner`` (checked by :meth:`deliver_udp`) is an ICMP Echo
+        Reply from the home agent, else None."""
+        colocation = self.colocation
+        header_length = (inner[0] & 0x0F) * 4
+        if colocation is None or inner[9] != _ICMP or inner[12:16] != colocation.home_agent.packed \
+                or len(inner) < header_length + 8 or inner[header_length] != _ECHO_REPLY:
+            return None
+        self.counts["echo_replies_from_home_agent"] += 1
+        icmp = inner[header_length:]
+        return int.from_bytes(icmp[4:6], "big"), int.from_bytes(icmp[6:8], "big")
+
     def reverse(self, datagram: bytes) -> bytes | None:
-        """Our own ``datagram`` tunnelled to the home agent from the care-of address, or None."""
+        """Our own ``datagram`` tunnelled to the home agent: an outer IPv4 packet from the care-of
+        address, or (UDP tunnel) the UDP payload to send from the registration socket; or None."""
         colocation = self.colocation
         if not datagram or datagram[0] >> 4 != 4:
             self.counts["ignored_not_ipv4"] += 1
@@ -127,9 +203,12 @@ class ColocatedTable:
         except DecodeError:
             self.counts["dropped_malformed"] += 1
             return None
-        if colocation is None or not colocation.reverse or header.source != colocation.home_address:
+        if colocation is None or not (colocation.reverse or colocation.udp_tunnel) \
+                or header.source != colocation.home_address:
             self.counts["dropped_not_home_source"] += 1
             return None
+        if colocation.udp_tunnel:
+            return TunnelData(NextHeader.IP_IN_IP, datagram).encode()
         self._identification = (self._identification + 1) & 0xFFFF
         try:
             # RFC 2003 4's "own address" check is for routers: the home address is ours by design
@@ -148,6 +227,9 @@ class ColocatedTunnel:
         self.device = device
         self.proc = proc
         self.table = ColocatedTable(counts)
+        # Set by the runtime: the registration socket's sender, and who hears Echo Replies.
+        self.udp_send: UdpSend | None = None
+        self.on_echo_reply: EchoReply | None = None
         self._tun: int | None = None
         self._send: socket.socket | None = None
         self._receivers: list[socket.socket] = []
@@ -168,7 +250,7 @@ class ColocatedTunnel:
         the asyncio loop. Raises OSError."""
         self._loop = asyncio.get_running_loop()
         if self._tun is None:
-            self._tun = open_tun(self.device)
+            self._tun = open_tun(self.device, TUN_MTU)
             netlink.set_link_up(self.device)
             (self.proc / "conf" / self.device / "rp_filter").write_text("0")
             ipv6 = self.proc.parent / "ipv6" / "conf" / self.device / "disable_ipv6"
@@ -187,7 +269,7 @@ class ColocatedTunnel:
         if old is not None and old.home_address != colocation.home_address:
             netlink_mobile.delete_address(IPv4Interface(old.home_address), self.device)
             netlink_policy.delete_rule(self.reverse_rule(old.home_address))
-        if colocation.reverse:
+        if colocation.reverse or colocation.udp_tunnel:
             netlink.replace_route(DEFAULT, device=self.device, table=REVERSE_TABLE)
             netlink_policy.add_rule(self.reverse_rule(colocation.home_address))
         else:
@@ -202,10 +284,18 @@ class ColocatedTunnel:
             except (BlockingIOError, InterruptedError):
                 return
             packet = self.table.reverse(datagram)
-            if packet is None or self._send is None or self.table.colocation is None:
+            colocation = self.table.colocation
+            if packet is None or colocation is None:
+                continue
+            if colocation.udp_tunnel:
+                sent = self.udp_send is not None and self.udp_send(colocation.care_of_address, colocation.home_agent,
+                                                                    REGISTRATION_PORT, packet)
+                self.table.counts["udp_reverse_tunnelled" if sent else "send_errors"] += 1
+                continue
+            if self._send is None:
                 continue
             try:
-                self._send.sendto(packet, (str(self.table.colocation.home_agent), 0))
+                self._send.sendto(packet, (str(colocation.home_agent), 0))
             except OSError:  # unreachable home agent, EMSGSIZE, full buffer: counted, not fatal
                 self.table.counts["send_errors"] += 1
             else:
@@ -213,6 +303,21 @@ class ColocatedTunnel:
 
     def _drain_tunnel(self, receiver: socket.socket) -> None:
         drain_into_tun(receiver, self._tun, self.table.deliver, self.table.counts)
+
+    def tunnel_data(self, payload: bytes, source: IPv4Address, port: int) -> None:
+        """UDP tunnel data the registration socket received: checked, then into ``mipm0``."""
+        inner = self.table.deliver_udp(payload, source, port)
+        if inner is None:
+            return
+        echo = self.table.echo_reply(inner)
+        if echo is not None and self.on_echo_reply is not None:
+            self.on_echo_reply(*echo)
+        if self._tun is None:
+            return
+        try:
+            os.write(self._tun, inner)
+        except OSError:
+            self.table.counts["write_errors"] += 1
 
     def _close_sockets(self) -> None:
         close_raw_sockets(self._loop, self._send, self._receivers)
