@@ -1,5 +1,5 @@
-"""``mipd demo [--moves N] [--interval-ms MS] [--reverse-tunneling] [--registration-required] [--keep]
-[--plot FILE.png]``:
+"""``mipd demo [--moves N] [--interval-ms MS] [--reverse-tunneling] [--registration-required] [--nat]
+[--keep] [--plot FILE.png]``:
 the one-machine roaming demo."""
 
 from __future__ import annotations
@@ -34,6 +34,14 @@ prefers a co-located care-of address (care_of: colocated); on visited 1 and 2 it
 has registered, so it could go co-located there, but R keeps it registered through the foreign agent. On
 visited 3, where no agent advertises, it still registers co-located.
 
+With --nat the tour goes on from the co-located link to a fifth stop, a visited network behind a real
+Linux NAT (nftables masquerade; 5 moves unless --moves says otherwise):
+
+  10.1.0.1 [home agent] 10.7.0.1 --- 10.7.0.2 [NAT] 192.168.4.1 --- behind NAT (lease 192.168.4.50)
+
+The node registers co-located and asks for UDP tunnelling (RFC 3519); the home agent sees the request
+come from the NAT's address, not the care-of address, and tunnels over UDP to the NAT's mapping.
+
 With --plot FILE.png it also draws the correspondent's ping round trips over time, each move and each
 lost ping, and the registration round trip of each move, into FILE.png (needs matplotlib: mipd[plot]).
 
@@ -59,8 +67,9 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     """Add ``demo`` to the ``mipd`` command line."""
     parser = subparsers.add_parser("demo", help=HELP, description=DESCRIPTION,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--moves", type=_positive, default=4, metavar="N",
-                        help="number of moves; the tour's moves repeat in order until N are made (default 4)")
+    parser.add_argument("--moves", type=_positive, default=None, metavar="N",
+                        help="number of moves; the tour's moves repeat in order until N are made (default 4, "
+                             "5 with --nat)")
     parser.add_argument("--interval-ms", type=_interval, default=20.0, metavar="MS",
                         help="the correspondent's ping interval in milliseconds (default 20)")
     parser.add_argument("--reverse-tunneling", action="store_true",
@@ -68,6 +77,9 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     parser.add_argument("--registration-required", action="store_true",
                         help="both foreign agents advertise R (their profiles' registration_required: true); the "
                              "node prefers co-location (care_of: colocated) but must register through them")
+    parser.add_argument("--nat", action="store_true",
+                        help="end the tour on a visited network behind a real NAT (nftables masquerade): the node "
+                             "registers co-located and its home agent tunnels to it over UDP (RFC 3519)")
     parser.add_argument("--keep", action="store_true",
                         help="leave the topology and daemons up at the end and print how to look at them")
     parser.add_argument("--plot", type=Path, metavar="FILE.png",
@@ -87,5 +99,7 @@ def run(args: argparse.Namespace) -> int:
     if args.plot is not None and not args.plot.parent.is_dir():
         print(f"mipd demo: --plot {args.plot}: {args.plot.parent} is not a directory", file=sys.stderr)
         return 1
-    return run_demo(Options(moves=args.moves, interval_ms=args.interval_ms, reverse_tunneling=args.reverse_tunneling,
-                            registration_required=args.registration_required, keep=args.keep, plot=args.plot))
+    moves = args.moves if args.moves is not None else 5 if args.nat else 4
+    return run_demo(Options(moves=moves, interval_ms=args.interval_ms, reverse_tunneling=args.reverse_tunneling,
+                            registration_required=args.registration_required, nat=args.nat, keep=args.keep,
+                            plot=args.plot))

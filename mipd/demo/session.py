@@ -45,6 +45,7 @@ class Options:
     reverse_tunneling: bool = False
     keep: bool = False
     registration_required: bool = False
+    nat: bool = False  # mipd demo --nat: the tour ends on a visited network behind a NAT
     plot: Path | None = None  # mipd demo --plot FILE.png (mipd/demo/plot.py)
 
 
@@ -171,7 +172,7 @@ def run(options: Options) -> int:
         print("mipd demo: must run as root (it creates network namespaces)", file=sys.stderr)
         return 1
     previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
-    session = Session(options)
+    session = Session(options, topology=Topology(nat=options.nat))
     result: tuple[list[Move], Pings, bool] | None = None
     status, keep = 1, False
     try:

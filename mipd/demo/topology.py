@@ -3,7 +3,12 @@
     cn 10.1.0.2 --- br-home --- home0 10.1.0.1 [ha] v3 10.6.0.1 --- br-v3 (no agent: co-located)
                                                   wan1 10.4.0.1 --- 10.4.0.2 [fa1] visit0 10.2.0.1 --- br-v1
                                                   wan2 10.5.0.1 --- 10.5.0.2 [fa2] visit0 10.3.0.1 --- br-v2
+                                                  wan4 10.7.0.1 --- 10.7.0.2 [nat] lan0 192.168.4.1 --- br-v4
     mn 10.1.0.10 (home address) --- mnp: a port of one of the bridges
+
+The ``nat`` namespace and ``br-v4`` are there only with ``nat=True`` (``mipd demo --nat``): a visited network
+behind a real Linux NAT, nftables masquerading 192.168.4.0/24 out of ``wan0``; the home agent has no route
+into it, as on the Internet, so a node there is reachable only through the NAT's mappings (RFC 3519).
 
 Namespace ``sw`` holds the bridges. Every veth is created inside a namespace (never in the caller's), so
 deleting the namespaces removes every link. The node's link is moved by taking its bridge port down,
@@ -24,17 +29,31 @@ import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 HA, CN, MN = "10.1.0.1", "10.1.0.2", "10.1.0.10"
 FA1, FA2 = "10.2.0.1", "10.3.0.1"
 V3_ROUTER, COLOCATED = "10.6.0.1", "10.6.0.50"
+NAT_ROUTER, NAT_LEASE, NAT_OUTSIDE = "192.168.4.1", "192.168.4.50", "10.7.0.2"
 HOME_NETWORK = "10.1.0.0/24"
 BRIDGES = ("br-home", "br-v1", "br-v2", "br-v3")
+NAT_BRIDGE = "br-v4"
 # bridge -> (the address a DHCP server on that visited link would lease the node, the link's router)
-LEASES = {"br-v1": ("10.2.0.50", FA1), "br-v2": ("10.3.0.50", FA2), "br-v3": (COLOCATED, V3_ROUTER)}
+LEASES = {"br-v1": ("10.2.0.50", FA1), "br-v2": ("10.3.0.50", FA2), "br-v3": (COLOCATED, V3_ROUTER),
+          NAT_BRIDGE: (NAT_LEASE, NAT_ROUTER)}
 ROLES = ("sw", "cn", "ha", "fa1", "fa2", "mn")
 NODE_PORT = "mnp"
+# The NAT's ruleset (nft -f): masquerade whatever leaves for the outside; the mappings it makes are the
+# only way in. A home router does the same.
+NAT_RULESET = """table ip mipdemo_nat {
+    chain postrouting {
+        type nat hook postrouting priority srcnat; policy accept;
+        oifname "wan0" masquerade
+    }
+}
+"""
 
 
 CLONE_NEWNET = 0x40000000
@@ -55,9 +74,22 @@ def software_checksums(namespace: str, interface: str) -> None:
     TCP, which drops it. On the wire between machines this cannot happen; the demo's correspondent computes
     its checksums itself, as if it were one.
     """
+    def offload_off() -> None:
+        value = ctypes.create_string_buffer(struct.pack("II", ETHTOOL_STXCSUM, 0))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            fcntl.ioctl(sock, SIOCETHTOOL, struct.pack("16sP", interface.encode(), ctypes.addressof(value)))
+
+    try:
+        in_namespace(namespace, offload_off)
+    except OSError as error:
+        raise TopologyError(f"{namespace} {interface}: transmit checksum offload stays on: {error}") from error
+
+
+def in_namespace(namespace: str, action: Callable[[], None]) -> None:
+    """Run ``action`` in a thread that has entered network namespace ``namespace`` (only it moves)."""
     failure: list[BaseException] = []
 
-    def inside() -> None:  # a thread of its own: only it enters the namespace
+    def inside() -> None:
         try:
             libc = ctypes.CDLL(None, use_errno=True)
             fd = os.open(f"/run/netns/{namespace}", os.O_RDONLY)
@@ -66,9 +98,7 @@ def software_checksums(namespace: str, interface: str) -> None:
                     raise OSError(ctypes.get_errno(), f"setns {namespace}")
             finally:
                 os.close(fd)
-            value = ctypes.create_string_buffer(struct.pack("II", ETHTOOL_STXCSUM, 0))
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-                fcntl.ioctl(sock, SIOCETHTOOL, struct.pack("16sP", interface.encode(), ctypes.addressof(value)))
+            action()
         except OSError as error:
             failure.append(error)
 
@@ -76,13 +106,24 @@ def software_checksums(namespace: str, interface: str) -> None:
     thread.start()
     thread.join()
     if failure:
-        raise TopologyError(f"{namespace} {interface}: transmit checksum offload stays on: {failure[0]}")
+        raise failure[0]
 
 
 def ip_path() -> str:
     found = shutil.which("ip") or shutil.which("ip", path="/usr/sbin:/sbin:/usr/bin:/bin")
     if found is None:
         raise TopologyError("the ip command (iproute2) is not installed")
+    return found
+
+
+def _write(path: Path, text: str) -> None:
+    path.write_text(text)
+
+
+def nft_path() -> str:
+    found = shutil.which("nft") or shutil.which("nft", path="/usr/sbin:/sbin")
+    if found is None:
+        raise TopologyError("the nft command (nftables) is not installed: mipd demo --nat needs it")
     return found
 
 
@@ -101,6 +142,7 @@ class Topology:
     prefix: str = field(default_factory=lambda: "mipdemo-" + uuid.uuid4().hex[:6])
     created: list[str] = field(default_factory=list)
     bridge: str = "br-home"
+    nat: bool = False  # also the visited network behind a NAT (br-v4)
 
     def ns(self, role: str) -> str:
         return f"{self.prefix}-{role}"
@@ -144,9 +186,29 @@ class Topology:
             self._port(f"fa{n}", "visit0", f"{visit}/24", f"br-v{n}", f"fa{n}p")
             ip("-n", self.ns("ha"), "route", "add", f"{visit.rsplit('.', 1)[0]}.0/24", "via", f"{wan}.2")
             ip("-n", self.ns(f"fa{n}"), "route", "add", "default", "via", f"{wan}.1")
+        if self.nat:
+            self._build_nat()
         self._port("mn", "eth0", f"{MN}/24", "br-home", NODE_PORT)
         ip("-n", self.ns("cn"), "route", "add", "default", "via", HA)
         ip("-n", self.ns("mn"), "route", "add", "default", "via", HA)
+
+    def _build_nat(self) -> None:
+        """The NAT: ``wan0`` towards the home agent, ``lan0`` on ``br-v4``, forwarding and masquerade."""
+        nft = nft_path()  # before anything is built: a clear error if nftables is missing
+        self._add_ns("nat")
+        ha, nat, sw = self.ns("ha"), self.ns("nat"), self.ns("sw")
+        ip("-n", sw, "link", "add", NAT_BRIDGE, "type", "bridge")
+        ip("-n", sw, "link", "set", NAT_BRIDGE, "up")
+        self._veth(ha, "wan4", nat, "wan0")
+        self._up(ha, "wan4", "10.7.0.1/24")
+        self._up(nat, "wan0", f"{NAT_OUTSIDE}/24")
+        self._port("nat", "lan0", f"{NAT_ROUTER}/24", NAT_BRIDGE, "natp")
+        ip("-n", nat, "route", "add", "default", "via", "10.7.0.1")
+        in_namespace(nat, lambda: _write(Path("/proc/sys/net/ipv4/ip_forward"), "1"))
+        out = subprocess.run([ip_path(), "netns", "exec", nat, nft, "-f", "-"], input=NAT_RULESET,
+                             capture_output=True, text=True, timeout=30, check=False)
+        if out.returncode:
+            raise TopologyError(f"nft -f (the NAT's ruleset): {out.stderr.strip()}")
 
     def move(self, bridge: str) -> float:
         """Move the node's link to ``bridge``: carrier down, another bridge, carrier up.

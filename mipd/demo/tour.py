@@ -23,7 +23,7 @@ from typing import Any
 
 from mipd.core.names import EventName
 from mipd.demo.processes import Child, mipctl
-from mipd.demo.topology import COLOCATED, FA1, FA2, Topology
+from mipd.demo.topology import COLOCATED, FA1, FA2, NAT_BRIDGE, NAT_LEASE, Topology
 from mipd.demo.traffic import Pings, Tcp
 
 # stop -> (bridge, label, the care-of address the node should register, None for home)
@@ -32,17 +32,21 @@ STOPS: dict[str, tuple[str, str, str | None]] = {
     "v1": ("br-v1", "visited 1", FA1),
     "v2": ("br-v2", "visited 2", FA2),
     "colocated": ("br-v3", "co-located", COLOCATED),
+    "nat": (NAT_BRIDGE, "behind NAT", NAT_LEASE),
 }
 TOUR = ("v1", "v2", "home", "colocated")
+NAT_TOUR = (*TOUR, "nat")  # mipd demo --nat: then on to the visited network behind the NAT
+LEASED = ("colocated", "nat")  # the stops where the node gets an address as soon as the link is up
 
 
 class TourError(RuntimeError):
     """A move did not complete in time."""
 
 
-def plan(moves: int) -> list[str]:
-    """The tour's stops in order, repeated until ``moves`` moves are made."""
-    return list(itertools.islice(itertools.cycle(TOUR), moves))
+def plan(moves: int, nat: bool = False) -> list[str]:
+    """The tour's stops in order (with the NAT's at the end if ``nat``), repeated until ``moves`` moves
+    are made."""
+    return list(itertools.islice(itertools.cycle(NAT_TOUR if nat else TOUR), moves))
 
 
 @dataclass
@@ -102,7 +106,7 @@ class Tour:
     on_move: Callable[[Move], None] | None = None
 
     def _leased(self, stop: str) -> bool:
-        return stop == "colocated" or stop in self.late_leases
+        return stop in LEASED or stop in self.late_leases
 
     def wait_home(self) -> None:
         deadline = time.monotonic() + self.timeout
@@ -116,7 +120,7 @@ class Tour:
         move = Move(number, origin, stop, self.topology.move(bridge))
         if self._leased(origin):
             self.topology.dhcp_release(STOPS[origin][0])
-        if stop == "colocated":
+        if stop in LEASED:
             self.topology.dhcp(bridge)
         deadline = time.monotonic() + self.timeout
         while move.settled is None or move.first_answer is None:
@@ -134,7 +138,7 @@ class Tour:
                           f"{'pings answered' if move.first_answer else 'waiting for pings'}")
             time.sleep(0.05)
         self.progress(f"move {number}: {STOPS[origin][1]} -> {label}: handoff {move.handoff_ms:.1f} ms")
-        if stop in self.late_leases and stop != "colocated":
+        if stop in self.late_leases and stop not in LEASED:
             self.topology.dhcp(bridge)
         if self.on_move is not None:
             self.on_move(move)
@@ -147,7 +151,7 @@ class Tour:
     def run(self, moves: int, tcp: Callable[[], Tcp]) -> list[Move]:
         made: list[Move] = []
         origin = "home"
-        for number, stop in enumerate(plan(moves), start=1):
+        for number, stop in enumerate(plan(moves, self.topology.nat), start=1):
             made.append(self.make(number, origin, stop, lambda at: tcp().delivered_after(at)))
             origin = stop
         return made
