@@ -20,10 +20,14 @@ from mipd.config.types import (
     Cidr,
     Count,
     Flag,
+    ForeignNatTraversal,
+    HomeNatTraversal,
     InterfaceName,
+    KeepaliveInterval,
     Lifetime,
     ListenAddress,
     LogLevel,
+    NodeNatTraversal,
     ReverseTunnelingPolicy,
     Seconds,
     TunnelBackend,
@@ -86,6 +90,8 @@ class HomeAgentProfile(Common):
     replay_window: Seconds = 7.0  # RFC 5944 5.7.1: "a default value of 7 seconds MAY be used"
     max_bindings_per_node: Count = 1
     reverse_tunneling: ReverseTunnelingPolicy = ReverseTunneling.ALLOWED
+    nat_traversal: HomeNatTraversal = "allowed"  # RFC 3519
+    keepalive_interval: KeepaliveInterval = 110  # RFC 3519 3.2, the UDP Tunnel Reply's interval
     advertise: Flag = True
     advertisement_interval: Seconds = 1.0
     advertisement_lifetime: AdvertisementLifetime = 3
@@ -118,6 +124,7 @@ class ForeignAgentProfile(Common):
     max_lifetime: Lifetime = 600
     registration_required: Flag = False
     reverse_tunneling: ReverseTunnelingPolicy = ReverseTunneling.ALLOWED
+    nat_traversal: ForeignNatTraversal = "allowed"  # RFC 3519
     max_visitors: Count = 10000
     max_pending_per_node: Count = 5
     pending_timeout: Seconds = 7.0  # RFC 5944 3.7: pending requests time out
@@ -138,6 +145,7 @@ class MobileNodeProfile(Common, AssociationFields):
     care_of: Literal["auto", "foreign-agent", "colocated"] = "auto"
     colocated_address: Cidr | None = None
     reverse_tunneling: Flag = False
+    nat_traversal: NodeNatTraversal = "auto"  # RFC 3519
     deregister_on_stop: Flag = True
     foreign_agents: list[AgentAssociation] = Field(default_factory=list)
     tunnel: Tunnel = Field(default_factory=Tunnel)

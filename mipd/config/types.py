@@ -64,6 +64,14 @@ def _off_is_not_false(value: object) -> object:
 ReverseTunnelingPolicy = Annotated[ReverseTunneling, BeforeValidator(_off_is_not_false)]
 TunnelBackend = Literal["auto", "kernel", "userspace"]
 
+# RFC 3519 NAT traversal policies (mip.yaml(5)); YAML's bare ``off`` is the word, as above.
+HomeNatTraversal = Annotated[Literal["allowed", "required", "off"], BeforeValidator(_off_is_not_false)]
+ForeignNatTraversal = Annotated[Literal["allowed", "off"], BeforeValidator(_off_is_not_false)]
+NodeNatTraversal = Annotated[Literal["auto", "force", "off"], BeforeValidator(_off_is_not_false)]
+# RFC 3519 3.2: the UDP Tunnel Reply carries it as 16 bits of seconds; RFC 3519 keeps keepalive
+# intervals at 10 seconds or more, so a smaller value is refused here.
+KeepaliveInterval = Annotated[int, Strict(), Field(ge=10, le=65535, description="seconds, 10 to 65535 (RFC 3519)")]
+
 
 METRICS_PORT = 9434  # metrics.listen without a port: 9 and Mobile IP's UDP port 434 (mip.yaml(5))
 _BRACKETED = re.compile(r"\[([^\]]+)\](?::(.*))?")

@@ -230,3 +230,29 @@ foreign_agents:
     assert (settings.lifetime, settings.care_of, str(settings.colocated_address), settings.reverse_tunneling,
             settings.deregister_on_stop) == (600, "colocated", "10.9.0.5/24", True, False)
     assert settings.foreign_agents[IPv4Address("10.2.0.1")].key == bytes.fromhex(fa_key)
+
+
+def test_nat_traversal_keys_default_and_read_the_word_off(tmp_path: Path) -> None:
+    """mip.yaml(5): RFC 3519 policies of the three roles; keepalive_interval is 10 to 65535 seconds."""
+    ha_text = "role: home-agent\ninterface: eth1\naddress: 10.1.0.1\nhome_network: 10.1.0.0/24\n"
+    ha = load_profile(write(tmp_path / "ha.yaml", ha_text))
+    assert isinstance(ha, HomeAgentProfile) and (ha.nat_traversal, ha.keepalive_interval) == ("allowed", 110)
+    ha = load_profile(write(tmp_path / "ha2.yaml", ha_text + "nat_traversal: off\nkeepalive_interval: 10\n"))
+    assert isinstance(ha, HomeAgentProfile) and (ha.nat_traversal, ha.keepalive_interval) == ("off", 10)
+    for bad in ("keepalive_interval: 9\n", "keepalive_interval: 65536\n", "nat_traversal: force\n"):
+        with pytest.raises(ProfileError):
+            load_profile(write(tmp_path / "bad.yaml", ha_text + bad))
+    fa_text = "role: foreign-agent\ninterface: eth2\ncare_of_address: 10.2.0.1\n"
+    fa = load_profile(write(tmp_path / "fa.yaml", fa_text))
+    assert isinstance(fa, ForeignAgentProfile) and fa.nat_traversal == "allowed"
+    fa = load_profile(write(tmp_path / "fa2.yaml", fa_text + "nat_traversal: off\n"))
+    assert isinstance(fa, ForeignAgentProfile) and fa.nat_traversal == "off"
+    with pytest.raises(ProfileError):
+        load_profile(write(tmp_path / "bad.yaml", fa_text + "nat_traversal: required\n"))
+    mn_text = (f"role: mobile-node\ninterface: wlan0\nhome_address: 10.1.0.10\nhome_network: 10.1.0.0/24\n"
+               f"home_agent: 10.1.0.1\nspi: 256\nkey: {KEY}\n")
+    for written, expected in (("", "auto"), ("nat_traversal: force\n", "force"), ("nat_traversal: off\n", "off")):
+        mn = load_profile(write(tmp_path / "mn.yaml", mn_text + written))
+        assert isinstance(mn, MobileNodeProfile) and mn.nat_traversal == expected
+    with pytest.raises(ProfileError):
+        load_profile(write(tmp_path / "bad.yaml", mn_text + "nat_traversal: allowed\n"))
