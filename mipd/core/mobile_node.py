@@ -38,7 +38,7 @@ the refused encapsulation is not asked of that agent again.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Interface
 
@@ -556,12 +556,11 @@ class MobileNode:
                            agent.address if agent else None, agent.link_address if agent else None, care_of,
                            s.reverse_tunneling, encapsulation)
 
-    def restore(self, stored: Mapping[str, object] | None, now: float) -> None:
-        """Take back what :meth:`state` wrote: Identification state always, the registration if
-        it has not ended (its agent as it was; it is checked again when heard)."""
-        if not stored:
+    def restore(self, record: MobileState | None, now: float) -> None:
+        """Take back a :meth:`snapshot` (as the state file kept it): Identification state always,
+        the registration if it has not ended (its agent as it was; it is checked again when heard)."""
+        if record is None:
             return
-        record = MobileState.from_json(stored, self.home_agent)
         self.home_agent = record.home_agent
         self._last_identification = record.last_identification
         self._ha_nonce = record.ha_nonce
@@ -600,7 +599,7 @@ class MobileNode:
         return Emit(event, message, priority, fields)
 
     def _persist(self, now: float) -> PersistMobile:
-        return PersistMobile(self.state(now))
+        return PersistMobile(self.snapshot(now))
 
     def snapshot(self, now: float) -> MobileState:
         """What survives a restart (docs/interfaces.md, "Durability"); times as wall-clock values."""
@@ -613,7 +612,3 @@ class MobileNode:
                                         reg.agent.link_address if reg.agent else None)
         return MobileState(self.home_agent, self._last_identification, self._ha_nonce, self._clock_offset,
                            self.location, stored)
-
-    def state(self, now: float) -> dict[str, object]:
-        """The snapshot in its stored form (PersistMobile's JSON object)."""
-        return self.snapshot(now).to_json()

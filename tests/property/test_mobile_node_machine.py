@@ -5,7 +5,7 @@ The node, two foreign agents and its home agent are the real engines wired in me
 up, a co-located address comes and goes, time passes through every engine's timer, the network
 swallows what goes to an agent, an old reply is delivered again, and the node restarts: its
 PersistMobile state is committed to a real StateStore turn by turn and the new engine is built from
-``store.load_mobile()`` through ``MobileNode.restore``, routing set to ``plane()``, then
+``store.load_mobile(home_agent)`` through ``MobileNode.restore``, routing set to ``plane()``, then
 ``addresses()`` and ``start()``, as MobileNodeRuntime.start does.
 
 Invariants:
@@ -177,7 +177,7 @@ class MobileNodeMachine(RuleBasedStateMachine):
         self.world.now += downtime  # one clock for all: the agents' timers catch up at the next step
         node = MobileNode(old.settings, wall_clock=self.world.mn_wall, random32=old._random32,
                           random=old.solicitation._random)
-        node.restore(self.store.load_mobile(), self.world.now)
+        node.restore(self.store.load_mobile(node.home_agent), self.world.now)
         self.net.node = node
         self.installed = node.plane()  # routing.apply(engine.plane())
         registration = node.registration

@@ -10,8 +10,8 @@ A home agent's nodes (:class:`PersistNode`) and a foreign agent's current visito
 (:class:`PersistVisitor`, RFC 5944 3.7.1) share the file and the transaction of a turn. Expiry is
 stored as wall-clock time, so that remaining lifetimes survive a restart. The 64-bit Identification
 is stored as 16 hex digits (SQLite integers are signed 64-bit), a link-layer address as hex. A mobile
-node's state (:class:`PersistMobile`, format version 3) is one JSON document its engine alone reads,
-written in the same transaction as the rest.
+node's state (:class:`PersistMobile`, format version 3) is one JSON document
+(mipd.adapters.state.mobile_json), written in the same transaction as the rest.
 """
 
 from __future__ import annotations
@@ -24,10 +24,12 @@ from collections.abc import Iterable
 from ipaddress import IPv4Address
 from pathlib import Path
 
+from mipd.adapters.state import mobile_json
 from mipd.adapters.state.schema import FORMAT_VERSION, MIGRATIONS, SCHEMA
 from mipd.core.actions import PersistMobile, PersistNode, PersistVisitor, ReplayState
 from mipd.core.bindings import Binding
 from mipd.core.home_agent import NodeRecord
+from mipd.core.mobile_state import MobileState
 from mipd.core.names import VisitorState
 from mipd.core.visitors import Visitor
 from mipd.core.wire.registration import RequestFlags
@@ -120,15 +122,16 @@ class StateStore:
             in self._db.execute(f"SELECT {_VISITOR_COLUMNS} FROM visitors ORDER BY rowid")
         ]
 
-    def load_mobile(self) -> dict[str, object] | None:
-        """The mobile node's state as last committed, or None if none ever was."""
+    def load_mobile(self, home_agent: IPv4Address) -> MobileState | None:
+        """The mobile node's state as last committed, or None if none ever was; ``home_agent``
+        (the profile's) where the file names none."""
         row = self._db.execute("SELECT value FROM mobile WHERE key = ?", (_MOBILE_KEY,)).fetchone()
         if row is None:
             return None
         state = json.loads(row[0])
         if not isinstance(state, dict):
             raise StateError(f"{self.path}: the mobile node's state is not a JSON object")
-        return state
+        return mobile_json.from_json(state, home_agent)
 
     def commit(self, changes: Iterable[StateChange]) -> int:
         """Write the latest state of each changed node, visitor and the mobile node in one
@@ -145,7 +148,7 @@ class StateStore:
             else:
                 last_mobile = change
         # Serialised before BEGIN: a state that is not JSON-able (a TypeError) writes nothing at all.
-        mobile = None if last_mobile is None else json.dumps(last_mobile.state, sort_keys=True)
+        mobile = None if last_mobile is None else json.dumps(mobile_json.to_json(last_mobile.state), sort_keys=True)
         if not nodes and not visitors and mobile is None:
             return 0
         db = self._db
