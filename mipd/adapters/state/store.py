@@ -20,9 +20,11 @@ import json
 import math
 import os
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from ipaddress import IPv4Address
 from pathlib import Path
+from typing import Any, TypeVar
 
 from mipd.adapters.state import mobile_json
 from mipd.adapters.state.schema import FORMAT_VERSION, MIGRATIONS, SCHEMA
@@ -50,6 +52,7 @@ class CommitError(StateError):
 
 
 StateChange = PersistNode | PersistVisitor | PersistMobile
+C = TypeVar("C", PersistNode, PersistVisitor, PersistMobile)
 
 
 def _hex(value: int | None) -> str | None:
@@ -136,38 +139,26 @@ class StateStore:
     def commit(self, changes: Iterable[StateChange]) -> int:
         """Write the latest state of each changed node, visitor and the mobile node in one
         transaction; returns the number of records written. The last word on each wins.
-        CommitError if it could not be written."""
-        nodes: dict[IPv4Address, PersistNode] = {}
-        visitors: dict[IPv4Address, PersistVisitor] = {}
-        last_mobile: PersistMobile | None = None
+        CommitError if it could not be written; any other error (a state with no stored form)
+        rolls the transaction back too, so that nothing of it is written."""
+        latest: dict[tuple[type, object], StateChange] = {}
         for change in changes:
-            if isinstance(change, PersistNode):
-                nodes[change.home_address] = change
-            elif isinstance(change, PersistVisitor):
-                visitors[change.home_address] = change
-            else:
-                last_mobile = change
-        # Serialised before BEGIN: a state that is not JSON-able (a TypeError) writes nothing at all.
-        mobile = None if last_mobile is None else json.dumps(mobile_json.to_json(last_mobile.state), sort_keys=True)
-        if not nodes and not visitors and mobile is None:
+            latest[type(change), _WRITERS[type(change)].key(change)] = change
+        if not latest:
             return 0
         db = self._db
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
-                for node in nodes.values():
-                    self._write_node(node)
-                for visitor in visitors.values():
-                    self._write_visitor(visitor)
-                if mobile is not None:
-                    db.execute("INSERT OR REPLACE INTO mobile (key, value) VALUES (?, ?)", (_MOBILE_KEY, mobile))
+                for (kind, _), change in latest.items():
+                    _WRITERS[kind].write(self, change)
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
         except (sqlite3.Error, OSError) as exc:
             raise CommitError(str(exc)) from exc
-        return len(nodes) + len(visitors) + (mobile is not None)
+        return len(latest)
 
     def _write_node(self, change: PersistNode) -> None:
         db, key = self._db, str(change.home_address)
@@ -200,5 +191,32 @@ class StateStore:
              v.lifetime_granted, None if math.isinf(v.expires) else v.expires + change.wall_offset, int(v.flags)),
         )
 
+    def _write_mobile(self, change: PersistMobile) -> None:
+        stored = json.dumps(mobile_json.to_json(change.state), sort_keys=True)
+        self._db.execute("INSERT OR REPLACE INTO mobile (key, value) VALUES (?, ?)", (_MOBILE_KEY, stored))
+
     def close(self) -> None:
         self._db.close()
+
+
+@dataclass(frozen=True, slots=True)
+class _Writer:
+    """How one change type is written: what names its record (the last change per key wins) and
+    the method that writes it inside the turn's transaction."""
+
+    key: Callable[[Any], object]
+    write: Callable[[StateStore, Any], None]
+
+
+def _writer(kind: type[C], key: Callable[[C], object], write: Callable[[StateStore, C], None]
+            ) -> tuple[type, _Writer]:
+    return kind, _Writer(key, write)
+
+
+# Every change type the store takes, declared once: a home agent's nodes and a foreign agent's
+# visitors by home address, the mobile node's one state.
+_WRITERS: dict[type, _Writer] = dict([
+    _writer(PersistNode, lambda change: change.home_address, StateStore._write_node),
+    _writer(PersistVisitor, lambda change: change.home_address, StateStore._write_visitor),
+    _writer(PersistMobile, lambda change: None, StateStore._write_mobile),
+])
