@@ -33,6 +33,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from mipd.adapters.state.store import StateStore
 from mipd.core.actions import Action, Datagram, Emit, PersistMobile, SendDatagram, SendToNode
+from mipd.core.mobile_machine import Lifecycle
 from mipd.core.mobile_node import MobileNode
 from mipd.core.planes import MobilePlane
 from mipd.core.wire.registration import RegistrationReply, RegistrationRequest, decode_registration
@@ -203,6 +204,24 @@ class MobileNodeMachine(RuleBasedStateMachine):
             and installed.care_of_address == registration.care_of_address)
         if installed is not None and settled and consistent:
             assert self.installed == self.node.plane(), (self.installed, self.node.plane())
+
+    @invariant()
+    def the_lifecycle_agrees_with_its_payload(self) -> None:
+        """The explicit state (mipd.core.mobile_machine), moved by the table alone, is the one the
+        engine's data imply: a request deferred, else one in flight, else a denial's hold, else a
+        registration in force."""
+        node = self.node
+        attempt = node.attempt
+        if node._deferred is not None:
+            implied = Lifecycle.DEFERRED
+        elif attempt is not None:
+            implied = Lifecycle.DEREGISTERING if attempt.deregistration else Lifecycle.REGISTERING
+        elif node._retry_at is not None:
+            implied = Lifecycle.DENIED_WAIT
+        else:
+            implied = Lifecycle.REGISTERED if node.registration is not None else Lifecycle.IDLE
+        assert node.state == implied, (node.state, implied, attempt, node._deferred, node._retry_at)
+        event(f"lifecycle: {node.state}")
 
     @invariant()
     def no_registration_outlives_its_lifetime(self) -> None:
