@@ -19,6 +19,7 @@ from mipd.core.planes import AnnounceHome, DataPlane, MobilePlane, VisitorPlane
 
 if TYPE_CHECKING:
     from mipd.core.bindings import Binding
+    from mipd.core.mobile_state import MobileState
     from mipd.core.visitors import Visitor
 
 
@@ -135,9 +136,9 @@ class SendIcmp:
 @dataclass(frozen=True, slots=True)
 class PersistMobile:
     """Durably record the mobile node's registration and Identification state (docs/interfaces.md, "Durability"):
-    ``state`` is a JSON-able dict the engine alone reads back (wall-clock times inside)."""
+    ``state`` is the engine's frozen record (wall-clock times inside); the state adapter serialises it."""
 
-    state: dict[str, object]
+    state: MobileState
 
 
 Action = (SendDatagram | Emit | PersistNode | DataPlane | SendIcmp | SendToNode | PersistVisitor | VisitorPlane

@@ -25,6 +25,8 @@ and exactly one valid MN-FA when the node shares an SA with the foreign agent (3
 resynchronises the Identification (timestamps: the clock offset; nonces: the new nonce), 69
 retries with the offered lifetime, 136 adopts the home agent address given (3.6.2.3). The
 registration is renewed before it ends, counted from when the request was sent (3.6.2.2).
+Where the registration stands (idle, registering, deferred, registered, denied and waiting,
+deregistering) is :attr:`MobileNode.state`, moved only by the table in mipd.core.mobile_machine.
 
 Encapsulation (G and M, 3.3; an agent's G and M, 2.1.1; codes 72 and 139, 3.4): the first of
 ``tunnel.encapsulations`` the node may ask for is requested, G for GRE and M for minimal
@@ -38,13 +40,14 @@ the refused encapsulation is not asked of that agent again.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Interface
 
 from mipd.core.actions import Action, Datagram, Emit, PersistMobile, Priority, SendDatagram, SendIcmp
 from mipd.core.counters import Counters
 from mipd.core.discovery import Agent, AgentTable, Heard, Solicitation, prefixes_differ
+from mipd.core.mobile_machine import SETTLE, TRANSITIONS, Event, Lifecycle, TransitionError
 from mipd.core.mobile_state import MobileState, StoredRegistration
 from mipd.core.mobile_types import (
     DENIED_RETRY,
@@ -119,8 +122,28 @@ class MobileNode:
         self._requested_lifetime = settings.lifetime
         self._prefer: IPv4Address | None = None  # an agent to move to (prefixes changed)
         self._stopping = False  # stop() was called: no new registrations, only the deregistration
+        # The registration lifecycle (mipd.core.mobile_machine): changed by _transition alone.
+        self.state = Lifecycle.IDLE
         # Encapsulations an agent (home or foreign, by address) refused with 139 / 72: not asked again.
         self._refused: dict[IPv4Address, set[Encapsulation]] = {}
+
+    def _transition(self, event: Event) -> None:
+        """Move the lifecycle by the table (mipd.core.mobile_machine); a row it lacks is a bug."""
+        target = TRANSITIONS[self.state].get(event)
+        if target is None:
+            raise TransitionError(f"mobile node: no transition from {self.state} on {event}")
+        self.state = self.implied() if target is SETTLE else target
+
+    def implied(self) -> Lifecycle:
+        """The state the payload implies (what SETTLE resolves to): a request deferred, else one in
+        flight, else a denial's hold, else a registration in force, else none."""
+        if self._deferred is not None:
+            return Lifecycle.DEFERRED
+        if self.attempt is not None:
+            return Lifecycle.DEREGISTERING if self.attempt.deregistration else Lifecycle.REGISTERING
+        if self._retry_at is not None:
+            return Lifecycle.DENIED_WAIT
+        return Lifecycle.REGISTERED if self.registration is not None else Lifecycle.IDLE
 
     # --- inputs ---
 
@@ -145,9 +168,11 @@ class MobileNode:
         if heard is Heard.REBOOTED and current is not None and current.address == source:
             actions.append(self._movement("the foreign agent rebooted (2.4.4)"))
             self.registration = None  # it lost its visitor list: register again
+            self._transition(Event.FORGOTTEN)
         elif current is not None and current.address != source and prefixes_differ(current, agent):
             actions.append(self._movement(f"prefixes of {source} differ from {current.address} (2.4.2)"))
             self.registration = None
+            self._transition(Event.FORGOTTEN)
             self._prefer = source
         self.solicitation.stop()
         return actions + self._decide(now)
@@ -223,11 +248,13 @@ class MobileNode:
             actions.append(self._event(EventName.REGISTRATION_EXPIRED, "registration lifetime over",
                                        care_of=self.registration.care_of_address))
             self.registration = None
+            self._transition(Event.EXPIRED)
             actions.append(self._persist(now))
         if self.attempt is not None and now >= self.attempt.sent_at + self.attempt.interval:
             actions += self._retransmit(now)
         if self._retry_at is not None and now >= self._retry_at:
             self._retry_at = None
+            self._transition(Event.RETRY_DUE)
         if self._deferred is not None and now >= self._deferred[0]:
             _, lifetime, care_of, waiting_for = self._deferred
             self._deferred = None
@@ -257,6 +284,7 @@ class MobileNode:
         self._stopping = True
         if self._deferred is not None and self._deferred[1] != 0:
             self._deferred = None  # a registration not sent yet never will be (a deregistration still is)
+            self._transition(Event.CANCEL_DEFERRED)
         reg, attempt = self.registration, self.attempt
         if reg is not None:
             care_of, agent = reg.care_of_address, reg.agent
@@ -391,6 +419,7 @@ class MobileNode:
             self._deferred = (self._last_sent + MIN_REGISTRATION_GAP, lifetime, care_of, agent)
             if self.attempt is not None and self.attempt.request.care_of_address != care_of:
                 self.attempt = None  # superseded: its reply would be for a place the node left
+            self._transition(Event.DEFER)
             return []
         s = self.settings
         home = care_of == s.home_address
@@ -419,6 +448,8 @@ class MobileNode:
             self.attempt.request.care_of_address == care_of else MIN_RETRANSMISSION
         self.attempt = Attempt(request, destination, source, ttl, agent, now,
                                min(interval, max(MIN_RETRANSMISSION, float(lifetime or MIN_RETRANSMISSION))))
+        self._transition(Event.SEND_BEHIND_DEFERRED if self._deferred is not None
+                         else Event.SEND_DEREGISTRATION if lifetime == 0 else Event.SEND_REGISTRATION)
         self._last_sent = now
         return [
             self._event(EventName.REGISTRATION_SENT, f"registration via {destination} for {lifetime} s",
@@ -485,6 +516,7 @@ class MobileNode:
     def _accepted(self, reply: RegistrationReply, attempt: Attempt, now: float) -> list[Action]:
         if attempt.deregistration:
             self.registration = None
+            self._transition(Event.DEREGISTERED)
             done: list[Action] = [self._event(EventName.REGISTRATION_ACCEPTED, "deregistered", code=reply.code,
                                               lifetime=0), self._persist(now)]
             # Away again before the deregistration was answered: the binding is gone, register anew.
@@ -495,6 +527,7 @@ class MobileNode:
         margin = min(max(MIN_RETRANSMISSION, 0.2 * lifetime), 0.5 * lifetime)
         self.registration = Registration(attempt.request.care_of_address, attempt.agent, lifetime, expires,
                                          expires - margin, attempt.request.identification, attempt.request.flags)
+        self._transition(Event.ACCEPTED)
         self._requested_lifetime = self.settings.lifetime
         self._prefer = None
         return [self._event(EventName.REGISTRATION_ACCEPTED, f"registered at {attempt.request.care_of_address} for "
@@ -522,6 +555,7 @@ class MobileNode:
             self._refused.setdefault(refuser, set()).add(asked)
         else:
             self._retry_at = now + DENIED_RETRY  # retrying at once would be denied again
+            self._transition(Event.DENIED)
             actions.append(self._persist(now))
             return actions + self._decide(now)
         actions.append(self._persist(now))
@@ -556,12 +590,11 @@ class MobileNode:
                            agent.address if agent else None, agent.link_address if agent else None, care_of,
                            s.reverse_tunneling, encapsulation)
 
-    def restore(self, stored: Mapping[str, object] | None, now: float) -> None:
-        """Take back what :meth:`state` wrote: Identification state always, the registration if
-        it has not ended (its agent as it was; it is checked again when heard)."""
-        if not stored:
+    def restore(self, record: MobileState | None, now: float) -> None:
+        """Take back a :meth:`snapshot` (as the state file kept it): Identification state always,
+        the registration if it has not ended (its agent as it was; it is checked again when heard)."""
+        if record is None:
             return
-        record = MobileState.from_json(stored, self.home_agent)
         self.home_agent = record.home_agent
         self._last_identification = record.last_identification
         self._ha_nonce = record.ha_nonce
@@ -581,6 +614,7 @@ class MobileNode:
         self.registration = Registration(reg.care_of_address, agent, reg.lifetime, expires, expires - margin,
                                          reg.identification, reg.flags)
         self.location = record.location
+        self._transition(Event.RESTORED)
 
     def plane(self) -> MobilePlane:
         """The routing state the node should be in now (for the runtime at start)."""
@@ -600,7 +634,7 @@ class MobileNode:
         return Emit(event, message, priority, fields)
 
     def _persist(self, now: float) -> PersistMobile:
-        return PersistMobile(self.state(now))
+        return PersistMobile(self.snapshot(now))
 
     def snapshot(self, now: float) -> MobileState:
         """What survives a restart (docs/interfaces.md, "Durability"); times as wall-clock values."""
@@ -613,7 +647,3 @@ class MobileNode:
                                         reg.agent.link_address if reg.agent else None)
         return MobileState(self.home_agent, self._last_identification, self._ha_nonce, self._clock_offset,
                            self.location, stored)
-
-    def state(self, now: float) -> dict[str, object]:
-        """The snapshot in its stored form (PersistMobile's JSON object)."""
-        return self.snapshot(now).to_json()

@@ -63,7 +63,7 @@ class MobileNodeRuntime:
         engine = self.engine = MobileNode(mobile_node_settings(profile), wall_clock=host.time_of_day,
                                           random32=lambda: secrets.randbits(32), random=random.random)
         self.timed.append(engine)
-        engine.restore(store.load_mobile(), host.now())
+        engine.restore(store.load_mobile(engine.home_agent), host.now())
         try:
             self.routing.start()
             self.routing.apply(engine.plane())

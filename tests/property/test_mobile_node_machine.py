@@ -5,7 +5,7 @@ The node, two foreign agents and its home agent are the real engines wired in me
 up, a co-located address comes and goes, time passes through every engine's timer, the network
 swallows what goes to an agent, an old reply is delivered again, and the node restarts: its
 PersistMobile state is committed to a real StateStore turn by turn and the new engine is built from
-``store.load_mobile()`` through ``MobileNode.restore``, routing set to ``plane()``, then
+``store.load_mobile(home_agent)`` through ``MobileNode.restore``, routing set to ``plane()``, then
 ``addresses()`` and ``start()``, as MobileNodeRuntime.start does.
 
 Invariants:
@@ -33,6 +33,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from mipd.adapters.state.store import StateStore
 from mipd.core.actions import Action, Datagram, Emit, PersistMobile, SendDatagram, SendToNode
+from mipd.core.mobile_machine import Lifecycle
 from mipd.core.mobile_node import MobileNode
 from mipd.core.planes import MobilePlane
 from mipd.core.wire.registration import RegistrationReply, RegistrationRequest, decode_registration
@@ -177,7 +178,7 @@ class MobileNodeMachine(RuleBasedStateMachine):
         self.world.now += downtime  # one clock for all: the agents' timers catch up at the next step
         node = MobileNode(old.settings, wall_clock=self.world.mn_wall, random32=old._random32,
                           random=old.solicitation._random)
-        node.restore(self.store.load_mobile(), self.world.now)
+        node.restore(self.store.load_mobile(node.home_agent), self.world.now)
         self.net.node = node
         self.installed = node.plane()  # routing.apply(engine.plane())
         registration = node.registration
@@ -203,6 +204,24 @@ class MobileNodeMachine(RuleBasedStateMachine):
             and installed.care_of_address == registration.care_of_address)
         if installed is not None and settled and consistent:
             assert self.installed == self.node.plane(), (self.installed, self.node.plane())
+
+    @invariant()
+    def the_lifecycle_agrees_with_its_payload(self) -> None:
+        """The explicit state (mipd.core.mobile_machine), moved by the table alone, is the one the
+        engine's data imply: a request deferred, else one in flight, else a denial's hold, else a
+        registration in force."""
+        node = self.node
+        attempt = node.attempt
+        if node._deferred is not None:
+            implied = Lifecycle.DEFERRED
+        elif attempt is not None:
+            implied = Lifecycle.DEREGISTERING if attempt.deregistration else Lifecycle.REGISTERING
+        elif node._retry_at is not None:
+            implied = Lifecycle.DENIED_WAIT
+        else:
+            implied = Lifecycle.REGISTERED if node.registration is not None else Lifecycle.IDLE
+        assert node.state == implied, (node.state, implied, attempt, node._deferred, node._retry_at)
+        event(f"lifecycle: {node.state}")
 
     @invariant()
     def no_registration_outlives_its_lifetime(self) -> None:

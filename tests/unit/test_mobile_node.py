@@ -298,7 +298,7 @@ def test_stop_back_home_lets_the_deferred_deregistration_go() -> None:
 def test_state_survives_a_restart() -> None:
     world, mobile = node()
     answer(mobile, request_of(sends(hear(mobile, 0.0))[0]), 0.1)
-    stored = mobile.state(0.1)
+    stored = mobile.snapshot(0.1)
     world.now = 30.0  # the wall clock 30 s later; the new process's monotonic clock starts elsewhere
     fresh = MobileNode(mobile.settings, wall_clock=world.mn_wall, random32=lambda: 7, random=lambda: 0.5)
     fresh.restore(stored, 2.0)
@@ -308,7 +308,7 @@ def test_state_survives_a_restart() -> None:
     plane = fresh.plane()
     assert (plane.location, plane.agent, plane.agent_link_address) == ("foreign-agent", FA1, FA_MACS[FA1])
     next_request = request_of(sends(fresh.on_timer(reg.renew_at))[0])
-    assert next_request.identification > int(str(stored["last_identification"]), 16)
+    assert next_request.identification > stored.last_identification
     assert ident.high32(next_request.identification) > 0 and replace is not None
 
 

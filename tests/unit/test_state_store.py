@@ -4,6 +4,7 @@ A home agent's nodes (format version 1), a foreign agent's visitors (2) and a mo
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sqlite3
@@ -16,6 +17,8 @@ import pytest
 from mipd.adapters.state.store import FORMAT_VERSION, StateError, StateStore
 from mipd.core.actions import PersistMobile, PersistNode, PersistVisitor, ReplayState
 from mipd.core.bindings import Binding
+from mipd.core.mobile_state import MobileState, StoredRegistration
+from mipd.core.names import Location
 from mipd.core.visitors import Visitor
 from mipd.core.wire.registration import RequestFlags
 
@@ -169,48 +172,68 @@ def test_a_version_1_file_is_migrated_in_place(tmp_path: Path) -> None:
     reopened = StateStore(path)  # a second open finds it current and changes nothing
     assert reopened.load_visitors() == [visitor()] and len(reopened.load()) == 1
 
-    assert reopened.load_mobile() is None  # version 1 -> 3 in one go: the mobile table is there, empty
+    assert reopened.load_mobile(HA) is None  # version 1 -> 3 in one go: the mobile table is there, empty
 
 
 # --- a mobile node's state (format version 3) ---
 
-MOBILE_STATE: dict[str, object] = {
-    "home_address": "10.1.0.10", "care_of_address": "10.2.0.1", "expires": 1700000123.25,
-    "identification": "fedcba9876543210", "flags": ["T"], "lifetime": float("inf"), "nested": {"a": [1, None]},
+MOBILE_STATE = MobileState(
+    HA, 0xFEDCBA9876543210, 0x12345678, -1.5, Location.FOREIGN_AGENT,
+    StoredRegistration(COA, 300, 0xFEDCBA9876543211, RequestFlags.T, 1700000123.25, COA, b"\x02\x00\x00\x00\xa0\xb1"))
+# The same record as the file holds it: the stored form did not change with format version 3.
+MOBILE_JSON = {
+    "home_agent": "10.1.0.1", "last_identification": "fedcba9876543210", "ha_nonce": 0x12345678,
+    "clock_offset": -1.5, "location": "foreign-agent",
+    "registration": {"care_of_address": str(COA), "lifetime": 300, "identification": "fedcba9876543211",
+                     "flags": int(RequestFlags.T), "expires_wall": 1700000123.25, "agent": str(COA),
+                     "agent_link_address": "02000000a0b1"},
 }
+
+
+def mobile(step: int) -> MobileState:
+    """A mobile node's state told apart by its last Identification."""
+    return MobileState(HA, step, None, 0.0, Location.UNKNOWN)
 
 
 def test_mobile_state_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "mn.db"
     store = StateStore(path)
-    assert store.load_mobile() is None
+    assert store.load_mobile(HA) is None
     assert store.commit([PersistMobile(MOBILE_STATE)]) == 1
     store.close()
+    db = sqlite3.connect(path)
+    assert json.loads(db.execute("SELECT value FROM mobile").fetchone()[0]) == MOBILE_JSON
+    db.close()
     reopened = StateStore(path)
-    assert reopened.load_mobile() == MOBILE_STATE  # infinity too: Python's json writes and reads it
-    reopened.commit([PersistMobile({})])
-    assert reopened.load_mobile() == {}
+    assert reopened.load_mobile(HA) == MOBILE_STATE
+    # An infinite lifetime (no end), co-located (no agent): None in, None out.
+    forever = replace(MOBILE_STATE, registration=StoredRegistration(COA, 0xFFFF, 1, RequestFlags.D, None, None, None))
+    reopened.commit([PersistMobile(forever)])
+    assert reopened.load_mobile(HA) == forever
+    reopened.commit([PersistMobile(mobile(0))])
+    assert reopened.load_mobile(HA) == mobile(0)
 
 
 def test_mixed_commit_with_the_mobile_node_keeps_its_last_word(tmp_path: Path) -> None:
     store = StateStore(tmp_path / "all.db")
     written = store.commit([
-        PersistMobile({"step": 1}),
+        PersistMobile(mobile(1)),
         PersistNode(HOME, (binding(),), ReplayState(1, None), 0.0),
-        PersistMobile({"step": 2}),
+        PersistMobile(mobile(2)),
         PersistVisitor(HOME, visitor(), 0.0),
     ])
     assert written == 3  # one node, one visitor, one mobile state
-    assert store.load_mobile() == {"step": 2}
+    assert store.load_mobile(HA) == mobile(2)
     assert len(store.load()) == 1 and len(store.load_visitors()) == 1
 
 
 def test_a_mobile_state_that_is_not_json_writes_nothing(tmp_path: Path) -> None:
     store = StateStore(tmp_path / "mn.db")
-    store.commit([PersistMobile({"step": 1})])
+    store.commit([PersistMobile(mobile(1))])
+    unserialisable = replace(mobile(2), ha_nonce=object())  # no JSON form: json.dumps raises TypeError
     with pytest.raises(TypeError):
-        store.commit([PersistNode(HOME, (binding(),), ReplayState(1, None), 0.0), PersistMobile({"x": object()})])
-    assert store.load_mobile() == {"step": 1} and store.load() == []
+        store.commit([PersistNode(HOME, (binding(),), ReplayState(1, None), 0.0), PersistMobile(unserialisable)])
+    assert store.load_mobile(HA) == mobile(1) and store.load() == []
 
 
 VERSION_2_VISITORS = """
@@ -231,10 +254,10 @@ def test_a_version_2_file_is_migrated_in_place(tmp_path: Path) -> None:
     db.close()
     store = StateStore(path)
     assert store.load_visitors() == [visitor(expires=1100.0)]  # what version 2 held is still there
-    assert len(store.load()) == 1 and store.load_mobile() is None
-    store.commit([PersistMobile({"step": 1})])
+    assert len(store.load()) == 1 and store.load_mobile(HA) is None
+    store.commit([PersistMobile(mobile(1))])
     store.close()
     db = sqlite3.connect(path)
     assert db.execute("PRAGMA user_version").fetchone()[0] == FORMAT_VERSION == 3
     db.close()
-    assert StateStore(path).load_mobile() == {"step": 1}
+    assert StateStore(path).load_mobile(HA) == mobile(1)

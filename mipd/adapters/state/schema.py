@@ -50,7 +50,7 @@ CREATE TABLE visitors (            -- a foreign agent's current visitors (3.7.1)
 _MOBILE = """
 CREATE TABLE mobile (              -- a mobile node's state: one row, key 'state'
     key TEXT PRIMARY KEY,
-    value TEXT NOT NULL            -- JSON (mipd.core.actions.PersistMobile.state)
+    value TEXT NOT NULL            -- JSON (mipd.adapters.state.mobile_json)
 );
 """
 

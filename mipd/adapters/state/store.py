@@ -10,8 +10,8 @@ A home agent's nodes (:class:`PersistNode`) and a foreign agent's current visito
 (:class:`PersistVisitor`, RFC 5944 3.7.1) share the file and the transaction of a turn. Expiry is
 stored as wall-clock time, so that remaining lifetimes survive a restart. The 64-bit Identification
 is stored as 16 hex digits (SQLite integers are signed 64-bit), a link-layer address as hex. A mobile
-node's state (:class:`PersistMobile`, format version 3) is one JSON document its engine alone reads,
-written in the same transaction as the rest.
+node's state (:class:`PersistMobile`, format version 3) is one JSON document
+(mipd.adapters.state.mobile_json), written in the same transaction as the rest.
 """
 
 from __future__ import annotations
@@ -20,14 +20,18 @@ import json
 import math
 import os
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from ipaddress import IPv4Address
 from pathlib import Path
+from typing import Any, TypeVar
 
+from mipd.adapters.state import mobile_json
 from mipd.adapters.state.schema import FORMAT_VERSION, MIGRATIONS, SCHEMA
 from mipd.core.actions import PersistMobile, PersistNode, PersistVisitor, ReplayState
 from mipd.core.bindings import Binding
 from mipd.core.home_agent import NodeRecord
+from mipd.core.mobile_state import MobileState
 from mipd.core.names import VisitorState
 from mipd.core.visitors import Visitor
 from mipd.core.wire.registration import RequestFlags
@@ -48,6 +52,7 @@ class CommitError(StateError):
 
 
 StateChange = PersistNode | PersistVisitor | PersistMobile
+C = TypeVar("C", PersistNode, PersistVisitor, PersistMobile)
 
 
 def _hex(value: int | None) -> str | None:
@@ -120,51 +125,40 @@ class StateStore:
             in self._db.execute(f"SELECT {_VISITOR_COLUMNS} FROM visitors ORDER BY rowid")
         ]
 
-    def load_mobile(self) -> dict[str, object] | None:
-        """The mobile node's state as last committed, or None if none ever was."""
+    def load_mobile(self, home_agent: IPv4Address) -> MobileState | None:
+        """The mobile node's state as last committed, or None if none ever was; ``home_agent``
+        (the profile's) where the file names none."""
         row = self._db.execute("SELECT value FROM mobile WHERE key = ?", (_MOBILE_KEY,)).fetchone()
         if row is None:
             return None
         state = json.loads(row[0])
         if not isinstance(state, dict):
             raise StateError(f"{self.path}: the mobile node's state is not a JSON object")
-        return state
+        return mobile_json.from_json(state, home_agent)
 
     def commit(self, changes: Iterable[StateChange]) -> int:
         """Write the latest state of each changed node, visitor and the mobile node in one
         transaction; returns the number of records written. The last word on each wins.
-        CommitError if it could not be written."""
-        nodes: dict[IPv4Address, PersistNode] = {}
-        visitors: dict[IPv4Address, PersistVisitor] = {}
-        last_mobile: PersistMobile | None = None
+        CommitError if it could not be written; any other error (a state with no stored form)
+        rolls the transaction back too, so that nothing of it is written."""
+        latest: dict[tuple[type, object], StateChange] = {}
         for change in changes:
-            if isinstance(change, PersistNode):
-                nodes[change.home_address] = change
-            elif isinstance(change, PersistVisitor):
-                visitors[change.home_address] = change
-            else:
-                last_mobile = change
-        # Serialised before BEGIN: a state that is not JSON-able (a TypeError) writes nothing at all.
-        mobile = None if last_mobile is None else json.dumps(last_mobile.state, sort_keys=True)
-        if not nodes and not visitors and mobile is None:
+            latest[type(change), _WRITERS[type(change)].key(change)] = change
+        if not latest:
             return 0
         db = self._db
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
-                for node in nodes.values():
-                    self._write_node(node)
-                for visitor in visitors.values():
-                    self._write_visitor(visitor)
-                if mobile is not None:
-                    db.execute("INSERT OR REPLACE INTO mobile (key, value) VALUES (?, ?)", (_MOBILE_KEY, mobile))
+                for (kind, _), change in latest.items():
+                    _WRITERS[kind].write(self, change)
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
         except (sqlite3.Error, OSError) as exc:
             raise CommitError(str(exc)) from exc
-        return len(nodes) + len(visitors) + (mobile is not None)
+        return len(latest)
 
     def _write_node(self, change: PersistNode) -> None:
         db, key = self._db, str(change.home_address)
@@ -197,5 +191,32 @@ class StateStore:
              v.lifetime_granted, None if math.isinf(v.expires) else v.expires + change.wall_offset, int(v.flags)),
         )
 
+    def _write_mobile(self, change: PersistMobile) -> None:
+        stored = json.dumps(mobile_json.to_json(change.state), sort_keys=True)
+        self._db.execute("INSERT OR REPLACE INTO mobile (key, value) VALUES (?, ?)", (_MOBILE_KEY, stored))
+
     def close(self) -> None:
         self._db.close()
+
+
+@dataclass(frozen=True, slots=True)
+class _Writer:
+    """How one change type is written: what names its record (the last change per key wins) and
+    the method that writes it inside the turn's transaction."""
+
+    key: Callable[[Any], object]
+    write: Callable[[StateStore, Any], None]
+
+
+def _writer(kind: type[C], key: Callable[[C], object], write: Callable[[StateStore, C], None]
+            ) -> tuple[type, _Writer]:
+    return kind, _Writer(key, write)
+
+
+# Every change type the store takes, declared once: a home agent's nodes and a foreign agent's
+# visitors by home address, the mobile node's one state.
+_WRITERS: dict[type, _Writer] = dict([
+    _writer(PersistNode, lambda change: change.home_address, StateStore._write_node),
+    _writer(PersistVisitor, lambda change: change.home_address, StateStore._write_visitor),
+    _writer(PersistMobile, lambda change: None, StateStore._write_mobile),
+])

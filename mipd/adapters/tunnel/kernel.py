@@ -60,6 +60,22 @@ from mipd.core.wire.tunnel import Encapsulation
 IPIP_DEVICE = "mipip0"
 GRE_DEVICE = "mipgre0"
 DEVICES = {Encapsulation.IPIP: IPIP_DEVICE, Encapsulation.GRE: GRE_DEVICE}
+
+
+def device_counters(*, sent: str, received: str, received_first: bool = False) -> dict[str, int]:
+    """The devices' IFLA_STATS64 counters summed: packets and bytes sent (as ``sent``,
+    ``sent_bytes``) and received (``received``, ``received_bytes``), and both directions' drops;
+    the received ones listed first if ``received_first`` (the order mipctl stats prints)."""
+    first, second = (received, sent) if received_first else (sent, received)
+    totals = {first: 0, second: 0, f"{first}_bytes": 0, f"{second}_bytes": 0, "dropped": 0}
+    for device in DEVICES.values():
+        stats = netlink.link_stats(device)
+        totals[sent] += stats.get("tx_packets", 0)
+        totals[received] += stats.get("rx_packets", 0)
+        totals[f"{sent}_bytes"] += stats.get("tx_bytes", 0)
+        totals[f"{received}_bytes"] += stats.get("rx_bytes", 0)
+        totals["dropped"] += stats.get("tx_dropped", 0) + stats.get("rx_dropped", 0)
+    return totals
 OUTER_TTL = 64  # IPDEFTTL; see the module docstring
 PROC = Path("/proc/sys/net/ipv4")
 
@@ -126,16 +142,7 @@ class KernelBackend:
 
     def counters(self) -> dict[str, int]:
         """Packets (and bytes) the devices sent (encapsulated) and received (decapsulated), and their drops."""
-        totals = {"encapsulated": 0, "decapsulated": 0, "encapsulated_bytes": 0, "decapsulated_bytes": 0,
-                  "dropped": 0}
-        for device in DEVICES.values():
-            stats = netlink.link_stats(device)
-            totals["encapsulated"] += stats.get("tx_packets", 0)
-            totals["decapsulated"] += stats.get("rx_packets", 0)
-            totals["encapsulated_bytes"] += stats.get("tx_bytes", 0)
-            totals["decapsulated_bytes"] += stats.get("rx_bytes", 0)
-            totals["dropped"] += stats.get("tx_dropped", 0) + stats.get("rx_dropped", 0)
-        return totals
+        return device_counters(sent="encapsulated", received="decapsulated")
 
     def close(self) -> None:
         """Delete both devices; the kernel deletes their routes with them."""

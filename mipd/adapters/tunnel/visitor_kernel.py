@@ -49,7 +49,7 @@ from pathlib import Path
 
 from mipd.adapters.netlink import calls as netlink
 from mipd.adapters.tunnel.backend import BackendError, BackendKind
-from mipd.adapters.tunnel.kernel import DEVICES, OUTER_TTL
+from mipd.adapters.tunnel.kernel import DEVICES, OUTER_TTL, device_counters
 from mipd.adapters.tunnel.visitor_routing import DEFAULT, VisitorRouting
 from mipd.core.planes import Delivery, VisitorPlane
 
@@ -106,16 +106,7 @@ class VisitorKernelBackend:
 
     def counters(self) -> dict[str, int]:
         """What the devices received (decapsulated, visitor or not) and sent (reverse_tunnelled)."""
-        totals = {"decapsulated": 0, "reverse_tunnelled": 0, "decapsulated_bytes": 0, "reverse_tunnelled_bytes": 0,
-                  "dropped": 0}
-        for device in DEVICES.values():
-            stats = netlink.link_stats(device)
-            totals["decapsulated"] += stats.get("rx_packets", 0)
-            totals["reverse_tunnelled"] += stats.get("tx_packets", 0)
-            totals["decapsulated_bytes"] += stats.get("rx_bytes", 0)
-            totals["reverse_tunnelled_bytes"] += stats.get("tx_bytes", 0)
-            totals["dropped"] += stats.get("tx_dropped", 0) + stats.get("rx_dropped", 0)
-        return totals
+        return device_counters(sent="reverse_tunnelled", received="decapsulated", received_first=True)
 
     def close(self) -> None:
         """Remove every owned rule, route and neighbour entry, then both devices. Idempotent."""
