@@ -9,7 +9,7 @@ from mipd.config.security import AgentAssociation, NodeAssociation
 from mipd.core.foreign_agent import ForeignAgentSettings
 from mipd.core.home_agent import HomeAgentSettings
 from mipd.core.mobile_types import MobileNodeSettings
-from mipd.core.names import CareOfMode
+from mipd.core.names import CareOfMode, NodeNatTraversal
 from mipd.core.security import SecurityAssociation
 
 
@@ -89,4 +89,5 @@ def mobile_node_settings(profile: MobileNodeProfile) -> MobileNodeSettings:
         deregister_on_stop=profile.deregister_on_stop,
         foreign_agents={a.address: a.to_core() for a in profile.foreign_agents},
         encapsulations=tuple(profile.tunnel.encapsulations),
+        nat_traversal=NodeNatTraversal(profile.nat_traversal),
     )

@@ -47,6 +47,7 @@ from ipaddress import IPv4Address, IPv4Interface
 from mipd.core.actions import Action, Datagram, Emit, PersistMobile, Priority, SendDatagram, SendIcmp
 from mipd.core.counters import Counters
 from mipd.core.discovery import Agent, AgentTable, Heard, Solicitation, prefixes_differ
+from mipd.core.keepalive import TRIES, Due, Keepalive, interval_from_reply
 from mipd.core.mobile_machine import SETTLE, TRANSITIONS, Event, Lifecycle, TransitionError
 from mipd.core.mobile_state import MobileState, StoredRegistration
 from mipd.core.mobile_types import (
@@ -58,7 +59,7 @@ from mipd.core.mobile_types import (
     MobileNodeSettings,
     Registration,
 )
-from mipd.core.names import CareOfMode, DiscardReason, EventName, Location
+from mipd.core.names import CareOfMode, DiscardReason, EventName, Location, NodeNatTraversal
 from mipd.core.planes import AnnounceHome, MobilePlane
 from mipd.core.security import ReplayProtection
 from mipd.core.wire import identification as ident
@@ -74,6 +75,8 @@ from mipd.core.wire.icmp import (
     AgentSolicitation,
     MobilityAgentExtension,
 )
+from mipd.core.wire.nat import Encapsulation as NatEncapsulation
+from mipd.core.wire.nat import UdpTunnelReply, UdpTunnelReplyFlags, UdpTunnelRequest, UdpTunnelRequestFlags
 from mipd.core.wire.registration import (
     INFINITE_LIFETIME,
     REGISTRATION_PORT,
@@ -91,6 +94,19 @@ _ADVERTISED = {Encapsulation.GRE: AdvertisementFlags.G, Encapsulation.MINIMAL: A
 def _requested_encapsulation(flags: RequestFlags) -> Encapsulation | None:
     """GRE or minimal encapsulation if ``flags`` ask for one, None for IP-in-IP."""
     return next((e for e, flag in _ENCAPSULATION_FLAGS.items() if flags & flag), None)
+
+
+def _asks_udp(request: RegistrationRequest) -> bool:
+    return any(isinstance(e, UdpTunnelRequest) for e in request.extensions)
+
+
+def _udp_tunnel_granted(request: RegistrationRequest, reply: RegistrationReply) -> UdpTunnelReply | None:
+    """The UDP Tunnel Reply of an accepted ``reply`` if it assents to the tunnelling ``request`` asked
+    for (RFC 3519 3.2); None otherwise (not asked, declined, or absent: an agent without support)."""
+    if not _asks_udp(request):
+        return None
+    found = next((e for e in reply.extensions if isinstance(e, UdpTunnelReply)), None)
+    return found if found is not None and found.accepted else None
 
 
 class MobileNode:
@@ -126,6 +142,10 @@ class MobileNode:
         self.state = Lifecycle.IDLE
         # Encapsulations an agent (home or foreign, by address) refused with 139 / 72: not asked again.
         self._refused: dict[IPv4Address, set[Encapsulation]] = {}
+        # RFC 3519: home agents that refused UDP tunnelling with 142 (not asked again), and the
+        # keepalives of a UDP-tunnelled registration (None when the registration is not one).
+        self._udp_refused: set[IPv4Address] = set()
+        self._keepalive: Keepalive | None = None
 
     def _transition(self, event: Event) -> None:
         """Move the lifecycle by the table (mipd.core.mobile_machine); a row it lacks is a bug."""
@@ -236,6 +256,9 @@ class MobileNode:
             deadlines.append(self.registration.expires)
             if self.attempt is None:  # a renewal in flight has its own retransmission deadline
                 deadlines.append(self.registration.renew_at)
+        keepalive = self._live_keepalive()
+        if keepalive is not None:
+            deadlines.append(keepalive.next_timer())
         return min((d for d in deadlines if d is not None and not math.isinf(d)), default=None)
 
     def on_timer(self, now: float) -> list[Action]:
@@ -265,6 +288,7 @@ class MobileNode:
         if self.solicitation.due(now):
             actions.append(SendIcmp(AgentSolicitation().encode(), ALL_MOBILITY_AGENTS, SOLICITATION_TTL))
         actions += self._decide(now)
+        actions += self._keepalives(now)
         reg = self.registration
         if reg is not None and now >= reg.renew_at and self.attempt is None:
             # Due for renewal with nowhere to renew from (no agent, no co-located address): look
@@ -432,6 +456,12 @@ class MobileNode:
             flags |= _ENCAPSULATION_FLAGS.get(self._encapsulation(agent), RequestFlags(0))
         request = RegistrationRequest(flags, lifetime, s.home_address, self.home_agent, care_of,
                                       self._identification())
+        if agent is None and not home and lifetime and s.nat_traversal is not NodeNatTraversal.OFF \
+                and self.home_agent not in self._udp_refused:
+            # RFC 3519 3.1: co-located (D is set), before the MN-HA authenticator; F with force.
+            force = UdpTunnelRequestFlags.F if s.nat_traversal is NodeNatTraversal.FORCE else UdpTunnelRequestFlags(0)
+            request = replace(request, extensions=(*request.extensions,
+                                                   UdpTunnelRequest(force, NatEncapsulation.IP_IN_IP)))
         request = append_authentication(request, ExtensionType.MOBILE_HOME_AUTHENTICATION, s.sa.spi, s.sa.key,
                                         s.sa.algorithm)
         fa_sa = s.foreign_agents.get(agent.address) if agent is not None else None
@@ -525,16 +555,23 @@ class MobileNode:
         # 3.6.2.2: the lifetime counts from when the request was sent.
         expires = math.inf if lifetime == INFINITE_LIFETIME else attempt.sent_at + lifetime
         margin = min(max(MIN_RETRANSMISSION, 0.2 * lifetime), 0.5 * lifetime)
+        udp = _udp_tunnel_granted(attempt.request, reply)
         self.registration = Registration(attempt.request.care_of_address, attempt.agent, lifetime, expires,
-                                         expires - margin, attempt.request.identification, attempt.request.flags)
+                                         expires - margin, attempt.request.identification, attempt.request.flags,
+                                         None if udp is None else interval_from_reply(udp.keepalive_interval))
         self._transition(Event.ACCEPTED)
         self._requested_lifetime = self.settings.lifetime
         self._prefer = None
-        return [self._event(EventName.REGISTRATION_ACCEPTED, f"registered at {attempt.request.care_of_address} for "
-                            f"{lifetime} s", code=reply.code, lifetime=lifetime,
-                            care_of=attempt.request.care_of_address,
-                            agent=attempt.agent.address if attempt.agent else None),
-                self._plane(), self._persist(now)]
+        actions: list[Action] = [
+            self._event(EventName.REGISTRATION_ACCEPTED, f"registered at {attempt.request.care_of_address} for "
+                        f"{lifetime} s", code=reply.code, lifetime=lifetime, care_of=attempt.request.care_of_address,
+                        agent=attempt.agent.address if attempt.agent else None)]
+        if udp is not None:
+            self._start_keepalives(now)
+            actions.append(self._nat_detected(udp))
+        else:
+            self._keepalive = None
+        return [*actions, self._plane(), self._persist(now)]
 
     def _denied(self, reply: RegistrationReply, attempt: Attempt, now: float) -> list[Action]:
         code = reply.code
@@ -549,6 +586,9 @@ class MobileNode:
             self._requested_lifetime = reply.lifetime
         elif code == ReplyCode.HA_UNKNOWN_HOME_AGENT_ADDRESS:
             self.home_agent = reply.home_agent
+        elif code == ReplyCode.HA_UDP_ENCAP_UNAVAIL and _asks_udp(attempt.request):
+            # RFC 3519 3.5: this home agent cannot tunnel over UDP; ask again without the extension.
+            self._udp_refused.add(self.home_agent)
         elif (asked := _requested_encapsulation(attempt.request.flags)) is not None and \
                 (refuser := self._refuser(code, attempt)) is not None:
             # Not asked of that agent again: the next request falls back (finally to IP-in-IP).
@@ -571,6 +611,59 @@ class MobileNode:
             return attempt.agent.address
         return None
 
+    # --- UDP tunnelling (RFC 3519) ---
+
+    def keepalive_reply(self, identifier: int, sequence: int, now: float) -> list[Action]:
+        """An ICMP Echo Reply from the home agent came through the UDP tunnel (the runtime's data
+        plane saw it): it may answer a keepalive."""
+        keepalive = self._live_keepalive()
+        if keepalive is not None:
+            keepalive.answered(identifier, sequence, now)
+        return []
+
+    @property
+    def udp_tunnel(self) -> bool:
+        """The registration in force is UDP-tunnelled."""
+        return self.registration is not None and self.registration.udp_keepalive is not None
+
+    def _live_keepalive(self) -> Keepalive | None:
+        if not self.udp_tunnel:
+            self._keepalive = None
+        return self._keepalive
+
+    def _start_keepalives(self, now: float) -> None:
+        reg = self.registration
+        assert reg is not None and reg.udp_keepalive is not None
+        self._keepalive = Keepalive(float(reg.udp_keepalive), self._random32() & 0xFFFF, now + reg.udp_keepalive)
+
+    def _keepalives(self, now: float) -> list[Action]:
+        keepalive, reg = self._live_keepalive(), self.registration
+        if keepalive is None or reg is None or self._stopping:
+            return []
+        due = keepalive.poll(now)
+        if due is Due.SEND:
+            payload = keepalive.send(now, self.settings.home_address, self.home_agent)
+            return [SendDatagram(payload, reg.care_of_address, 0, self.home_agent, REGISTRATION_PORT, None)]
+        if due is Due.NOTHING:
+            return []
+        # RFC 3519 3.6: no answer, the NAT's mapping is gone: register again (through the new one).
+        self._keepalive = None
+        actions: list[Action] = [self._event(
+            EventName.KEEPALIVE_LOST, f"{TRIES} keepalives to {self.home_agent} unanswered: registering again",
+            Priority.WARNING, care_of=reg.care_of_address, keepalive_interval=reg.udp_keepalive or 0)]
+        if self.attempt is None and self._deferred is None:
+            actions += self._send(now, lifetime=self._requested(None), care_of=reg.care_of_address, agent=None)
+        return actions
+
+    def _nat_detected(self, udp: UdpTunnelReply) -> Emit:
+        forced = bool(udp.flags & UdpTunnelReplyFlags.F)
+        reg = self.registration
+        assert reg is not None
+        why = "UDP tunnelling forced" if forced else "the home agent saw the request come from another address"
+        return self._event(EventName.NAT_DETECTED, f"the home agent tunnels over UDP ({why}); keepalives every "
+                           f"{reg.udp_keepalive} s", care_of=reg.care_of_address,
+                           keepalive_interval=reg.udp_keepalive or 0, reason="forced" if forced else "nat")
+
     # --- outputs ---
 
     def _plane(self, agent: Agent | None = None, care_of: IPv4Address | None = None) -> MobilePlane:
@@ -586,9 +679,10 @@ class MobileNode:
         # the request with G or M); before that, IP-in-IP, which it always accepts (4.1).
         granted = reg.flags if reg is not None and reg.care_of_address == care_of else RequestFlags(0)
         encapsulation = _requested_encapsulation(granted) or Encapsulation.IPIP
+        udp = reg is not None and reg.care_of_address == care_of and reg.udp_keepalive is not None
         return MobilePlane(self.location, s.home_address, self.home_agent,
                            agent.address if agent else None, agent.link_address if agent else None, care_of,
-                           s.reverse_tunneling, encapsulation)
+                           s.reverse_tunneling, encapsulation, udp)
 
     def restore(self, record: MobileState | None, now: float) -> None:
         """Take back a :meth:`snapshot` (as the state file kept it): Identification state always,
@@ -612,7 +706,9 @@ class MobileNode:
         expires = now + remaining
         margin = min(max(MIN_RETRANSMISSION, 0.2 * reg.lifetime), 0.5 * reg.lifetime)
         self.registration = Registration(reg.care_of_address, agent, reg.lifetime, expires, expires - margin,
-                                         reg.identification, reg.flags)
+                                         reg.identification, reg.flags, reg.udp_keepalive)
+        if reg.udp_keepalive is not None:
+            self._start_keepalives(now)
         self.location = record.location
         self._transition(Event.RESTORED)
 
@@ -644,6 +740,6 @@ class MobileNode:
             ends = None if math.isinf(reg.expires) else self._wall_clock() + (reg.expires - now)
             stored = StoredRegistration(reg.care_of_address, reg.lifetime, reg.identification, reg.flags, ends,
                                         reg.agent.address if reg.agent else None,
-                                        reg.agent.link_address if reg.agent else None)
+                                        reg.agent.link_address if reg.agent else None, reg.udp_keepalive)
         return MobileState(self.home_agent, self._last_identification, self._ha_nonce, self._clock_offset,
                            self.location, stored)

@@ -27,6 +27,7 @@ class StoredRegistration:
     expires_wall: float | None
     agent: IPv4Address | None  # the foreign agent, None when co-located
     agent_link_address: bytes | None
+    udp_keepalive: int | None = None  # RFC 3519: UDP-tunnelled, with this keepalive interval (s)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 from mipd.core.discovery import Agent
-from mipd.core.names import CareOfMode
+from mipd.core.names import CareOfMode, NodeNatTraversal
 from mipd.core.security import SecurityAssociation
 from mipd.core.wire.registration import RegistrationRequest, RequestFlags
 from mipd.core.wire.tunnel import Encapsulation
@@ -35,6 +35,7 @@ class MobileNodeSettings:
     # tunnel.encapsulations, in order of preference: the first the node may ask for is requested
     # (G for gre, M for minimal; ipip is asked for by setting neither).
     encapsulations: tuple[Encapsulation, ...] = (Encapsulation.IPIP,)
+    nat_traversal: NodeNatTraversal = NodeNatTraversal.AUTO  # RFC 3519: ask for UDP tunnelling
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,3 +66,5 @@ class Registration:
     renew_at: float
     identification: int
     flags: RequestFlags
+    # RFC 3519: the home agent tunnels over UDP; the keepalive interval it gave (s), else None.
+    udp_keepalive: int | None = None

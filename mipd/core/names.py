@@ -43,6 +43,8 @@ class EventName(StrEnum):
     REGISTRATION_SENT = "registration.sent"
     REGISTRATION_EXPIRED = "registration.expired"
     HOME_RETURNED = "home.returned"
+    NAT_DETECTED = "nat.detected"  # the home agent tunnels over UDP (RFC 3519): a NAT lies between
+    KEEPALIVE_LOST = "keepalive.lost"  # the UDP tunnel's keepalives went unanswered: registers again
 
     @property
     def always_written(self) -> bool:
@@ -99,6 +101,14 @@ class VisitorState(StrEnum):
 
     PENDING = "pending"
     ACTIVE = "active"
+
+
+class NodeNatTraversal(StrEnum):
+    """Whether a mobile node asks for UDP tunnelling (mip.yaml(5) ``nat_traversal``, RFC 3519)."""
+
+    AUTO = "auto"  # with every co-located registration; the home agent decides (a NAT seen, or not)
+    FORCE = "force"  # the same with F set: UDP tunnelling even where the home agent sees no NAT
+    OFF = "off"
 
 
 class CareOfMode(StrEnum):

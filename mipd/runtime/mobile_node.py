@@ -67,6 +67,11 @@ class MobileNodeRuntime:
         try:
             self.routing.start()
             self.routing.apply(engine.plane())
+            # RFC 3519: the registration socket is also the UDP tunnel's end (mipd.adapters.tunnel.colocated).
+            tunnel = self.routing.tunnel
+            tunnel.udp_send = self.udp.send_payload
+            tunnel.on_echo_reply = self._on_echo_reply
+            self.udp.tunnel_data = tunnel.tunnel_data
             self.udp.start(self._on_replies)
             self.link.start(drive(host, self._heard))
             self.monitor.start(self._on_link, self._on_addresses)
@@ -88,6 +93,10 @@ class MobileNodeRuntime:
         actions = [action for datagram in batch for action in self.engine.reply(datagram, now)]
         self._replied.set()
         self.host.execute(actions)
+
+    def _on_echo_reply(self, identifier: int, sequence: int) -> None:
+        assert self.engine is not None
+        self.host.execute(self.engine.keepalive_reply(identifier, sequence, self.host.now()))
 
     def _on_link(self, up: bool) -> None:
         assert self.engine is not None
@@ -194,7 +203,7 @@ class MobileNodeControl(HostControl):
                            backend=self.runtime.backend, location=where,
                            agent=agent, care_of_address=reg.care_of_address if reg is not None else None,
                            lifetime_remaining=remaining, registered=reg is not None,
-                           home_agent=engine.home_agent)
+                           home_agent=engine.home_agent, udp_tunnel=engine.udp_tunnel)
 
     async def bindings(self) -> JSONObject:
         raise ControlError("a mobile node has no binding list; ask its home agent (mipctl status shows its own)")

@@ -297,13 +297,13 @@ def test_decode_message_knows_every_registration_vector() -> None:
     assert [int(t) for t in MessageType] == [1, 3, 4, 7, 15]
 
 
-def test_udp_tunnel_reply_is_still_discarded_by_the_engines() -> None:
-    """RFC 5944 1.8: an implementation that does not support the non-skippable UDP Tunnel Reply
-    (RFC 3519 3.2) discards the message; the codec decodes it, the engines still discard it."""
+def test_udp_tunnel_reply_is_understood() -> None:
+    """RFC 3519 3.2: the non-skippable UDP Tunnel Reply is supported now (the mobile node reads it),
+    so a reply carrying it is no longer discarded as unrecognised (RFC 5944 1.8)."""
     reply = EXTENSION_CASES[4][2]
     assert isinstance(reply.extensions[0], UdpTunnelReply)
-    assert reply.unrecognised_nonskippable == 44
-    assert set(NOT_YET_SUPPORTED_NONSKIPPABLE) == {44}
+    assert reply.unrecognised_nonskippable is None
+    assert ExtensionType.UDP_TUNNEL_REPLY not in NOT_YET_SUPPORTED_NONSKIPPABLE
     assert EXTENSION_CASES[0][2].unrecognised_nonskippable is None  # skippable ones do not count
 
 

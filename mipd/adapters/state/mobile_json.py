@@ -31,6 +31,8 @@ def to_json(state: MobileState) -> dict[str, object]:
             "agent": None if reg.agent is None else str(reg.agent),
             "agent_link_address": None if reg.agent_link_address is None else reg.agent_link_address.hex(),
         }
+        if reg.udp_keepalive is not None:  # RFC 3519: written only when UDP-tunnelled (read back as absent: not)
+            stored["registration"]["udp_keepalive"] = reg.udp_keepalive  # type: ignore[index]
     return stored
 
 
@@ -46,7 +48,8 @@ def from_json(stored: Mapping[str, object], home_agent: IPv4Address) -> MobileSt
         registration = StoredRegistration(
             IPv4Address(str(reg["care_of_address"])), int(reg["lifetime"]), int(str(reg["identification"]), 16),
             RequestFlags(int(reg["flags"])), None if ends is None else float(ends), agent,
-            None if agent is None else bytes.fromhex(str(reg["agent_link_address"])))
+            None if agent is None else bytes.fromhex(str(reg["agent_link_address"])),
+            int(reg["udp_keepalive"]) if isinstance(reg.get("udp_keepalive"), int) else None)
     return MobileState(
         home_agent=IPv4Address(str(stored.get("home_agent", home_agent))),
         last_identification=int(str(stored.get("last_identification", "0")), 16),

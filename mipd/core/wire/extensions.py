@@ -45,8 +45,9 @@ SPI_LENGTH = 4
 
 # Non-skippable types the codec decodes but no engine acts on yet: a message carrying one is still
 # discarded, as RFC 5944 section 1.8 requires of an implementation that does not support it
-# (``unrecognised_nonskippable`` reports it). RFC 3519 support removes the UDP Tunnel Reply.
-NOT_YET_SUPPORTED_NONSKIPPABLE = frozenset((ExtensionType.UDP_TUNNEL_REPLY,))
+# (``unrecognised_nonskippable`` reports it). None now: the UDP Tunnel Reply (44) is read by the
+# mobile node and the foreign agent (RFC 3519).
+NOT_YET_SUPPORTED_NONSKIPPABLE: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
