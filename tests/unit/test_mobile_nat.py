@@ -29,6 +29,7 @@ from tests.support.scenario import HA, KEY, MN
 from tests.unit.test_mobile_node import hear, node, request_of, sends
 
 COLOCATED = IPv4Interface("192.168.4.50/24")
+GRANTED = UdpTunnelReply(keepalive_interval=20)
 
 
 def udp_request(req: RegistrationRequest) -> UdpTunnelRequest | None:
@@ -38,7 +39,7 @@ def udp_request(req: RegistrationRequest) -> UdpTunnelRequest | None:
 
 
 def reply(mobile: MobileNode, req: RegistrationRequest, now: float, *, code: int = 0,
-          tunnel: UdpTunnelReply | None = UdpTunnelReply(keepalive_interval=20)) -> list[object]:
+          tunnel: UdpTunnelReply | None = GRANTED) -> list[object]:
     """The home agent's answer, with ``tunnel`` (if any) before the MN-HA authenticator."""
     answer = RegistrationReply(code, req.lifetime, MN, HA, req.identification,
                                () if tunnel is None else (tunnel,))
