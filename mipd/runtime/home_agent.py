@@ -122,9 +122,13 @@ class HomeAgentRuntime:
         return deliver
 
     def _settings(self, profile: HomeAgentProfile) -> HomeAgentSettings:
-        """The engine's settings: what the running backend cannot carry is not offered (139)."""
+        """The engine's settings: what the running backend cannot carry is not offered (139), and
+        without the UDP tunnel plane no UDP tunnelling is granted."""
         settings = home_agent_settings(profile)
-        return replace(settings, encapsulations=self.dataplane.encapsulations(settings.encapsulations))
+        settings = replace(settings, encapsulations=self.dataplane.encapsulations(settings.encapsulations))
+        if self.dataplane.udp_unavailable:  # no UDP tunnel plane: never assent to RFC 3519 tunnelling
+            settings = replace(settings, nat_traversal="off")
+        return settings
 
     # --- the action table ---
 
@@ -146,8 +150,10 @@ class HomeAgentRuntime:
         offered = ",".join(sorted(self.engine.settings.encapsulations))
         message = (f"serving {self.profile.address} with {len(self.engine.bindings)} restored bindings; "
                    f"tunnel backend {self.backend} ({offered})")
-        if self.profile.nat_traversal != "off":
+        if self.profile.nat_traversal != "off" and not self.dataplane.udp_unavailable:
             message += "; UDP tunnels (RFC 3519) use the userspace data plane"
+        elif self.profile.nat_traversal != "off":
+            message += f"; no UDP tunnels (RFC 3519): {self.dataplane.udp_unavailable}"
         reason = f"backend {self.backend}: {self.dataplane.reason}; host: {self.dataplane.host_report}"
         return message, reason, {"home_agent": str(self.profile.address)}
 

@@ -9,7 +9,8 @@ with 139.
 UDP-tunnelled bindings (RFC 3519) always go through the userspace UDP tunnel plane
 (mipd.adapters.tunnel.udp_tunnel), whichever backend runs: each DataPlane is split, its classic
 endpoints to the backend and its UDP ones to that plane, which then owns the home address's route
-(into ``mipu0`` instead of the backend's device).
+(into ``mipu0`` instead of the backend's device). A host without TUN devices runs without that
+plane: the engine then handles UDP Tunnel Requests as with ``nat_traversal: off``.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class HomeAgentDataPlane:
         self.backend: TunnelBackend | None = None
         self.udp = UdpTunnelPlane()
         self._classic: set[IPv4Address] = set()  # home addresses whose route the backend holds
+        self.udp_unavailable = ""  # why the UDP tunnel plane could not start ("" when it runs)
         self.reason = ""
         self.host_report = ""
         self.failures = 0
@@ -59,7 +61,10 @@ class HomeAgentDataPlane:
         self.host_report = self.host.apply(self.interface)
         self.backend, self.reason = home_agent_backend(self.requested)
         self.backend.start(address)
-        self.udp.start(send_udp)
+        try:
+            self.udp.start(send_udp)
+        except BackendError as exc:  # e.g. no TUN device: the rest still works, without RFC 3519
+            self.udp_unavailable = str(exc)
         self.home_link.start()
         self.broadcast.start(self.interface, self.home_network)
 

@@ -25,6 +25,7 @@ from scapy.layers.inet import ICMP, IP
 
 from tests.integration.test_home_agent_daemon import D, parse_reply, rrq
 from tests.support import journal as journal_support
+from tests.support import pcap
 from tests.support.daemon import COLOCATED, FAR, HA, NODES, HomeAgentDaemon, Peer, build_topology
 from tests.support.journal import Journald
 from tests.support.netns import Topology, topology
@@ -156,6 +157,26 @@ def test_udp_tunnel_through_a_nat_end_to_end(home_agent: HomeAgentDaemon, topo: 
     assert ping.returncode == 0, output
     counters = home_agent.json("stats")["counters"]["data_plane"]
     assert counters["udp_encapsulated"] >= 3 and counters["udp_decapsulated"] >= 3
+
+
+def test_tshark_reads_the_live_reply_and_tunnel_data_without_a_malformed_flag(
+        home_agent: HomeAgentDaemon, peer: Peer, tmp_path: Path) -> None:
+    """The reply the daemon sent and a Tunnel Data message it sent, decoded by tshark (mip.ext.utrp.*)."""
+    _, raw = register(peer)
+    peer.sock.sendto(tunnel_data(bytes(IP(src=H, dst=HA) / ICMP(type=8, id=0x5151) / b"ka")), (HA, 434))
+    peer.sock.settimeout(4.0)
+    data, _ = peer.sock.recvfrom(65535)
+    capture = tmp_path / "nat.pcap"
+    pcap.write_pcap(capture, [pcap.udp(HA, COLOCATED, 434, peer.port, raw),
+                              pcap.udp(HA, COLOCATED, 434, peer.port, data)])
+    fields = subprocess.run([tool("tshark"), "-n", "-r", str(capture), "-T", "fields", "-E", "separator=,",
+                             "-e", "mip.ext.utrp.code", "-e", "mip.ext.utrp.keepalive", "-e", "mip.nattt.nexthdr"],
+                            capture_output=True, text=True, timeout=120, check=True).stdout.splitlines()
+    assert fields[0] == f"0,{KEEPALIVE}," and fields[1] == ",,4"
+    malformed = subprocess.run([tool("tshark"), "-n", "-r", str(capture), "-Y",
+                                "_ws.malformed || _ws.expert.severity >= error"],
+                               capture_output=True, text=True, timeout=120, check=True)
+    assert malformed.stdout.strip() == ""
 
 
 def test_a_new_mapping_moves_the_tunnel_and_the_old_one_is_refused(home_agent: HomeAgentDaemon, topo: Topology,
