@@ -10,6 +10,10 @@ Each wake-up drains up to :data:`BATCH` datagrams from a socket and hands them o
 so that the runtime handles a burst in one turn of the event loop and commits it once (group
 commit, docs/interfaces.md "Durability") instead of once per datagram.
 
+The same sockets carry a home agent's UDP tunnel data (RFC 3519: "the same ports as the
+registration"): the runtime hands type-4 datagrams to its UDP tunnel plane and sends that plane's
+datagrams with :meth:`RegistrationEndpoints.send_tunnel_data`.
+
 A mobile node has one socket (:class:`NodeSocket`): any local address, bound to its interface,
 each request sent from the source its engine chose.
 """
@@ -104,6 +108,18 @@ class RegistrationEndpoints:
             # counted and remembered, never fatal.
             self.send_errors += 1
             self.last_send_error = exc
+
+    def send_tunnel_data(self, payload: bytes, source: IPv4Address, destination: IPv4Address, port: int) -> bool:
+        """Send a MIP Tunnel Data message (RFC 3519 3.3) from the port-434 socket bound to ``source``;
+        False when it could not leave (not open yet, unreachable, full buffer): the caller counts it."""
+        sock = self._sockets.get(source)
+        if sock is None:
+            return False
+        try:
+            sock.sendto(payload, (str(destination), port))
+        except OSError:
+            return False
+        return True
 
     def close(self) -> None:
         for sock in self._sockets.values():

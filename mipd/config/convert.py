@@ -42,6 +42,8 @@ def home_agent_settings(profile: HomeAgentProfile) -> HomeAgentSettings:
         replay_window=profile.replay_window,
         max_bindings_per_node=profile.max_bindings_per_node,
         reverse_tunneling=profile.reverse_tunneling,
+        nat_traversal=profile.nat_traversal,
+        keepalive_interval=profile.keepalive_interval,
         encapsulations=frozenset(profile.tunnel.encapsulations),
     )
 

@@ -32,6 +32,9 @@ def binding_json(binding: Binding, now: float) -> JSONObject:
         "spi": binding.spi,
         "identification": f"{binding.identification:016x}",
         "foreign_agent": None if binding.foreign_agent is None else str(binding.foreign_agent),
+        "udp_tunnel": binding.outer is not None,
+        **({} if binding.outer is None else {"outer_address": str(binding.outer.address),
+                                             "outer_port": binding.outer.port}),
     }
 
 

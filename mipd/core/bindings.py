@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
+from mipd.core.planes import UdpTunnelEndpoint
 from mipd.core.wire.registration import RequestFlags
 
 
@@ -24,6 +25,8 @@ class Binding:
 
     ``expires`` is on the engine's monotonic clock (``math.inf`` for an infinite lifetime).
     ``foreign_agent`` is the IP source of a request relayed by a foreign agent, else None.
+    ``outer`` is set when the binding is UDP-tunnelled (RFC 3519): the request's IP source address
+    and UDP source port, the NAT's mapping.
     """
 
     home_address: IPv4Address
@@ -34,6 +37,7 @@ class Binding:
     flags: RequestFlags
     spi: int
     foreign_agent: IPv4Address | None = None
+    outer: UdpTunnelEndpoint | None = None
 
     def remaining(self, now: float) -> int:
         """Whole seconds of lifetime left (0xffff for infinity), as control output shows it."""

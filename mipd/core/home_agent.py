@@ -25,7 +25,21 @@ A Registration Request passes these checks, in this order (section 3.8.2.1, then
     T missing, reverse tunneling req'd . 138                      (RFC 3024)
     M or G not offered ................. 139                      (RFC 3024 code; 4.1)
     per-node binding limit ............. 135                      (3.8.2.3)
+    UDP tunnelling (RFC 3519), when nat_traversal is not off; see :meth:`HomeAgent._udp_tunnel`:
+      UDP Tunnel Request before MN-HA
+      without D, or after it with D .... 134                      (RFC 3519 3.1, 4.1)
+      GRE/minimal inside UDP ........... 142                      (RFC 3519 3.1.4: we carry IP-in-IP only)
+      IP source != care-of address
+      (a NAT) and no UDP Tunnel
+      Request, nat_traversal required .. 129
     otherwise .......................... 0, or 1 for S without simultaneous bindings (3.8.2.2)
+
+A request carrying the UDP Tunnel Request is answered with a UDP Tunnel Reply, placed before the
+reply's MN-HA authenticator so that it is covered: code 0 and the keepalive interval when a NAT
+is seen (the IP source is not the care-of address) or F forces it, and the binding then records
+the request's IP source address and UDP source port as its outer endpoint; code 64 (declined)
+otherwise. With nat_traversal off the extension is ignored (skippable; RFC 3519 3.1.1: a home
+agent without UDP tunnelling sends no reply extension).
 """
 
 from __future__ import annotations
@@ -42,13 +56,23 @@ from mipd.core.counters import Counters
 from mipd.core.denial import Denied, Discard, open_registration
 from mipd.core.home_agent_types import HomeAgentSettings, NodeRecord
 from mipd.core.names import DiscardReason, EventName
-from mipd.core.planes import DataPlane, Endpoint
+from mipd.core.planes import DataPlane, Endpoint, UdpTunnelEndpoint
 from mipd.core.security import ReplayProtection, ReverseTunneling, SecurityAssociation
 from mipd.core.wire import identification as ident
 from mipd.core.wire.addresses import LIMITED_BROADCAST, UNSPECIFIED
 from mipd.core.wire.auth import append_authentication, verify
 from mipd.core.wire.codes import ReplyCode
 from mipd.core.wire.extensions import ExtensionType
+from mipd.core.wire.nat import (
+    Encapsulation as UdpEncapsulation,
+)
+from mipd.core.wire.nat import (
+    UdpTunnelReply,
+    UdpTunnelReplyCode,
+    UdpTunnelReplyFlags,
+    UdpTunnelRequest,
+    UdpTunnelRequestFlags,
+)
 from mipd.core.wire.registration import (
     INFINITE_LIFETIME,
     REGISTRATION_PORT,
@@ -72,6 +96,18 @@ def _text(address: IPv4Address) -> str:
     """``str(address)``, cached: every registration's events name the same addresses again, and
     IPv4Address.__str__ showed in the profile of the registration path (bench/, issue 9)."""
     return _dotted(int(address))
+
+
+@dataclass(frozen=True, slots=True)
+class _UdpDecision:
+    """What RFC 3519 processing decided for one request: the reply extension (None: send none)
+    and, on assent, the outer endpoint the binding is UDP-tunnelled to."""
+
+    reply: UdpTunnelReply | None = None
+    outer: UdpTunnelEndpoint | None = None
+
+
+_NO_UDP = _UdpDecision()
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,23 +237,73 @@ class HomeAgent:
             and request.home_address in (node, UNSPECIFIED)
         ):
             # 3.8.2.2: a duplicate of the accepted current registration; never extend its lifetime.
-            return self._reply(x, ReplyCode(self._success_code(request)), current.remaining(now))
+            again = _UdpDecision(self._assent(request), current.outer) if current.outer is not None else _NO_UDP
+            return self._reply(x, ReplyCode(self._success_code(request)), current.remaining(now), again)
 
         if not self._identification_valid(request, sa):
             return self._deny(x, ReplyCode.HA_REGISTRATION_IDENTIFICATION_MISMATCH,
                               "Identification failed replay protection")
         self._remember_identification(node, request, sa)
 
+        udp = _NO_UDP
         try:
             self._check_foreign_agent(request, datagram)
             self._check_request(request, datagram, sa)
             if request.lifetime != 0:
+                udp = self._udp_tunnel(request, datagram, index)
                 self._check_binding_limit(request, node)
         except Denied as denial:
             return self._deny(x, denial.code, denial.reason)
         except Discard as discard:
             return [*self._drop(discard.reason, datagram, discard.detail), self._persist(node, now)]
-        return self._accept(x)
+        return self._accept(x, udp)
+
+    def _udp_tunnel(self, request: RegistrationRequest, datagram: Datagram, mn_ha_index: int) -> _UdpDecision:
+        """RFC 3519 section 4 at the home agent: answer a UDP Tunnel Request, or deny (Denied)."""
+        policy = self.settings.nat_traversal
+        if policy == "off":
+            return _NO_UDP  # 3.1.1: the extension is skippable; no reply extension
+        behind_nat = datagram.source != request.care_of_address  # NAT detection: IP source vs care-of
+        found = next(((i, e) for i, e in enumerate(request.extensions) if isinstance(e, UdpTunnelRequest)), None)
+        if found is None:
+            if behind_nat and policy == "required" and request.flags & RequestFlags.D:
+                raise Denied(ReplyCode.HA_ADMINISTRATIVELY_PROHIBITED,
+                             f"from {datagram.source}, not its care-of address {request.care_of_address} (a NAT), "
+                             "without a UDP Tunnel Request, and nat_traversal is required")
+            return _NO_UDP
+        position, extension = found
+        decapsulates = bool(request.flags & RequestFlags.D)
+        if position < mn_ha_index and not decapsulates:
+            raise Denied(ReplyCode.HA_POORLY_FORMED_REQUEST,
+                         "UDP Tunnel Request placed by the mobile node without the D flag")
+        if position > mn_ha_index and decapsulates:
+            raise Denied(ReplyCode.HA_POORLY_FORMED_REQUEST,
+                         "UDP Tunnel Request placed by a foreign agent with the D flag set")
+        inside = extension.encapsulation
+        if inside == UdpEncapsulation.UNSPECIFIED:  # 3.1.4: the M and G bits decide
+            if request.flags & RequestFlags.G:
+                inside = UdpEncapsulation.GRE
+            elif request.flags & RequestFlags.M:
+                inside = UdpEncapsulation.MINIMAL
+            else:
+                inside = UdpEncapsulation.IP_IN_IP
+        if inside != UdpEncapsulation.IP_IN_IP:
+            raise Denied(ReplyCode.HA_UDP_ENCAP_UNAVAIL,
+                         f"encapsulation {int(inside)} inside UDP is not offered (IP-in-IP only)")
+        forced = bool(extension.flags & UdpTunnelRequestFlags.F)
+        if not behind_nat and not forced:
+            # No NAT seen and not forced: decline, the binding is an ordinary IP-in-IP one.
+            return _UdpDecision(UdpTunnelReply(UdpTunnelReplyCode.TUNNELLING_DECLINED_REASON_UNSPECIFIED))
+        return _UdpDecision(self._assent(request, forced=forced and not behind_nat),
+                            UdpTunnelEndpoint(datagram.source, datagram.source_port))
+
+    def _assent(self, request: RegistrationRequest, *, forced: bool | None = None) -> UdpTunnelReply:
+        """The UDP Tunnel Reply that says tunnelling will be done, with our keepalive interval."""
+        if forced is None:
+            found = next((e for e in request.extensions if isinstance(e, UdpTunnelRequest)), None)
+            forced = found is not None and bool(found.flags & UdpTunnelRequestFlags.F)
+        flags = UdpTunnelReplyFlags.F if forced else UdpTunnelReplyFlags(0)
+        return UdpTunnelReply(UdpTunnelReplyCode.WILL_DO_TUNNELLING, flags, self.settings.keepalive_interval)
 
     def _identification_valid(self, request: RegistrationRequest, sa: SecurityAssociation) -> bool:
         state = self._replay.get(sa.peer, ReplayState())
@@ -292,7 +378,7 @@ class HomeAgent:
             return ReplyCode.ACCEPTED_SIMULTANEOUS_BINDINGS_UNSUPPORTED
         return ReplyCode.ACCEPTED
 
-    def _accept(self, x: _Exchange) -> list[Action]:
+    def _accept(self, x: _Exchange, udp: _UdpDecision = _NO_UDP) -> list[Action]:
         request, datagram, sa, now, node = x.request, x.datagram, x.sa, x.now, x.node
         coa = request.care_of_address
         actions: list[Action] = []
@@ -311,10 +397,11 @@ class HomeAgent:
                         actions.append(self._binding_event(EventName.BINDING_REMOVED, old, now, reason="replaced"))
             # Relayed by a foreign agent: always with an FA care-of address (D clear, 3.6.1.2), and
             # with a co-located one when the request arrives from elsewhere than that address.
-            relayed = not request.flags & RequestFlags.D or datagram.source != coa
+            # A UDP-tunnelled co-located node's request comes from its NAT, which is no foreign agent.
+            relayed = not request.flags & RequestFlags.D or (datagram.source != coa and udp.outer is None)
             foreign_agent = datagram.source if relayed else None
             binding = Binding(node, coa, granted, math.inf if granted == INFINITE_LIFETIME else now + granted,
-                              request.identification, request.flags, sa.spi, foreign_agent)
+                              request.identification, request.flags, sa.spi, foreign_agent, udp.outer)
             previous = self.bindings.put(binding)
             actions.append(self._binding_event(EventName.BINDING_RENEWED if previous else EventName.BINDING_ADDED,
                                                binding, now))
@@ -324,7 +411,7 @@ class HomeAgent:
         actions.append(Emit(EventName.REGISTRATION_ACCEPTED,
                             f"registration of {_text(node)} via {_text(coa)} accepted for {granted} s",
                             Priority.INFO, self._fields(x, code=int(code), lifetime=granted, spi=sa.spi)))
-        return actions + self._reply(x, code, granted)
+        return actions + self._reply(x, code, granted, udp)
 
     def _deny(self, x: _Exchange, code: ReplyCode, reason: str) -> list[Action]:
         self.counters.denied[int(code)] += 1
@@ -332,12 +419,14 @@ class HomeAgent:
                      f"{reason}", Priority.NOTICE, self._fields(x, code=int(code), spi=x.sa.spi, reason=reason))
         return [event, *self._reply(x, code, 0)]
 
-    def _reply(self, x: _Exchange, code: ReplyCode, lifetime: int) -> list[Action]:
-        """Build, authenticate and address the reply (3.8.3); persist the node first."""
+    def _reply(self, x: _Exchange, code: ReplyCode, lifetime: int, udp: _UdpDecision = _NO_UDP) -> list[Action]:
+        """Build, authenticate and address the reply (3.8.3); persist the node first. A UDP Tunnel
+        Reply goes before the MN-HA authenticator, which covers it (RFC 3519 3.2)."""
         request, datagram, sa = x.request, x.datagram, x.sa
         home_agent = self.settings.address if code == ReplyCode.HA_UNKNOWN_HOME_AGENT_ADDRESS else request.home_agent
         reply = RegistrationReply(
             int(code), lifetime, x.reply_home_address, home_agent, self._reply_identification(request, sa, code),
+            () if udp.reply is None else (udp.reply,),
         )
         reply = append_authentication(reply, ExtensionType.MOBILE_HOME_AUTHENTICATION, sa.spi, sa.key, sa.algorithm)
         agent_sa = self._foreign_agent_sa(request, datagram)
@@ -374,7 +463,7 @@ class HomeAgent:
     def _data_plane(self, node: IPv4Address) -> list[Action]:
         """The node's data plane, if it differs from what was last stated (a rejected or a
         duplicate registration changes nothing: RFC 5944 4.6, "no ARP processing")."""
-        endpoints = tuple(Endpoint.for_request(b.care_of_address, self.settings.address, b.flags)
+        endpoints = tuple(Endpoint.for_request(b.care_of_address, self.settings.address, b.flags, b.outer)
                           for b in self.bindings.of(node))
         if endpoints == self._planes.get(node, ()):
             return []
@@ -403,6 +492,9 @@ class HomeAgent:
         }
         if binding.foreign_agent is not None:
             fields["foreign_agent"] = _text(binding.foreign_agent)
+        if binding.outer is not None:  # UDP-tunnelled (RFC 3519): the NAT's address and port
+            fields["outer_address"] = _text(binding.outer.address)
+            fields["outer_port"] = binding.outer.port
         if reason is not None:
             fields["reason"] = reason
         return Emit(event, f"binding {fields['home_address']} -> {fields['care_of_address']} {event.verb}",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
+from typing import Literal
 
 from mipd.core.actions import ReplayState
 from mipd.core.bindings import Binding
@@ -26,6 +27,8 @@ class HomeAgentSettings:
     max_bindings_per_node: int = 1
     reverse_tunneling: ReverseTunneling = ReverseTunneling.ALLOWED
     encapsulations: frozenset[Encapsulation] = frozenset({Encapsulation.IPIP})
+    nat_traversal: Literal["allowed", "required", "off"] = "allowed"  # RFC 3519, mip.yaml(5)
+    keepalive_interval: int = 110  # seconds, in every assenting UDP Tunnel Reply (RFC 3519 3.2)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,10 @@ An empty ``endpoints`` means the node is at home or unregistered: no tunnel, no 
 ARP. A non-empty one means: intercept the node's packets on the home link (proxy ARP, RFC 5944
 4.6; the first time with gratuitous ARPs announcing our link-layer address) and send a copy
 through a tunnel to each care-of address (one per simultaneous binding, 3.8.2.2 / 4.2.3).
+
+An endpoint with ``outer`` set is UDP-tunnelled (RFC 3519): its packets travel as MIP Tunnel
+Data messages (type 4, next header 4) from the home agent's UDP port 434 to ``outer``, the NAT's
+address and port the registration came from, rather than IP-in-IP to the care-of address.
 """
 
 from __future__ import annotations
@@ -22,6 +26,15 @@ from mipd.core.wire.tunnel import Encapsulation
 
 
 @dataclass(frozen=True, slots=True)
+class UdpTunnelEndpoint:
+    """Where a UDP-tunnelled binding's packets go (RFC 3519 3.3): the IP source address and UDP
+    source port of the registration request, i.e. the NAT's mapping of the node (or its FA)."""
+
+    address: IPv4Address
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
 class Endpoint:
     """One tunnel towards a care-of address, as a binding's request asked for it."""
 
@@ -31,10 +44,20 @@ class Endpoint:
     reverse: bool = False  # T: the node (or its FA) tunnels its packets back to us (RFC 3024)
     broadcast: bool = False  # B: the node wants the home link's broadcasts (4.3)
     decapsulates: bool = False  # D: co-located care-of address; the node decapsulates itself
+    outer: UdpTunnelEndpoint | None = None  # RFC 3519: UDP-tunnelled to this NAT mapping (IP-in-IP inside)
+
+    @property
+    def udp(self) -> bool:
+        return self.outer is not None
 
     @staticmethod
-    def for_request(care_of_address: IPv4Address, source: IPv4Address, flags: RequestFlags) -> Endpoint:
-        """The endpoint a registration with ``flags`` asks for (G: GRE, M: minimal, else IP-in-IP)."""
+    def for_request(care_of_address: IPv4Address, source: IPv4Address, flags: RequestFlags,
+                    outer: UdpTunnelEndpoint | None = None) -> Endpoint:
+        """The endpoint a registration with ``flags`` asks for (G: GRE, M: minimal, else IP-in-IP;
+        UDP-tunnelled bindings always carry IP-in-IP inside UDP)."""
+        if outer is not None:
+            return Endpoint(care_of_address, source, Encapsulation.IPIP, bool(flags & RequestFlags.T),
+                            bool(flags & RequestFlags.B), bool(flags & RequestFlags.D), outer)
         if flags & RequestFlags.G:
             encapsulation = Encapsulation.GRE
         elif flags & RequestFlags.M:
@@ -55,6 +78,12 @@ class DataPlane:
     @property
     def away(self) -> bool:
         return bool(self.endpoints)
+
+    def split(self) -> tuple[DataPlane, DataPlane]:
+        """(the classic IP-in-IP/GRE/minimal endpoints, the UDP-tunnelled ones), each as a DataPlane."""
+        classic = tuple(e for e in self.endpoints if e.outer is None)
+        return DataPlane(self.home_address, classic), DataPlane(self.home_address,
+                                                                tuple(e for e in self.endpoints if e.outer))
 
 
 @dataclass(frozen=True, slots=True)

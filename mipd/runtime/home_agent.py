@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import replace
 from ipaddress import IPv4Address
 
 from mipd.adapters.state.store import StateStore
 from mipd.adapters.tunnel.backend import BackendError, BackendKind
+from mipd.adapters.tunnel.udp_tunnel import is_tunnel_data
 from mipd.adapters.udp import Listen, RegistrationEndpoints
 from mipd.config import AnyProfile, HomeAgentProfile, home_agent_settings
 from mipd.control.handler import ControlError, ControlHandler
 from mipd.control.protocol import JSONObject
 from mipd.control.shapes import bindings_json, flush_json, stats_json, status_json
-from mipd.core.actions import SendDatagram, SendIcmp
+from mipd.core.actions import Datagram, SendDatagram, SendIcmp
 from mipd.core.advertiser import AdvertiserConfig, home_agent_advertisement
 from mipd.core.home_agent import HomeAgent, HomeAgentSettings
 from mipd.core.names import EventName
@@ -67,7 +69,7 @@ class HomeAgentRuntime:
     async def start(self, store: StateStore) -> None:
         profile, host = self.profile, self.host
         try:
-            self.dataplane.start(profile.address)
+            self.dataplane.start(profile.address, self._send_tunnel_data)
         except (BackendError, OSError) as exc:
             raise StartError(f"data plane: {exc}") from exc
         records = store.load()
@@ -84,7 +86,7 @@ class HomeAgentRuntime:
         except (BackendError, OSError) as exc:
             raise StartError(f"data plane: cannot reinstall the restored bindings: {exc}") from exc
         try:
-            self.udp.open(listens(profile), drive(host, engine.receive))
+            self.udp.open(listens(profile), self._dispatch(drive(host, engine.receive)))
         except OSError as exc:
             raise StartError(f"cannot serve UDP 434 on {profile.address}: {exc.strerror or exc}") from exc
         if profile.advertise:  # RFC 5944 2.3: agent advertisements with H on the home link
@@ -96,10 +98,37 @@ class HomeAgentRuntime:
             except OSError as exc:
                 raise StartError(f"cannot advertise on {profile.interface}: {exc.strerror or exc}") from exc
 
+    def _send_tunnel_data(self, payload: bytes, destination: IPv4Address, port: int) -> bool:
+        """The UDP tunnel plane's datagrams leave from our port-434 socket (RFC 3519 3.3)."""
+        return self.udp.send_tunnel_data(payload, self.profile.address, destination, port)
+
+    def _dispatch(self, registrations: Callable[[list[Datagram]], None]) -> Callable[[list[Datagram]], None]:
+        """UDP port 434's batches: Tunnel Data messages (type 4) straight to the UDP tunnel plane,
+        never through the engine; the rest to ``registrations``."""
+        address, plane = self.profile.address, self.dataplane.udp
+
+        def deliver(batch: list[Datagram]) -> None:
+            messages = []
+            for datagram in batch:
+                if not is_tunnel_data(datagram.payload):
+                    messages.append(datagram)
+                elif datagram.destination == address:
+                    plane.receive(datagram.payload, datagram.source, datagram.source_port)
+                else:
+                    plane.drop_other_destination()
+            if messages:
+                registrations(messages)
+
+        return deliver
+
     def _settings(self, profile: HomeAgentProfile) -> HomeAgentSettings:
-        """The engine's settings: what the running backend cannot carry is not offered (139)."""
+        """The engine's settings: what the running backend cannot carry is not offered (139), and
+        without the UDP tunnel plane no UDP tunnelling is granted."""
         settings = home_agent_settings(profile)
-        return replace(settings, encapsulations=self.dataplane.encapsulations(settings.encapsulations))
+        settings = replace(settings, encapsulations=self.dataplane.encapsulations(settings.encapsulations))
+        if self.dataplane.udp_unavailable:  # no UDP tunnel plane: never assent to RFC 3519 tunnelling
+            settings = replace(settings, nat_traversal="off")
+        return settings
 
     # --- the action table ---
 
@@ -121,6 +150,10 @@ class HomeAgentRuntime:
         offered = ",".join(sorted(self.engine.settings.encapsulations))
         message = (f"serving {self.profile.address} with {len(self.engine.bindings)} restored bindings; "
                    f"tunnel backend {self.backend} ({offered})")
+        if self.profile.nat_traversal != "off" and not self.dataplane.udp_unavailable:
+            message += "; UDP tunnels (RFC 3519) use the userspace data plane"
+        elif self.profile.nat_traversal != "off":
+            message += f"; no UDP tunnels (RFC 3519): {self.dataplane.udp_unavailable}"
         reason = f"backend {self.backend}: {self.dataplane.reason}; host: {self.dataplane.host_report}"
         return message, reason, {"home_agent": str(self.profile.address)}
 

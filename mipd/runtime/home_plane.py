@@ -5,6 +5,12 @@ home link's ARP and broadcast forwarding, started and stopped together.
 into daemon.started. What the running backend cannot carry is neither advertised nor accepted:
 the engine is given only the profile's encapsulations that the backend can do, and answers others
 with 139.
+
+UDP-tunnelled bindings (RFC 3519) always go through the userspace UDP tunnel plane
+(mipd.adapters.tunnel.udp_tunnel), whichever backend runs: each DataPlane is split, its classic
+endpoints to the backend and its UDP ones to that plane, which then owns the home address's route
+(into ``mipu0`` instead of the backend's device). A host without TUN devices runs without that
+plane: the engine then handles UDP Tunnel Requests as with ``nat_traversal: off``.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from mipd.adapters.sysctl import HostSettings
 from mipd.adapters.tunnel.backend import BackendError, BackendKind, TunnelBackend
 from mipd.adapters.tunnel.broadcast import BroadcastForwarder
 from mipd.adapters.tunnel.choose import home_agent_backend
+from mipd.adapters.tunnel.udp_tunnel import SendUdp, UdpTunnelPlane
 from mipd.core.planes import DataPlane
 from mipd.core.wire.tunnel import Encapsulation
 
@@ -32,6 +39,9 @@ class HomeAgentDataPlane:
         self.home_link = HomeLink(interface, home_network)
         self.broadcast = BroadcastForwarder()
         self.backend: TunnelBackend | None = None
+        self.udp = UdpTunnelPlane()
+        self._classic: set[IPv4Address] = set()  # home addresses whose route the backend holds
+        self.udp_unavailable = ""  # why the UDP tunnel plane could not start ("" when it runs)
         self.reason = ""
         self.host_report = ""
         self.failures = 0
@@ -45,20 +55,45 @@ class HomeAgentDataPlane:
         can = self.backend.encapsulations if self.backend is not None else frozenset()
         return frozenset(wanted) & can
 
-    def start(self, address: IPv4Address) -> None:
-        """Host settings, backend, home link, broadcasts; BackendError or OSError if impossible."""
+    def start(self, address: IPv4Address, send_udp: SendUdp) -> None:
+        """Host settings, backend, UDP tunnel plane (sending with ``send_udp``), home link, broadcasts;
+        BackendError or OSError if impossible."""
         self.host_report = self.host.apply(self.interface)
         self.backend, self.reason = home_agent_backend(self.requested)
         self.backend.start(address)
+        try:
+            self.udp.start(send_udp)
+        except BackendError as exc:  # e.g. no TUN device: the rest still works, without RFC 3519
+            self.udp_unavailable = str(exc)
         self.home_link.start()
         self.broadcast.start(self.interface, self.home_network)
 
     def reconcile(self, desired: list[DataPlane]) -> None:
         assert self.backend is not None
-        self.backend.reconcile(desired)
+        parts = [plane.split() for plane in desired]
+        self.backend.reconcile([classic for classic, _ in parts])
+        self._classic = {classic.home_address for classic, _ in parts if classic.away}
+        self.udp.reconcile([udp for _, udp in parts])
         self.home_link.reconcile(desired)
-        for plane in desired:
-            self.broadcast.update(plane)
+        for classic, _ in parts:
+            self.broadcast.update(classic)
+
+    def _apply_tunnels(self, plane: DataPlane) -> None:
+        """The backend's part, then the UDP plane's. A backend is told about a node it held a route
+        for and no longer does, never about one whose route the UDP plane holds (it would delete it)."""
+        assert self.backend is not None
+        classic, udp = plane.split()
+        if classic.away or plane.home_address in self._classic or not udp.away:
+            self.backend.apply(classic)
+        if classic.away:
+            self._classic.add(plane.home_address)
+        else:
+            self._classic.discard(plane.home_address)
+        self.udp.apply(udp)
+
+    def _broadcast(self, plane: DataPlane) -> None:
+        """Home-link broadcasts go only through classic tunnels (B, RFC 5944 4.3)."""
+        self.broadcast.update(plane.split()[0])
 
     def apply(self, planes: Iterable[DataPlane]) -> list[str]:
         """Apply changes in order; a failure is reported, never raised (the next change, and
@@ -66,7 +101,7 @@ class HomeAgentDataPlane:
         assert self.backend is not None
         errors: list[str] = []
         for plane in planes:
-            for part in (self.backend.apply, self.home_link.apply, self.broadcast.update):
+            for part in (self._apply_tunnels, self.home_link.apply, self._broadcast):
                 try:
                     part(plane)
                 except (OSError, BackendError) as exc:
@@ -76,13 +111,14 @@ class HomeAgentDataPlane:
 
     def counters(self) -> dict[str, int]:
         counters = dict(self.backend.counters()) if self.backend is not None else {}
+        counters.update(self.udp.counters())
         counters["arp_sent"] = self.home_link.sent
         counters["failures"] = self.failures
         return counters
 
     def close(self) -> None:
         """Remove everything mipd made, then put the host settings back."""
-        for part in (self.broadcast.close, self.home_link.close,
+        for part in (self.broadcast.close, self.home_link.close, self.udp.close,
                      self.backend.close if self.backend is not None else None, self.host.restore):
             if part is None:
                 continue

@@ -25,6 +25,9 @@ CHECKS = [
     "ping_through_gre",
     "care_of_change_updates_route",
     "ping_after_care_of_change",
+    "udp_tunnel_routes_into_mipu0_and_answers_keepalives",
+    "udp_to_ipip_moves_route_back_to_mipip0",
+    "ping_after_udp_tunnel",
     "short_lifetime_expires_silently",
     "restart_after_kill_9_reconciles_routes",
     "ping_after_restart",
@@ -38,7 +41,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "support" / "kernel_daemon_checks
 
 @pytest.fixture(scope="module")
 def kernel_checks() -> KernelChecks:
-    return run_checks(SCRIPT, timeout=600)
+    return run_checks(SCRIPT, modules=("ipip", "ip_gre", "veth", "bridge", "tun"), timeout=600)
 
 
 @pytest.mark.parametrize("name", CHECKS)

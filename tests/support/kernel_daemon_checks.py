@@ -182,12 +182,13 @@ def auth_ext(ext_type: int, spi: int, key: bytes, covered: bytes) -> bytes:
     return header + hmac.new(key, covered + header, hashlib.md5).digest()
 
 
-def rrq(home: str, coa: str, *, lifetime: int = 600, flags: int = D | T, clock_offset: float = 0.0) -> bytes:
+def rrq(home: str, coa: str, *, lifetime: int = 600, flags: int = D | T, clock_offset: float = 0.0,
+        before: bytes = b"") -> bytes:
     from scapy.layers.mobileip import MobileIP, MobileIPRRQ  # noqa: PLC0415 - slow: imported while mipd starts
 
     spi, key = NODES[home]
     fixed = bytes(MobileIP(type=1) / MobileIPRRQ(flags=flags, lifetime=lifetime, homeaddr=home, haaddr=HA,
-                                                  coaddr=coa, id=ntp_now(clock_offset)))
+                                                  coaddr=coa, id=ntp_now(clock_offset))) + before
     return fixed + auth_ext(32, spi, key, fixed)
 
 
@@ -337,6 +338,40 @@ def checks(daemon: Daemon) -> None:
         return ok, {"reply": reply, "routes": found}
     run("care_of_change_updates_route", care_of_change)
     run("ping_after_care_of_change", lambda: ping("mipip0"))
+
+    def udp_tunnel() -> tuple[bool, object]:
+        # RFC 3519: a care-of address (172.16.5.5) that is not the request's source looks like a NAT; the
+        # binding is UDP-tunnelled, its route goes into the userspace plane's mipu0, not mipip0.
+        from scapy.layers.inet import ICMP, IP  # noqa: PLC0415
+
+        nat = Node("mn2", COA2)
+        try:
+            nat.sock.sendto(rrq(HOME, "172.16.5.5", before=bytes((144, 6, 0, 0, 0, 4, 0, 0))), (HA, 434))
+            nat.sock.settimeout(5.0)
+            data, _ = nat.sock.recvfrom(65535)
+            reply = parse_reply(data, NODES[HOME][1])
+            found = routes(HOME)
+            echo = IP(src=HOME, dst=HA) / ICMP(type=8, id=0x3519) / b"keepalive"
+            nat.sock.sendto(b"\x04\x04\x00\x00" + bytes(echo), (HA, 434))
+            answer, source = nat.sock.recvfrom(65535)
+            inner = IP(answer[4:])
+            answered = answer[:2] == b"\x04\x04" and source == (HA, 434) and inner.src == HA and \
+                inner.haslayer(ICMP) and inner[ICMP].type == 0
+        finally:
+            nat.close()
+        binding = [b for b in mipctl_json("bindings")["bindings"] if b["home_address"] == HOME]
+        ok = reply["code"] == 0 and data[20] == 44 and len(found) == 1 and "dev mipu0" in found[0] and \
+            answered and bool(binding) and binding[0].get("udp_tunnel") is True
+        return ok, {"reply": reply, "routes": found, "keepalive_answered": answered, "binding": binding}
+    run("udp_tunnel_routes_into_mipu0_and_answers_keepalives", udp_tunnel)
+
+    def back_to_ipip() -> tuple[bool, object]:
+        reply = nodes["mn2"].register(HOME)
+        found = routes(HOME)
+        ok = reply["code"] == 0 and len(found) == 1 and all(p in found[0] for p in (f"dst {COA2}", "dev mipip0"))
+        return ok, {"reply": reply, "routes": found}
+    run("udp_to_ipip_moves_route_back_to_mipip0", back_to_ipip)
+    run("ping_after_udp_tunnel", lambda: ping("mipip0"))
 
     def expiry() -> tuple[bool, object]:
         reply = nodes["mn2"].register(HOME2, lifetime=2)

@@ -11,6 +11,7 @@ import pytest
 from mipd.control.shapes import binding_json, bindings_json, stats_json, status_json, visitor_json
 from mipd.core.bindings import Binding
 from mipd.core.home_agent import Counters
+from mipd.core.planes import UdpTunnelEndpoint
 from mipd.core.wire.registration import RequestFlags
 
 HOME = IPv4Address("10.1.0.10")
@@ -30,8 +31,13 @@ def test_binding_json_is_the_man_page_example() -> None:
     assert binding_json(binding(), now=1000.0) == {
         "home_address": "10.1.0.10", "care_of_address": "10.2.0.1", "lifetime_granted": 600,
         "lifetime_remaining": 412, "flags": "T", "spi": 256, "identification": "e8fe6f8012345678",
-        "foreign_agent": "10.2.0.1",
+        "foreign_agent": "10.2.0.1", "udp_tunnel": False,
     }
+
+
+def test_a_udp_tunnelled_binding_shows_its_outer_endpoint() -> None:
+    entry = binding_json(binding(outer=UdpTunnelEndpoint(IPv4Address("192.0.2.7"), 61000)), now=1000.0)
+    assert (entry["udp_tunnel"], entry["outer_address"], entry["outer_port"]) == (True, "192.0.2.7", 61000)
 
 
 @pytest.mark.parametrize(

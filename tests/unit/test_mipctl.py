@@ -62,12 +62,12 @@ BINDINGS = {
         {
             "home_address": "10.1.0.9", "care_of_address": "192.168.77.200", "lifetime_granted": 65535,
             "lifetime_remaining": 65535, "flags": "SDG", "spi": 4096, "identification": "000000000000001f",
-            "foreign_agent": None,
+            "foreign_agent": None, "udp_tunnel": False,
         },
         {
             "home_address": "10.1.0.10", "care_of_address": "10.2.0.1", "lifetime_granted": 600,
             "lifetime_remaining": 412, "flags": "T", "spi": 256, "identification": "e8fe6f8012345678",
-            "foreign_agent": "10.2.0.1",
+            "foreign_agent": "10.2.0.1", "udp_tunnel": False,
         },
     ]
 }

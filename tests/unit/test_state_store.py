@@ -1,6 +1,7 @@
 """The state file (docs/interfaces.md, "Durability"): round trip, group commit, format version, migration, permissions.
 
-A home agent's nodes (format version 1), a foreign agent's visitors (2) and a mobile node's state (3)."""
+A home agent's nodes (format version 1), a foreign agent's visitors (2), a mobile node's state (3) and
+UDP-tunnelled bindings' outer endpoints (4)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from mipd.core.actions import PersistMobile, PersistNode, PersistVisitor, Replay
 from mipd.core.bindings import Binding
 from mipd.core.mobile_state import MobileState, StoredRegistration
 from mipd.core.names import Location
+from mipd.core.planes import UdpTunnelEndpoint
 from mipd.core.visitors import Visitor
 from mipd.core.wire.registration import RequestFlags
 
@@ -167,7 +169,7 @@ def test_a_version_1_file_is_migrated_in_place(tmp_path: Path) -> None:
     store.commit([PersistVisitor(HOME, visitor(), 0.0)])
     store.close()
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == FORMAT_VERSION == 3
+    assert db.execute("PRAGMA user_version").fetchone()[0] == FORMAT_VERSION == 4
     db.close()
     reopened = StateStore(path)  # a second open finds it current and changes nothing
     assert reopened.load_visitors() == [visitor()] and len(reopened.load()) == 1
@@ -258,6 +260,41 @@ def test_a_version_2_file_is_migrated_in_place(tmp_path: Path) -> None:
     store.commit([PersistMobile(mobile(1))])
     store.close()
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == FORMAT_VERSION == 3
+    assert db.execute("PRAGMA user_version").fetchone()[0] == FORMAT_VERSION == 4
     db.close()
     assert StateStore(path).load_mobile(HA) == mobile(1)
+
+
+# --- UDP-tunnelled bindings (format version 4) ---
+
+def test_a_udp_tunnelled_binding_keeps_its_outer_endpoint(tmp_path: Path) -> None:
+    path = tmp_path / "ha.db"
+    outer = UdpTunnelEndpoint(IPv4Address("192.0.2.7"), 61000)
+    store = StateStore(path)
+    store.commit([PersistNode(HOME, (replace(binding(), outer=outer, foreign_agent=None), binding(coa=FA)),
+                              ReplayState(1, None), 1000.0)])
+    store.close()
+    (record,) = StateStore(path).load()
+    assert [b.outer for b in record.bindings] == [outer, None]
+    assert record.bindings[0] == replace(binding(expires=1100.0), outer=outer, foreign_agent=None)
+
+
+VERSION_3_MOBILE = "CREATE TABLE mobile (key TEXT PRIMARY KEY, value TEXT NOT NULL);\nPRAGMA user_version=3;\n"
+
+
+def test_a_version_3_file_is_migrated_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "ha.db"
+    db = sqlite3.connect(path)
+    db.executescript(VERSION_1.replace("PRAGMA user_version=1;", "")
+                     + VERSION_2_VISITORS.replace("PRAGMA user_version=2;", "") + VERSION_3_MOBILE)
+    db.close()
+    store = StateStore(path)
+    (record,) = store.load()  # the version 3 binding is still there, not UDP-tunnelled
+    assert record.bindings == (binding(expires=1100.0),)
+    outer = UdpTunnelEndpoint(IPv4Address("192.0.2.7"), 4500)
+    store.commit([PersistNode(HOME, (replace(binding(), outer=outer),), ReplayState(1, None), 0.0)])
+    store.close()
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == FORMAT_VERSION == 4
+    db.close()
+    assert StateStore(path).load()[0].bindings[0].outer == outer

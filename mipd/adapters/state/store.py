@@ -11,7 +11,9 @@ A home agent's nodes (:class:`PersistNode`) and a foreign agent's current visito
 stored as wall-clock time, so that remaining lifetimes survive a restart. The 64-bit Identification
 is stored as 16 hex digits (SQLite integers are signed 64-bit), a link-layer address as hex. A mobile
 node's state (:class:`PersistMobile`, format version 3) is one JSON document
-(mipd.adapters.state.mobile_json), written in the same transaction as the rest.
+(mipd.adapters.state.mobile_json), written in the same transaction as the rest. A UDP-tunnelled
+binding (RFC 3519, format version 4) keeps its outer address and port, so that a restart tunnels to
+the same NAT mapping.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from mipd.core.bindings import Binding
 from mipd.core.home_agent import NodeRecord
 from mipd.core.mobile_state import MobileState
 from mipd.core.names import VisitorState
+from mipd.core.planes import UdpTunnelEndpoint
 from mipd.core.visitors import Visitor
 from mipd.core.wire.registration import RequestFlags
 
@@ -100,12 +103,13 @@ class StateStore:
         bindings: dict[str, list[Binding]] = {}
         for row in self._db.execute(
             "SELECT home_address, care_of_address, lifetime_granted, expires, identification, flags, spi,"
-            " foreign_agent FROM bindings ORDER BY rowid"
+            " foreign_agent, outer_address, outer_port FROM bindings ORDER BY rowid"
         ):
-            home, coa, granted, expires, ident, flags, spi, agent = row
+            home, coa, granted, expires, ident, flags, spi, agent, outer_address, outer_port = row
+            outer = None if outer_address is None else UdpTunnelEndpoint(IPv4Address(outer_address), outer_port)
             bindings.setdefault(home, []).append(Binding(
                 IPv4Address(home), IPv4Address(coa), granted, math.inf if expires is None else expires,
-                int(ident, 16), RequestFlags(flags), spi, None if agent is None else IPv4Address(agent)))
+                int(ident, 16), RequestFlags(flags), spi, None if agent is None else IPv4Address(agent), outer))
         replay: dict[str, ReplayState] = {}
         for home, last, nonce in self._db.execute("SELECT home_address, last_identification, nonce FROM nodes"):
             replay[home] = ReplayState(None if last is None else int(last, 16), nonce)
@@ -164,11 +168,14 @@ class StateStore:
         db, key = self._db, str(change.home_address)
         db.execute("DELETE FROM bindings WHERE home_address = ?", (key,))
         db.executemany(
-            "INSERT INTO bindings VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO bindings (home_address, care_of_address, lifetime_granted, expires, identification, flags,"
+            " spi, foreign_agent, outer_address, outer_port) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(key, str(b.care_of_address), b.lifetime_granted,
               None if math.isinf(b.expires) else b.expires + change.wall_offset,
               _hex(b.identification), int(b.flags), b.spi,
-              None if b.foreign_agent is None else str(b.foreign_agent)) for b in change.bindings],
+              None if b.foreign_agent is None else str(b.foreign_agent),
+              None if b.outer is None else str(b.outer.address), None if b.outer is None else b.outer.port)
+             for b in change.bindings],
         )
         if change.replay == ReplayState() and not change.bindings:
             db.execute("DELETE FROM nodes WHERE home_address = ?", (key,))

@@ -1,0 +1,203 @@
+"""The home agent's UDP tunnel data plane (RFC 3519 3.3): MIP Tunnel Data on UDP port 434.
+
+Linux has no kernel encapsulation with the four-byte MIP tunnel data header, so UDP-tunnelled
+bindings always travel through this userspace plane, whichever backend (kernel or userspace)
+carries the other bindings:
+
+- **Forward.** For each UDP-tunnelled home address H a host route ``H/32 dev mipu0 proto 77``
+  makes the kernel forward H's packets into the TUN device ``mipu0``. Each one read from it goes
+  out as a Tunnel Data message (type 4, next header 4: the inner IPv4 packet follows) from the
+  home agent's UDP port 434 socket to the binding's outer endpoint, the NAT's address and port
+  the registration came from. The TUN MTU leaves room for the outer IP, UDP and tunnel data
+  headers, so the kernel fragments (or answers "fragmentation needed") before we encapsulate.
+- **Reverse.** Type-4 datagrams that arrive on UDP port 434 are handed here by the runtime (not
+  to the registration engine). One is accepted only if its next header is 4, its inner packet is
+  a well-formed IPv4 datagram, and its outer source address and port are the outer endpoint of a
+  binding of the inner source (the home address); the inner packet is then written to ``mipu0``
+  and the kernel forwards it, or answers it when it is for this host: a keepalive, an ICMP Echo
+  Request to the home agent, is answered through the same route and tunnel. Strict rp_filter on
+  ``mipu0`` holds, as H's route points back into it.
+
+Every packet is counted; drops under ``dropped_udp_<reason>`` (reported in the journal through
+mipd.core.counters.DropReport). The decisions are in :class:`UdpTunnelTable`, which does no I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections import Counter
+from collections.abc import Callable, Iterable
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+
+from mipd.adapters.netlink import calls as netlink
+from mipd.adapters.tunnel.backend import BackendError
+from mipd.adapters.tunnel.userspace import BATCH, MAX_PACKET, close_tun, open_tun
+from mipd.core.planes import DataPlane, Endpoint, UdpTunnelEndpoint
+from mipd.core.wire import ipv4
+from mipd.core.wire.errors import DecodeError
+from mipd.core.wire.nat import TUNNEL_DATA_TYPE, Encapsulation, TunnelData, decode_tunnel_data
+
+DEVICE = "mipu0"
+# 1500 on the path, less the outer IPv4 header (20), UDP (8) and the tunnel data header (4).
+UDP_TUN_MTU = 1468
+PROC = Path("/proc/sys/net/ipv4")
+
+COUNTERS = (
+    "udp_encapsulated",  # Tunnel Data messages sent to an outer endpoint
+    "udp_decapsulated",  # inner packets of Tunnel Data messages handed to the kernel
+    "dropped_udp_no_binding",  # read from mipu0 for a home address with no UDP-tunnelled binding
+    "dropped_udp_malformed",  # not a tunnel data message, or its inner packet is no IPv4 datagram
+    "dropped_udp_next_header",  # next header other than 4 (we tunnel IP-in-IP inside UDP only)
+    "dropped_udp_not_registered",  # outer source address/port not the binding of the inner source
+    "dropped_udp_other_destination",  # sent to a broadcast address of UDP port 434, not to ours
+    "udp_send_errors",
+    "udp_write_errors",
+)
+
+SendUdp = Callable[[bytes, IPv4Address, int], bool]  # payload, destination, port -> sent?
+
+
+def is_tunnel_data(payload: bytes) -> bool:
+    """Whether a UDP port 434 payload is a MIP Tunnel Data message (message type 4, RFC 3519 3.3)."""
+    return bool(payload) and payload[0] == TUNNEL_DATA_TYPE
+
+
+class UdpTunnelTable:
+    """The UDP-tunnelled endpoints of every away node and the per-packet decisions, without I/O."""
+
+    def __init__(self) -> None:
+        self.endpoints: dict[IPv4Address, tuple[Endpoint, ...]] = {}
+        self.counts: Counter[str] = Counter()
+
+    def set(self, change: DataPlane) -> None:
+        """Keep the UDP-tunnelled endpoints of ``change`` (others are not this plane's)."""
+        udp = tuple(e for e in change.endpoints if e.outer is not None)
+        if udp:
+            self.endpoints[change.home_address] = udp
+        else:
+            self.endpoints.pop(change.home_address, None)
+
+    def forward(self, datagram: bytes) -> list[tuple[bytes, UdpTunnelEndpoint]]:
+        """The Tunnel Data payloads (and their outer endpoints) that carry ``datagram`` to its node."""
+        try:
+            header, _ = ipv4.parse(datagram)
+        except DecodeError:
+            self.counts["dropped_udp_malformed"] += 1
+            return []
+        endpoints = self.endpoints.get(header.destination, ())
+        if not endpoints:
+            self.counts["dropped_udp_no_binding"] += 1
+            return []
+        payload = TunnelData(Encapsulation.IP_IN_IP, datagram).encode()
+        return [(payload, e.outer) for e in endpoints if e.outer is not None]
+
+    def receive(self, payload: bytes, source: IPv4Address, port: int) -> bytes | None:
+        """The inner packet of a Tunnel Data message from (``source``, ``port``), or None (counted)."""
+        try:
+            message = decode_tunnel_data(payload)
+            if message.next_header != Encapsulation.IP_IN_IP:
+                self.counts["dropped_udp_next_header"] += 1
+                return None
+            header, _ = ipv4.parse(message.payload)
+        except DecodeError:
+            self.counts["dropped_udp_malformed"] += 1
+            return None
+        outer = UdpTunnelEndpoint(source, port)
+        if not any(e.outer == outer for e in self.endpoints.get(header.source, ())):
+            self.counts["dropped_udp_not_registered"] += 1
+            return None
+        self.counts["udp_decapsulated"] += 1
+        return message.payload
+
+
+class UdpTunnelPlane:
+    """The TUN device ``mipu0``, its host routes and the table; datagrams leave through ``send``."""
+
+    def __init__(self, device: str = DEVICE, proc: Path = PROC) -> None:
+        self.device = device
+        self.proc = proc
+        self.table = UdpTunnelTable()
+        self._tun: int | None = None
+        self._send: SendUdp | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self, send: SendUdp) -> None:
+        """Create ``mipu0``, bring it up (rp_filter strict) and start reading it; BackendError if impossible."""
+        self._send = send
+        self._loop = asyncio.get_running_loop()
+        try:
+            self._tun = open_tun(self.device, UDP_TUN_MTU)
+            netlink.set_link_up(self.device)
+            (self.proc / "conf" / self.device / "rp_filter").write_text("1")
+        except OSError as exc:
+            self.close()
+            raise BackendError(f"UDP tunnel data plane cannot start: {exc}") from exc
+        self._loop.add_reader(self._tun, self._drain_tun)
+
+    def apply(self, change: DataPlane) -> None:
+        """Update the node's UDP endpoints and its host route through ``mipu0`` (idempotent)."""
+        self.table.set(change)
+        destination = IPv4Network(f"{change.home_address}/32")
+        try:
+            if change.home_address in self.table.endpoints:
+                netlink.replace_route(destination, device=self.device)
+            else:
+                netlink.delete_route(destination, device=self.device)
+        except OSError as exc:
+            raise BackendError(f"route {destination} dev {self.device}: {exc}") from exc
+
+    def reconcile(self, desired: Iterable[DataPlane]) -> None:
+        """Routes on ``mipu0`` exactly for the UDP-tunnelled nodes of ``desired``."""
+        wanted = {change.home_address: change for change in desired}
+        self.table.endpoints.clear()
+        for change in wanted.values():
+            self.table.set(change)
+        try:
+            for destination, device in netlink.owned_routes():
+                if device == self.device and (destination.prefixlen != 32
+                                              or destination.network_address not in self.table.endpoints):
+                    netlink.delete_route(destination, device=self.device, table=None)
+        except OSError as exc:
+            raise BackendError(f"cannot reconcile the routes of {self.device}: {exc}") from exc
+        for change in wanted.values():
+            self.apply(change)
+
+    def receive(self, payload: bytes, source: IPv4Address, port: int) -> None:
+        """A Tunnel Data message that arrived on UDP port 434: its inner packet into ``mipu0``."""
+        inner = self.table.receive(payload, source, port)
+        if inner is None or self._tun is None:
+            return
+        try:
+            os.write(self._tun, inner)
+        except OSError:
+            self.table.counts["udp_write_errors"] += 1
+
+    def drop_other_destination(self) -> None:
+        """A Tunnel Data message sent to one of port 434's broadcast sockets: counted, not taken."""
+        self.table.counts["dropped_udp_other_destination"] += 1
+
+    def _drain_tun(self) -> None:
+        assert self._tun is not None and self._send is not None
+        for _ in range(BATCH):
+            try:
+                datagram = os.read(self._tun, MAX_PACKET)
+            except (BlockingIOError, InterruptedError):
+                return
+            for payload, outer in self.table.forward(datagram):
+                if self._send(payload, outer.address, outer.port):
+                    self.table.counts["udp_encapsulated"] += 1
+                else:
+                    self.table.counts["udp_send_errors"] += 1
+
+    def counters(self) -> dict[str, int]:
+        """Every counter of :data:`COUNTERS`, zero or not."""
+        return {name: self.table.counts[name] for name in COUNTERS}
+
+    def close(self) -> None:
+        """Stop reading and close ``mipu0``; the kernel removes its routes with it."""
+        if self._tun is not None:
+            close_tun(self._loop, self._tun)
+            self._tun = None
+        self.table.endpoints.clear()

@@ -1,0 +1,65 @@
+"""The UDP tunnel plane's per-packet decisions (mipd.adapters.tunnel.udp_tunnel.UdpTunnelTable, RFC 3519 3.3)."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+
+from mipd.adapters.tunnel.udp_tunnel import COUNTERS, UdpTunnelTable, is_tunnel_data
+from mipd.core.planes import DataPlane, Endpoint, UdpTunnelEndpoint
+from mipd.core.wire import ipv4
+from mipd.core.wire.nat import TunnelData, decode_tunnel_data
+from mipd.core.wire.registration import RequestFlags
+
+HA, HOME, COA = IPv4Address("10.1.0.1"), IPv4Address("10.1.0.10"), IPv4Address("10.5.0.5")
+NAT = UdpTunnelEndpoint(IPv4Address("192.0.2.7"), 61000)
+
+
+def packet(source: IPv4Address, destination: IPv4Address, payload: bytes = b"hello") -> bytes:
+    return ipv4.IPv4Header(tos=0, total_length=20 + len(payload), identification=1, flags=ipv4.Flags(0),
+                           fragment_offset=0, ttl=64, protocol=17, source=source,
+                           destination=destination).encode() + payload
+
+
+def table() -> UdpTunnelTable:
+    t = UdpTunnelTable()
+    t.set(DataPlane(HOME, (Endpoint.for_request(COA, HA, RequestFlags.D | RequestFlags.T, NAT),)))
+    return t
+
+
+def test_forward_wraps_the_packet_in_tunnel_data_to_the_outer_endpoint() -> None:
+    inner = packet(IPv4Address("10.9.0.9"), HOME)
+    ((payload, outer),) = table().forward(inner)
+    assert outer == NAT and is_tunnel_data(payload)
+    message = decode_tunnel_data(payload)
+    assert (message.next_header, message.payload, message.reserved) == (4, inner, 0)
+
+
+def test_forward_without_a_udp_binding_or_malformed_is_counted() -> None:
+    t = table()
+    assert t.forward(packet(HA, IPv4Address("10.1.0.99"))) == []
+    assert t.forward(b"\x45junk") == []
+    classic = DataPlane(HOME, (Endpoint.for_request(COA, HA, RequestFlags.D),))
+    t.set(classic)  # no UDP endpoint left: not this plane's node any more
+    assert t.forward(packet(HA, HOME)) == []
+    assert (t.counts["dropped_udp_no_binding"], t.counts["dropped_udp_malformed"]) == (2, 1)
+
+
+def test_receive_takes_only_the_binding_outer_endpoint_and_ip_in_ip() -> None:
+    t = table()
+    inner = packet(HOME, HA)
+    good = TunnelData(4, inner).encode()
+    assert t.receive(good, NAT.address, NAT.port) == inner
+    assert t.receive(good, NAT.address, NAT.port + 1) is None  # another port: not this mapping
+    assert t.receive(good, IPv4Address("192.0.2.8"), NAT.port) is None
+    assert t.receive(TunnelData(4, packet(IPv4Address("10.1.0.11"), HA)).encode(), NAT.address, NAT.port) is None
+    assert t.receive(TunnelData(47, inner).encode(), NAT.address, NAT.port) is None
+    assert t.receive(TunnelData(4, b"\x45\x00").encode(), NAT.address, NAT.port) is None
+    assert t.receive(b"\x04\x04", NAT.address, NAT.port) is None
+    assert {name: t.counts[name] for name in COUNTERS if t.counts[name]} == {
+        "udp_decapsulated": 1, "dropped_udp_not_registered": 3, "dropped_udp_next_header": 1,
+        "dropped_udp_malformed": 2,
+    }
+
+
+def test_is_tunnel_data_is_message_type_4() -> None:
+    assert is_tunnel_data(b"\x04\x04\x00\x00") and not is_tunnel_data(b"\x01") and not is_tunnel_data(b"")
