@@ -20,6 +20,7 @@ from mipd.config.types import (
     Cidr,
     Count,
     Flag,
+    ForeignAgentNatTraversal,
     InterfaceName,
     Lifetime,
     ListenAddress,
@@ -121,6 +122,7 @@ class ForeignAgentProfile(Common):
     max_visitors: Count = 10000
     max_pending_per_node: Count = 5
     pending_timeout: Seconds = 7.0  # RFC 5944 3.7: pending requests time out
+    nat_traversal: ForeignAgentNatTraversal = "allowed"  # RFC 3519 4.5: offer UDP tunnelling to home agents
     home_agents: list[AgentAssociation] = Field(default_factory=list)
     mobile_nodes: list[NodeAssociation] = Field(default_factory=list)
     tunnel: Tunnel = Field(default_factory=Tunnel)

@@ -63,6 +63,7 @@ def _off_is_not_false(value: object) -> object:
 
 ReverseTunnelingPolicy = Annotated[ReverseTunneling, BeforeValidator(_off_is_not_false)]
 TunnelBackend = Literal["auto", "kernel", "userspace"]
+ForeignAgentNatTraversal = Annotated[Literal["allowed", "off"], BeforeValidator(_off_is_not_false)]
 
 
 METRICS_PORT = 9434  # metrics.listen without a port: 9 and Mobile IP's UDP port 434 (mip.yaml(5))
