@@ -22,6 +22,15 @@ Authentication appended when we share an SA with that home agent and Lifetime !=
 A pending entry times out after ``pending_timeout`` with 78; an ICMP error for the relayed
 request gives 80, 81, 82 or 88 (3.7.3). Denials go out at most once per second per node (3.7.2).
 
+Behind a NAT (RFC 3519 4.5), with ``nat_traversal``, a relayed registration for our own care-of
+address (Lifetime not 0, never a co-located one) carries a UDP Tunnel Request after MN-HA and
+before FA-HA: a conditional request, which only a home agent that sees the request NATed assents
+to. A UDP Tunnel Reply after MN-HA in the home agent's reply answers it (type 44 is understood
+here, and removed from the reply relayed to the node with every extension after MN-HA); an
+assenting one makes the visitor UDP-tunnelled (its delivery says so, with the keepalive interval,
+110 s when the reply gives 0) and shows that we are behind a NAT, so U is advertised from then on
+(3.4). A declining reply, or none (a home agent without RFC 3519), leaves classic IP-in-IP.
+
 The TTL rule of code 76 is RFC 3024's as remembered (a node asking for a reverse tunnel sends
 its request with TTL 255, so a lower one shows it is not on our link); the RFC text itself was not
 at hand when this was written.
@@ -421,7 +430,8 @@ class ForeignAgent:
                               visitor.lifetime_requested)
         if reason is not None:
             fields["reason"] = reason
-        return Emit(event, f"visitor {visitor.home_address} ({visitor.state}) {event.verb}",
+        tunnel = ", UDP-tunnelled to its home agent (RFC 3519)" if visitor.udp_tunnel else ""
+        return Emit(event, f"visitor {visitor.home_address} ({visitor.state}{tunnel}) {event.verb}",
                     Priority.INFO, fields)
 
     def _fields(self, visitor: Visitor, **extra: str | int) -> dict[str, str | int]:

@@ -162,7 +162,9 @@ class ForeignAgentRuntime:
         offered = ",".join(sorted(self.engine.settings.encapsulations))
         message = (f"serving care-of address {self.profile.care_of_address} on {self.profile.interface} with "
                    f"{len(self.engine.visitors)} restored visitors; tunnel backend {self.backend} ({offered})")
-        reason = f"backend {self.backend}: {self.reason}; host: {self.host_report}"
+        udp = "UDP tunnelling offered to home agents (RFC 3519, through the relay socket)" \
+            if self.engine.settings.nat_traversal else "no UDP tunnelling"
+        reason = f"backend {self.backend}: {self.reason}; {udp}; host: {self.host_report}"
         return message, reason, {"foreign_agent": str(self.profile.care_of_address)}
 
     def status_line(self) -> str:

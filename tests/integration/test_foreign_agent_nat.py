@@ -27,7 +27,7 @@ from mipd.core.wire.extensions import ExtensionType
 from mipd.core.wire.icmp import AdvertisementFlags, AgentAdvertisement, checksum, decode_icmp
 from mipd.core.wire.nat import UdpTunnelReply, UdpTunnelRequest
 from mipd.core.wire.registration import RegistrationReply, RegistrationRequest, RequestFlags, decode_registration
-from tests.integration.test_foreign_agent_daemon import ip
+from tests.integration.test_foreign_agent_daemon import ip, ip_json
 from tests.support import journal as journal_support
 from tests.support.daemon import HomeAgentDaemon
 from tests.support.journal import Journald
@@ -149,6 +149,9 @@ def test_udp_tunnel_through_the_relay_socket(fa: Any, topo: Topology, home_agent
     assert reply.code == 0 and [e.type for e in reply.extensions] == [32]
     (entry,) = [v for v in fa.json("visitors")["visitors"] if v["home_address"] == MN1 and v["state"] == "active"]
     assert entry["udp_tunnel"] is True
+    # RFC 3519 4.8: fragment before encapsulating: the reverse route's MTU leaves room for 32 bytes.
+    routes = ip_json("-n", topo.ns("fa"), "route", "show", "table", "all", "dev", "mipv0")
+    assert [r.get("metrics") for r in routes if r["dst"] == "default"] == [[{"mtu": 1468}]], routes
 
     # Forward: type-4 from the home agent's 434 to the relay socket reaches the visitor.
     home_agent.send_data(udp_datagram(PEER, MN1, 5555, 9999, b"through the UDP tunnel"), home_agent.peer)

@@ -72,6 +72,7 @@ DEVICE = "mipv0"
 PROC = Path("/proc/sys/net/ipv4")
 KEEPALIVE_IDENTIFIER = 0x3519  # the ICMP Echo identifier of our keepalives (RFC 3519 4.9)
 KEEPALIVE_CHECK = 1.0  # seconds between looks for idle UDP tunnels
+UDP_TUNNEL_MTU = 1500 - 20 - 8 - TunnelData.HEADER_LENGTH  # inner datagrams that fit an Ethernet frame
 
 UdpSender = Callable[[bytes, IPv4Address, int], bool]  # payload, destination, port -> sent
 
@@ -292,7 +293,11 @@ class VisitorUserspaceBackend:
             self._loop.add_reader(receiver.fileno(), self._drain_tunnel, receiver)
 
     def _reverse_route(self, delivery: Delivery, table: int) -> None:
-        netlink.replace_route(DEFAULT, device=self.device, table=table)
+        # RFC 3519 4.8: the FA MUST fragment before encapsulating in UDP (a NAT cannot map outer
+        # fragments): the route's MTU leaves room for the outer IP, UDP and tunnel data headers,
+        # so the kernel fragments the visitor's datagrams (or answers Fragmentation Needed) first.
+        netlink.replace_route(DEFAULT, device=self.device, table=table,
+                              mtu=UDP_TUNNEL_MTU if delivery.udp_tunnel else None)
 
     def _routing(self) -> VisitorRouting:
         if self.routing is None:
