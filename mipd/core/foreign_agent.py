@@ -460,8 +460,11 @@ def _open_reply(payload: bytes) -> RegistrationReply:
 
 
 def _udp_tunnel_reply(reply: RegistrationReply) -> UdpTunnelReply | None:
-    """The UDP Tunnel Reply answering our own request: one after the Mobile-Home authenticator
-    (a home agent answers a foreign agent's request there; one before MN-HA is the node's)."""
+    """The UDP Tunnel Reply answering our own request (called only when we added one, so never for a
+    co-located request, the only kind a node adds its own to, RFC 3519 4.4). Its place is after the
+    Mobile-Home authenticator, where extensions for the foreign agent go (RFC 5944 3.7.3.2: we remove
+    them before relaying); one before MN-HA is accepted too, but then reaches the node as well."""
     mn_ha = reply.authentications(ExtensionType.MOBILE_HOME_AUTHENTICATION)
     after = reply.extensions[mn_ha[-1][0] + 1:] if mn_ha else ()
-    return next((e for e in after if isinstance(e, UdpTunnelReply)), None)
+    found = next((e for e in after if isinstance(e, UdpTunnelReply)), None)
+    return found or next((e for e in reply.extensions if isinstance(e, UdpTunnelReply)), None)

@@ -119,14 +119,22 @@ def test_a_reply_extension_we_did_not_ask_for_does_not_make_a_udp_tunnel(clock: 
     assert any(isinstance(a, SendToNode) for a in actions)
 
 
-def test_a_node_s_own_reply_extension_before_mn_ha_is_relayed_unchanged(clock: Clock) -> None:
+def test_a_reply_extension_before_mn_ha_is_relayed_unchanged(clock: Clock) -> None:
+    # To a co-located request (the node's own extension, we added none): not ours.
     fa = agent(clock)
-    req = relayed_request(fa.from_node(frame(node_request(clock)), clock.now))
+    colocated = node_request(clock, flags=F.D, coa=IPv4Address("10.2.0.50"))
+    req = relayed_request(fa.from_node(frame(colocated), clock.now))
     actions = fa.from_home_agent(reply_with(req, UdpTunnelReply(0), before_mn_ha=True), clock.now)
     (to_node,) = [a for a in actions if isinstance(a, SendToNode)]
     assert [e.type for e in decode_registration(to_node.payload).extensions] == [44, 32]
     visitor = fa.visitors.active(MN)
-    assert visitor is not None and not visitor.udp_tunnel  # not the answer to our request
+    assert visitor is not None and not visitor.udp_tunnel
+    # To our own request, from a home agent that put it before MN-HA: ours, though it reaches the node.
+    fa = agent(clock)
+    req = relayed_request(fa.from_node(frame(node_request(clock)), clock.now))
+    actions = fa.from_home_agent(reply_with(req, UdpTunnelReply(0), before_mn_ha=True), clock.now)
+    visitor = fa.visitors.active(MN)
+    assert visitor is not None and visitor.udp_tunnel
 
 
 # --- the userspace data plane's decisions ---
