@@ -11,6 +11,10 @@ data is the UDP payload of the datagram that caused the error (as far as the ICM
 and whose IP_RECVERR control message is a ``struct sock_extended_err`` naming the ICMP type and code
 (<linux/errqueue.h>). A pending error also makes the socket readable, so the one reader drains the
 error queue first and the replies after it, each in bounded batches.
+
+Behind a NAT (RFC 3519) the home agent also sends MIP Tunnel Data messages (type 4) to this socket,
+through the NAT mapping the relayed registrations made, and the visitors' reverse-tunnelled packets
+and keepalives leave from it (4.9: the registration's source port): :meth:`RelaySocket.send_to`.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ _EXTENDED_ERR = struct.Struct("=IBBBBII")
 
 OnReply = Callable[[list[Datagram]], None]
 OnError = Callable[[bytes, int, int], None]
+OnData = Callable[[bytes, IPv4Address, int], None]
+TUNNEL_DATA = 4  # RFC 3519 3.3: the first byte of a MIP Tunnel Data message on this socket
 
 
 def icmp_error(ancillary: list[tuple[int, int, bytes]]) -> tuple[int, int] | None:
@@ -62,9 +68,10 @@ class RelaySocket:
         """The UDP source port of relayed requests (0 before :meth:`start`)."""
         return self._port
 
-    def start(self, on_reply: OnReply, on_error: OnError) -> None:
-        """Bind the socket and start delivering replies (in batches) and ICMP errors (one by one:
-        original UDP payload, ICMP type, ICMP code)."""
+    def start(self, on_reply: OnReply, on_error: OnError, on_data: OnData | None = None) -> None:
+        """Bind the socket and start delivering replies (in batches), ICMP errors (one by one:
+        original UDP payload, ICMP type, ICMP code) and RFC 3519 tunnel data (one by one: payload,
+        source, port; without ``on_data`` it is counted and dropped)."""
         self._loop = asyncio.get_running_loop()
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
@@ -76,9 +83,9 @@ class RelaySocket:
             raise
         self._sock = sock
         self._port = int(sock.getsockname()[1])
-        self._loop.add_reader(sock.fileno(), self._drain, on_reply, on_error)
+        self._loop.add_reader(sock.fileno(), self._drain, on_reply, on_error, on_data)
 
-    def _drain(self, on_reply: OnReply, on_error: OnError) -> None:
+    def _drain(self, on_reply: OnReply, on_error: OnError, on_data: OnData | None = None) -> None:
         assert self._sock is not None
         for _ in range(BATCH):
             try:
@@ -105,6 +112,13 @@ class RelaySocket:
                 # An ICMP error that came in after the error queue was read is reported once here
                 # as well (the socket's pending error); it stays queued for the next wake-up.
                 continue
+            if payload[:1] == bytes((TUNNEL_DATA,)):  # RFC 3519: data, not for the registration engine
+                if on_data is None:
+                    self._counts["tunnel_data_dropped"] += 1
+                else:
+                    self._counts["tunnel_data"] += 1
+                    on_data(payload, IPv4Address(host), port)
+                continue
             batch.append(Datagram(payload, IPv4Address(host), port, self.care_of_address, self._port))
         if batch:
             self._counts["replies"] += len(batch)
@@ -123,6 +137,19 @@ class RelaySocket:
             return exc
         self._counts["sent"] += 1
         return None
+
+    def send_to(self, payload: bytes, destination: IPv4Address, port: int) -> bool:
+        """Send a UDP-tunnelled datagram (RFC 3519: from the port the registrations used); an error
+        is counted, never raised."""
+        try:
+            if self._sock is None:
+                raise OSError("the relay socket is not open")
+            self._sock.sendto(payload, (str(destination), port))
+        except OSError:
+            self._counts["tunnel_send_errors"] += 1
+            return False
+        self._counts["tunnel_sent"] += 1
+        return True
 
     def counters(self) -> dict[str, int]:
         return dict(self._counts)

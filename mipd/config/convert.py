@@ -73,6 +73,7 @@ def foreign_agent_settings(profile: ForeignAgentProfile, addresses: frozenset[IP
         max_visitors=profile.max_visitors,
         max_pending_per_node=profile.max_pending_per_node,
         pending_timeout=profile.pending_timeout,
+        nat_traversal=profile.nat_traversal == "allowed",
     )
 
 

@@ -124,10 +124,10 @@ class ForeignAgentProfile(Common):
     max_lifetime: Lifetime = 600
     registration_required: Flag = False
     reverse_tunneling: ReverseTunnelingPolicy = ReverseTunneling.ALLOWED
-    nat_traversal: ForeignNatTraversal = "allowed"  # RFC 3519
     max_visitors: Count = 10000
     max_pending_per_node: Count = 5
     pending_timeout: Seconds = 7.0  # RFC 5944 3.7: pending requests time out
+    nat_traversal: ForeignNatTraversal = "allowed"  # RFC 3519 4.5: offer UDP tunnelling to home agents
     home_agents: list[AgentAssociation] = Field(default_factory=list)
     mobile_nodes: list[NodeAssociation] = Field(default_factory=list)
     tunnel: Tunnel = Field(default_factory=Tunnel)

@@ -54,8 +54,10 @@ def visitor_json(
     lifetime_granted: int,
     lifetime_remaining: int,
     flags: RequestFlags,
+    udp_tunnel: bool = False,
 ) -> JSONObject:
-    """One entry of ``{"visitors": [...]}``; ``link_address`` like ``"02:00:00:00:00:0a"``."""
+    """One entry of ``{"visitors": [...]}``; ``link_address`` like ``"02:00:00:00:00:0a"``;
+    ``udp_tunnel``: the home agent tunnels to us inside UDP (RFC 3519)."""
     if state not in set(VisitorState):
         raise ValueError(f"visitor state must be pending or active, not {state!r}")
     return {
@@ -67,6 +69,7 @@ def visitor_json(
         "lifetime_granted": lifetime_granted,
         "lifetime_remaining": lifetime_remaining,
         "flags": flags.letters(),
+        "udp_tunnel": udp_tunnel,
     }
 
 

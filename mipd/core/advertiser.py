@@ -147,11 +147,14 @@ def home_agent_advertisement(settings: HomeAgentSettings, *, lifetime: int, inte
 
 def foreign_agent_advertisement(settings: ForeignAgentSettings, routers: tuple[IPv4Interface, ...], *,
                                 registration_required: bool, busy: bool, destination: IPv4Address,
-                                lifetime: int, interval: float) -> AdvertiserConfig:
+                                lifetime: int, interval: float, udp_tunnelling: bool = False) -> AdvertiserConfig:
     """What a foreign agent advertises on its visited link (RFC 5944 2.1.1): F with its care-of
     address; R when registration is required; B while busy (its visitor list is full: new nodes
-    would get 66); and what it offers. Code 16: it forwards only for registered visitors (4.2.2)."""
+    would get 66); U when it UDP-tunnels behind a NAT (RFC 3519 3.4); and what it offers. Code 16:
+    it forwards only for registered visitors (4.2.2)."""
     flags = AdvertisementFlags.F | offered_flags(settings.reverse_tunneling, settings.encapsulations)
+    if udp_tunnelling:
+        flags |= AdvertisementFlags.U
     if busy:
         flags |= AdvertisementFlags.B
     if registration_required:

@@ -22,6 +22,15 @@ Authentication appended when we share an SA with that home agent and Lifetime !=
 A pending entry times out after ``pending_timeout`` with 78; an ICMP error for the relayed
 request gives 80, 81, 82 or 88 (3.7.3). Denials go out at most once per second per node (3.7.2).
 
+Behind a NAT (RFC 3519 4.5), with ``nat_traversal``, a relayed registration for our own care-of
+address (Lifetime not 0, never a co-located one) carries a UDP Tunnel Request after MN-HA and
+before FA-HA: a conditional request, which only a home agent that sees the request NATed assents
+to. A UDP Tunnel Reply after MN-HA in the home agent's reply answers it (type 44 is understood
+here, and removed from the reply relayed to the node with every extension after MN-HA); an
+assenting one makes the visitor UDP-tunnelled (its delivery says so, with the keepalive interval,
+110 s when the reply gives 0) and shows that we are behind a NAT, so U is advertised from then on
+(3.4). A declining reply, or none (a home agent without RFC 3519), leaves classic IP-in-IP.
+
 The TTL rule of code 76 is RFC 3024's as remembered (a node asking for a reverse tunnel sends
 its request with TTL 255, so a lower one shows it is not on our link); the RFC text itself was not
 at hand when this was written.
@@ -47,6 +56,8 @@ from mipd.core.wire.auth import append_authentication, verify
 from mipd.core.wire.codes import ReplyCode, is_accepted
 from mipd.core.wire.errors import DecodeError
 from mipd.core.wire.extensions import EncapsulatingDeliveryStyle, ExtensionType
+from mipd.core.wire.nat import Encapsulation as UdpEncapsulation
+from mipd.core.wire.nat import UdpTunnelReply, UdpTunnelRequest
 from mipd.core.wire.registration import (
     REGISTRATION_PORT,
     RegistrationReply,
@@ -60,6 +71,7 @@ ALL_MOBILITY_AGENTS = IPv4Address("224.0.0.11")
 RELAY_PORT = 0  # SendDatagram.source_port meaning "the relay socket's own port" (3.7.2.2: variable)
 _RESERVED_FLAGS = RequestFlags.r | RequestFlags.x
 _LOCAL_ERRORS = {errno.ENETUNREACH: 0, errno.EHOSTUNREACH: 1}  # errno -> the ICMP unreachable code
+DEFAULT_KEEPALIVE = 110  # RFC 3519 4.9: K, when the UDP Tunnel Reply leaves it 0
 _ICMP_CODES = {0: ReplyCode.FA_HOME_NETWORK_UNREACHABLE, 1: ReplyCode.FA_HOME_AGENT_HOST_UNREACHABLE,
                3: ReplyCode.FA_HOME_AGENT_PORT_UNREACHABLE}
 
@@ -79,6 +91,7 @@ class ForeignAgentSettings:
     max_pending_per_node: int = 5
     pending_timeout: float = 7.0
     denial_interval: float = 1.0  # 3.7.2: no more than one denial per second to the same node
+    nat_traversal: bool = False  # RFC 3519 4.5: offer UDP tunnelling in relayed requests (profile: allowed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +115,7 @@ class ForeignAgent:
         self.counters = Counters()
         self._wall_clock = wall_clock
         self._last_denial: dict[tuple[IPv4Address, bytes], float] = {}
+        self.behind_nat = False  # a home agent assented to UDP tunnelling: it saw our requests NATed
 
     # --- inputs ---
 
@@ -121,7 +135,7 @@ class ForeignAgent:
     def from_home_agent(self, datagram: Datagram, now: float) -> list[Action]:
         """A reply on the relay socket (3.7.3)."""
         try:
-            reply = open_registration(datagram.payload, RegistrationReply, "a request on the relay socket")
+            reply = _open_reply(datagram.payload)
         except Discard as discard:
             return self._drop(discard.reason, datagram.source, discard.detail)
         pending = self.visitors.take_pending(reply.home_address, reply.identification & 0xFFFF_FFFF)
@@ -157,6 +171,12 @@ class ForeignAgent:
         ICMP error would have (3.7.3: 80 net, 81 host unreachable; 88 otherwise) rather than
         let it time out (78)."""
         return self.relay_failed(payload, 3, _LOCAL_ERRORS.get(error or 0, 255), now)
+
+    @property
+    def advertises_udp_tunnelling(self) -> bool:
+        """RFC 3519 3.4: U only from an agent that supports UDP tunnelling and is behind a NAT, which
+        this one knows once a home agent assented to it (the agent cannot see the NAT itself)."""
+        return self.settings.nat_traversal and self.behind_nat
 
     @property
     def busy(self) -> bool:
@@ -253,9 +273,13 @@ class ForeignAgent:
     def _relay(self, request: RegistrationRequest, frame: NodeRequest, now: float) -> list[Action]:
         s = self.settings
         timeout = min(s.pending_timeout, request.lifetime or s.pending_timeout)
+        ours = request.care_of_address == s.care_of_address  # 3.5.4: never FA-HA for a CoA not ours
+        # RFC 3519 4.5: offered for our own care-of address only, never for a co-located one (the
+        # tunnel would come to us, not to the node); not for a deregistration (no tunnel follows).
+        udp = s.nat_traversal and ours and request.lifetime != 0 and not request.flags & RequestFlags.D
         pending = Visitor(request.home_address, request.home_agent, request.care_of_address, frame.link_address,
                           frame.source, frame.destination, frame.source_port, request.identification,
-                          request.lifetime, 0, now + timeout, request.flags)
+                          request.lifetime, 0, now + timeout, request.flags, udp_tunnel_requested=udp)
         self.visitors.add_pending(pending)
         # 3.7.2.2: unchanged through the authorization-enabling extension, later ones removed.
         last = max(i for i, _ in request.authentications(ExtensionType.MOBILE_HOME_AUTHENTICATION))
@@ -263,7 +287,11 @@ class ForeignAgent:
                                       request.care_of_address, request.identification,
                                       request.extensions[: last + 1])
         agent_sa = self._agent_sa(request.home_agent)
-        ours = request.care_of_address == s.care_of_address  # 3.5.4: never FA-HA for a CoA not ours
+        if udp:
+            # RFC 3519 4.5: after MN-HA and before FA-HA, sent from the care-of address (the relay
+            # socket's). Only IP-in-IP travels inside our UDP tunnel (3.1.4: asked for explicitly).
+            relayed = replace(relayed, extensions=(*relayed.extensions,
+                                                   UdpTunnelRequest(encapsulation=UdpEncapsulation.IP_IN_IP)))
         if agent_sa is not None and request.lifetime != 0 and ours:
             relayed = append_authentication(relayed, ExtensionType.FOREIGN_HOME_AUTHENTICATION, agent_sa.spi,
                                             agent_sa.key, agent_sa.algorithm)
@@ -308,8 +336,14 @@ class ForeignAgent:
         else:
             # 3.7.3.2 and 3.4: never longer than our maximum, nor than the node asked for.
             granted = min(reply.lifetime, self.settings.max_lifetime, pending.lifetime_requested)
+            tunnel = _udp_tunnel_reply(reply) if pending.udp_tunnel_requested else None
+            udp = tunnel is not None and tunnel.accepted
+            if udp:
+                self.behind_nat = True  # 3.4, 4.6: the home agent assents only when it sees a NAT
             visitor = replace(pending, state=VisitorState.ACTIVE, lifetime_granted=granted,
-                              expires=math.inf if granted == 0xFFFF else now + granted)
+                              expires=math.inf if granted == 0xFFFF else now + granted, udp_tunnel=udp,
+                              keepalive_interval=(tunnel.keepalive_interval or DEFAULT_KEEPALIVE)
+                              if tunnel is not None and udp else 0)
             old = self.visitors.set_active(visitor)
             renewed = old is not None and old.care_of_address == visitor.care_of_address
             self.counters.accepted += 1
@@ -376,6 +410,9 @@ class ForeignAgent:
         v = self.visitors.active(home)
         if v is None:
             return VisitorPlane(home, None)
+        if v.udp_tunnel:  # RFC 3519 3.3: IP-in-IP inside UDP, whatever M and G asked of the node's leg
+            return VisitorPlane(home, Delivery(home, v.link_address, v.home_agent, self.settings.care_of_address,
+                                               Encapsulation.IPIP, v.reverse, True, v.keepalive_interval))
         return VisitorPlane(home, Delivery(home, v.link_address, v.home_agent, self.settings.care_of_address,
                                            v.encapsulation, v.reverse))
 
@@ -392,7 +429,8 @@ class ForeignAgent:
                               visitor.lifetime_requested)
         if reason is not None:
             fields["reason"] = reason
-        return Emit(event, f"visitor {visitor.home_address} ({visitor.state}) {event.verb}",
+        tunnel = ", UDP-tunnelled to its home agent (RFC 3519)" if visitor.udp_tunnel else ""
+        return Emit(event, f"visitor {visitor.home_address} ({visitor.state}{tunnel}) {event.verb}",
                     Priority.INFO, fields)
 
     def _fields(self, visitor: Visitor, **extra: str | int) -> dict[str, str | int]:
@@ -400,3 +438,20 @@ class ForeignAgent:
                 "care_of_address": str(visitor.care_of_address),
                 "link_address": ":".join(f"{b:02x}" for b in visitor.link_address),
                 "foreign_agent": str(self.settings.care_of_address), **extra}
+
+
+def _open_reply(payload: bytes) -> RegistrationReply:
+    """A reply from the relay socket, opened as :func:`open_registration` does; the UDP Tunnel Reply
+    (type 44, not skippable) is understood (RFC 3519 3.2, 4.5), so it does not discard the reply."""
+    return open_registration(payload, RegistrationReply, "a request on the relay socket")
+
+
+def _udp_tunnel_reply(reply: RegistrationReply) -> UdpTunnelReply | None:
+    """The UDP Tunnel Reply answering our own request (called only when we added one, so never for a
+    co-located request, the only kind a node adds its own to, RFC 3519 4.4). Its place is after the
+    Mobile-Home authenticator, where extensions for the foreign agent go (RFC 5944 3.7.3.2: we remove
+    them before relaying); one before MN-HA is accepted too, but then reaches the node as well."""
+    mn_ha = reply.authentications(ExtensionType.MOBILE_HOME_AUTHENTICATION)
+    after = reply.extensions[mn_ha[-1][0] + 1:] if mn_ha else ()
+    found = next((e for e in after if isinstance(e, UdpTunnelReply)), None)
+    return found or next((e for e in reply.extensions if isinstance(e, UdpTunnelReply)), None)

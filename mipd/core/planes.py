@@ -102,6 +102,10 @@ class Delivery:
     care_of_address: IPv4Address
     encapsulation: Encapsulation = Encapsulation.IPIP
     reverse: bool = False
+    # RFC 3519: the home agent tunnels to us inside UDP (to our relay socket, from its port 434) and
+    # we tunnel back the same way, with a keepalive after ``keepalive_interval`` idle seconds (4.9).
+    udp_tunnel: bool = False
+    keepalive_interval: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,6 +45,9 @@ class Visitor:
     expires: float
     flags: RequestFlags
     state: VisitorState = VisitorState.PENDING
+    udp_tunnel_requested: bool = False  # we added a UDP Tunnel Request when relaying (RFC 3519 4.5)
+    udp_tunnel: bool = False  # the home agent assented: data to and from it over UDP 434 (RFC 3519 3.2)
+    keepalive_interval: int = 0  # seconds, from the UDP Tunnel Reply (RFC 3519 4.9); 0 without UDP tunnel
 
     def remaining(self, now: float) -> int:
         if math.isinf(self.expires):

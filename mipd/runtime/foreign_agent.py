@@ -38,7 +38,7 @@ def advertisement(profile: ForeignAgentProfile, engine: ForeignAgent,
     return foreign_agent_advertisement(
         engine.settings, routers, registration_required=profile.registration_required, busy=engine.busy,
         destination=IPv4Address(profile.advertisement_address), lifetime=profile.advertisement_lifetime,
-        interval=profile.advertisement_interval)
+        interval=profile.advertisement_interval, udp_tunnelling=engine.advertises_udp_tunnelling)
 
 
 class ForeignAgentRuntime:
@@ -93,7 +93,9 @@ class ForeignAgentRuntime:
         self.link = VisitedLink(profile.interface, accepted=frozenset(r.ip for r in self.routers))
         try:
             self.link.start(drive(host, engine.from_node))
-            self.relay.start(drive(host, engine.from_home_agent), self._on_relay_error)
+            self.visitor_backend.set_udp_sender(self.relay.send_to)
+            self.relay.start(drive(host, engine.from_home_agent), self._on_relay_error,
+                             self.visitor_backend.from_udp_tunnel)
         except OSError as exc:
             raise StartError(f"cannot serve the visited link {profile.interface}: {exc.strerror or exc}") from exc
         self.advertising = Advertising(advertisement(profile, engine, self.routers), profile.interface,
@@ -108,7 +110,9 @@ class ForeignAgentRuntime:
         """What the running backend cannot receive is not offered (72)."""
         settings = foreign_agent_settings(profile, frozenset(r.ip for r in self.routers))
         can = self.visitor_backend.encapsulations if self.visitor_backend is not None else frozenset()
-        return replace(settings, encapsulations=settings.encapsulations & can)
+        udp = self.visitor_backend is not None and self.visitor_backend.udp_tunnelling
+        return replace(settings, encapsulations=settings.encapsulations & can,
+                       nat_traversal=settings.nat_traversal and udp)
 
     # --- inputs ---
 
@@ -158,7 +162,9 @@ class ForeignAgentRuntime:
         offered = ",".join(sorted(self.engine.settings.encapsulations))
         message = (f"serving care-of address {self.profile.care_of_address} on {self.profile.interface} with "
                    f"{len(self.engine.visitors)} restored visitors; tunnel backend {self.backend} ({offered})")
-        reason = f"backend {self.backend}: {self.reason}; host: {self.host_report}"
+        udp = "UDP tunnelling offered to home agents (RFC 3519, through the relay socket)" \
+            if self.engine.settings.nat_traversal else "no UDP tunnelling"
+        reason = f"backend {self.backend}: {self.reason}; {udp}; host: {self.host_report}"
         return message, reason, {"foreign_agent": str(self.profile.care_of_address)}
 
     def status_line(self) -> str:
@@ -205,7 +211,8 @@ def _visitor(visitor: Visitor, now: float) -> JSONObject:
                         care_of_address=visitor.care_of_address, link_address=mac_text(visitor.link_address),
                         state=visitor.state,
                         lifetime_granted=visitor.lifetime_granted if active else 0,
-                        lifetime_remaining=visitor.remaining(now) if active else 0, flags=visitor.flags)
+                        lifetime_remaining=visitor.remaining(now) if active else 0, flags=visitor.flags,
+                        udp_tunnel=visitor.udp_tunnel)
 
 
 class ForeignAgentControl(HostControl):

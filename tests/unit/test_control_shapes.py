@@ -104,8 +104,11 @@ def test_visitor_json_shape_and_state() -> None:
     assert entry == {
         "home_address": "10.1.0.10", "home_agent": "10.1.0.1", "care_of_address": "10.2.0.1",
         "link_address": "02:00:00:00:00:0a", "state": "active", "lifetime_granted": 600,
-        "lifetime_remaining": 598, "flags": "T",
+        "lifetime_remaining": 598, "flags": "T", "udp_tunnel": False,
     }
+    assert visitor_json(home_address=HOME, home_agent=IPv4Address("10.1.0.1"), care_of_address=CARE_OF,
+                        link_address="02:00:00:00:00:0A", state="active", lifetime_granted=600,
+                        lifetime_remaining=598, flags=RequestFlags.T, udp_tunnel=True)["udp_tunnel"] is True
     with pytest.raises(ValueError, match="pending or active"):
         visitor_json(
             home_address=HOME, home_agent=HOME, care_of_address=CARE_OF, link_address="", state="gone",  # type: ignore[arg-type]

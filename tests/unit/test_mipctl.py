@@ -76,12 +76,12 @@ VISITORS = {
         {
             "home_address": "10.1.0.2", "home_agent": "10.1.0.1", "care_of_address": "10.2.0.1",
             "link_address": "02:00:00:00:00:02", "state": "pending", "lifetime_granted": 300,
-            "lifetime_remaining": 7, "flags": "",
+            "lifetime_remaining": 7, "flags": "", "udp_tunnel": False,
         },
         {
             "home_address": "10.1.0.10", "home_agent": "10.1.0.1", "care_of_address": "10.2.0.1",
             "link_address": "02:00:00:00:00:0a", "state": "active", "lifetime_granted": 600,
-            "lifetime_remaining": 598, "flags": "T",
+            "lifetime_remaining": 598, "flags": "T", "udp_tunnel": False,
         },
     ]
 }

@@ -234,10 +234,12 @@ def _route_key(destination: IPv4Network) -> dict[str, Any]:
 
 
 def replace_route(destination: IPv4Network, *, device: str, protocol: int = RTPROT_MIPD,
-                  table: int = MAIN_TABLE) -> None:
-    """Route ``destination`` straight out of ``device`` (scope link), replacing any route to it."""
+                  table: int = MAIN_TABLE, mtu: int | None = None) -> None:
+    """Route ``destination`` straight out of ``device`` (scope link), replacing any route to it;
+    ``mtu``: the route's MTU metric (the kernel fragments, or answers Fragmentation Needed, to it)."""
+    extra: dict[str, Any] = {} if mtu is None else {"metrics": {"mtu": mtu}}
     _run(lambda ipr: ipr.route("replace", **_route_key(destination), oif=_index(ipr, device),
-                               proto=protocol, table=table, scope=_RT_SCOPE_LINK, type=_RTN_UNICAST))
+                               proto=protocol, table=table, scope=_RT_SCOPE_LINK, type=_RTN_UNICAST, **extra))
 
 
 def _dump_routes(ipr: Any, protocol: int | None) -> list[Any]:

@@ -18,7 +18,7 @@ what it did not create.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from enum import StrEnum
 from ipaddress import IPv4Address
 from typing import Protocol
@@ -79,6 +79,15 @@ class VisitorBackend(Protocol):
 
     name: BackendKind
     encapsulations: frozenset[Encapsulation]  # what it can receive and reverse-tunnel
+    udp_tunnelling: bool  # RFC 3519 UDP tunnels through the relay socket (the userspace backend only)
+
+    def set_udp_sender(self, send: Callable[[bytes, IPv4Address, int], bool]) -> None:
+        """How UDP-tunnelled datagrams leave (the relay socket: payload, destination, port -> sent)."""
+        ...
+
+    def from_udp_tunnel(self, payload: bytes, source: IPv4Address, port: int) -> None:
+        """A MIP Tunnel Data message (RFC 3519 3.3) that came to the relay socket from (source, port)."""
+        ...
 
     def start(self, care_of_address: IPv4Address, interface: str) -> None:
         """Create devices, sockets and the fixed rules; ``interface`` is the visited link.

@@ -43,7 +43,7 @@ Limits:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from ipaddress import IPv4Address
 from pathlib import Path
 
@@ -61,10 +61,18 @@ class VisitorKernelBackend:
 
     name = BackendKind.KERNEL
     encapsulations = frozenset(DEVICES)
+    udp_tunnelling = False  # Linux has no kernel tunnel with the RFC 3519 header: the userspace backend's
 
     def __init__(self, proc: Path = PROC) -> None:
         self._proc = proc
         self.routing: VisitorRouting | None = None
+        self.udp_dropped = 0
+
+    def set_udp_sender(self, send: Callable[[bytes, IPv4Address, int], bool]) -> None:
+        """Nothing to send: no UDP tunnel is ever offered with this backend."""
+
+    def from_udp_tunnel(self, payload: bytes, source: IPv4Address, port: int) -> None:
+        self.udp_dropped += 1  # never offered: a type-4 message is not ours to deliver
 
     def start(self, care_of_address: IPv4Address, interface: str) -> None:
         """Create mipip0 and mipgre0 (external, up, rp_filter 0) and the fixed rules. Raises
@@ -106,7 +114,9 @@ class VisitorKernelBackend:
 
     def counters(self) -> dict[str, int]:
         """What the devices received (decapsulated, visitor or not) and sent (reverse_tunnelled)."""
-        return device_counters(sent="reverse_tunnelled", received="decapsulated", received_first=True)
+        totals = device_counters(sent="reverse_tunnelled", received="decapsulated", received_first=True)
+        totals["dropped_udp_not_visitor"] = self.udp_dropped
+        return totals
 
     def close(self) -> None:
         """Remove every owned rule, route and neighbour entry, then both devices. Idempotent."""

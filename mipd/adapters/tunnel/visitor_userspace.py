@@ -14,6 +14,16 @@ mipd.adapters.tunnel.visitor_routing's; the packets are ours:
   default route is ``dev mipv0``; we read them from the TUN descriptor and send them
   encapsulated from the care-of address to the visitor's home agent.
 
+- **UDP tunnel (RFC 3519).** For a visitor whose home agent assented to UDP tunnelling, the home
+  agent sends MIP Tunnel Data messages (type 4, next header 4) from its port 434 to the relay
+  socket, through the NAT; the runtime hands them to :meth:`VisitorUserspaceBackend.from_udp_tunnel`,
+  which checks them (3.3, 4.3: outer source and port = the visitor's home agent and 434, next
+  header 4, inner destination a UDP-tunnelled visitor) and writes the inner packet to ``mipv0``.
+  The visitor's reverse-tunnelled packets go to the home agent's port 434 as type-4 messages from
+  the relay socket (the same socket, so the same NAT mapping). When nothing went to the home agent
+  for the visitor for K seconds, a UDP-tunnelled ICMP Echo Request (inner source the home address,
+  inner destination the home agent) keeps the mapping (4.9); its Echo Reply is consumed here.
+
 ``rp_filter`` on ``mipv0`` is set to 0: a decapsulated datagram's source is a correspondent, whose
 route goes out of the uplink, never through ``mipv0``, so strict filtering (1) would drop every
 one; and loose filtering (2) does too here, because ``mipv0`` has no IPv4 address
@@ -29,8 +39,10 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import struct
+import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from ipaddress import IPv4Address
 from pathlib import Path
 
@@ -50,10 +62,19 @@ from mipd.adapters.tunnel.visitor_routing import DEFAULT, VisitorRouting, wanted
 from mipd.core.planes import Delivery, VisitorPlane
 from mipd.core.wire import ipv4
 from mipd.core.wire.errors import DecodeError
+from mipd.core.wire.icmp import checksum
+from mipd.core.wire.nat import Encapsulation as NextHeader
+from mipd.core.wire.nat import TunnelData, decode_tunnel_data
+from mipd.core.wire.registration import REGISTRATION_PORT
 from mipd.core.wire.tunnel import DropReason, Encapsulation, TunnelRefused, encapsulate
 
 DEVICE = "mipv0"
 PROC = Path("/proc/sys/net/ipv4")
+KEEPALIVE_IDENTIFIER = 0x3519  # the ICMP Echo identifier of our keepalives (RFC 3519 4.9)
+KEEPALIVE_CHECK = 1.0  # seconds between looks for idle UDP tunnels
+UDP_TUNNEL_MTU = 1500 - 20 - 8 - TunnelData.HEADER_LENGTH  # inner datagrams that fit an Ethernet frame
+
+UdpSender = Callable[[bytes, IPv4Address, int], bool]  # payload, destination, port -> sent
 
 COUNTERS = (
     "decapsulated",  # tunnelled datagrams handed to the kernel for a visitor
@@ -65,6 +86,14 @@ COUNTERS = (
     *(f"dropped_{reason}" for reason in DropReason),  # RFC 2003 / 2004 refusals; unsupported_protocol
     "ignored_not_ipv4",  # read from mipv0 but not IPv4 (e.g. the kernel's own IPv6 before it was disabled)
     "ignored_other_destination",  # a tunnel packet to another of this host's addresses: not ours
+    "udp_decapsulated",  # RFC 3519 type-4 messages from a home agent, inner packet handed to the kernel
+    "udp_reverse_tunnelled",  # a visitor's datagrams sent as type-4 messages to its home agent's port 434
+    "udp_keepalives_sent",  # UDP-tunnelled ICMP Echo Requests to home agents (RFC 3519 4.9)
+    "udp_keepalives_answered",  # their Echo Replies, consumed here
+    "dropped_udp_malformed",  # a type-4 message too short, or its inner packet not IPv4
+    "dropped_udp_next_header",  # next header other than 4 (we only tunnel IP-in-IP inside UDP)
+    "dropped_udp_not_visitor",  # inner destination is no UDP-tunnelled visitor
+    "dropped_udp_not_home_agent",  # outer source address or port is not the visitor's home agent's 434
     "send_errors",
     "write_errors",
 )
@@ -78,12 +107,62 @@ class VisitorTable:
         self.deliveries: dict[IPv4Address, Delivery] = {}
         self.counts: Counter[str] = Counter()
         self._identification = 0
+        self.last_sent: dict[IPv4Address, float] = {}  # per UDP-tunnelled visitor: last datagram to its HA
+        self._sequence = 0
 
     def set(self, plane: VisitorPlane) -> None:
         if plane.delivery is None:
             self.deliveries.pop(plane.home_address, None)
         else:
             self.deliveries[plane.home_address] = plane.delivery
+        if plane.delivery is None or not plane.delivery.udp_tunnel:
+            self.last_sent.pop(plane.home_address, None)
+
+    def deliver_udp(self, payload: bytes, source: IPv4Address, port: int) -> bytes | None:
+        """The inner packet of a type-4 message that came to the relay socket from ``(source,
+        port)``, or None if it must be dropped (counted) or was the answer to a keepalive."""
+        try:
+            message = decode_tunnel_data(payload)
+            header, body = ipv4.parse(message.payload)
+        except DecodeError:
+            self.counts["dropped_udp_malformed"] += 1
+            return None
+        if message.next_header != NextHeader.IP_IN_IP:
+            self.counts["dropped_udp_next_header"] += 1
+            return None
+        delivery = self.deliveries.get(header.destination)
+        if delivery is None or not delivery.udp_tunnel:
+            self.counts["dropped_udp_not_visitor"] += 1
+            return None
+        if source != delivery.home_agent or port != REGISTRATION_PORT:  # 4.3: the tunnel's endpoints
+            self.counts["dropped_udp_not_home_agent"] += 1
+            return None
+        if _is_keepalive_answer(header, body, delivery):
+            self.counts["udp_keepalives_answered"] += 1
+            return None
+        self.counts["udp_decapsulated"] += 1
+        return message.payload
+
+    def keepalives(self, now: float) -> list[tuple[bytes, IPv4Address]]:
+        """RFC 3519 4.9: a UDP-tunnelled ICMP Echo Request for every UDP-tunnelled visitor whose home
+        agent got nothing from us for it in K seconds (the first K seconds after it appeared)."""
+        out: list[tuple[bytes, IPv4Address]] = []
+        for home, delivery in self.deliveries.items():
+            if not delivery.udp_tunnel or delivery.keepalive_interval <= 0:
+                continue
+            last = self.last_sent.setdefault(home, now)
+            if now - last < delivery.keepalive_interval:
+                continue
+            self._sequence = (self._sequence + 1) & 0xFFFF
+            echo = _echo_request(home, delivery.home_agent, self._sequence, self._next_identification())
+            self.last_sent[home] = now
+            self.counts["udp_keepalives_sent"] += 1
+            out.append((TunnelData(NextHeader.IP_IN_IP, echo).encode(), delivery.home_agent))
+        return out
+
+    def _next_identification(self) -> int:
+        self._identification = (self._identification + 1) & 0xFFFF
+        return self._identification
 
     def deliver(self, packet: bytes) -> bytes | None:
         """The inner datagram of a tunnel ``packet`` for a visitor, or None if it must be dropped."""
@@ -103,8 +182,9 @@ class VisitorTable:
         self.counts["decapsulated"] += 1
         return taken.inner
 
-    def reverse(self, datagram: bytes) -> tuple[bytes, IPv4Address] | None:
-        """A visitor's ``datagram`` tunnelled to its home agent (and that address), or None."""
+    def reverse(self, datagram: bytes, now: float = 0.0) -> tuple[bytes, IPv4Address, bool] | None:
+        """A visitor's ``datagram`` tunnelled to its home agent: the packet for the raw socket, or
+        (``udp`` True) the type-4 UDP payload for the relay socket, RFC 3519 3.3; None to drop."""
         if not datagram or datagram[0] >> 4 != 4:
             self.counts["ignored_not_ipv4"] += 1
             return None
@@ -117,6 +197,9 @@ class VisitorTable:
         if delivery is None or not delivery.reverse:
             self.counts["dropped_not_reverse"] += 1
             return None
+        if delivery.udp_tunnel:
+            self.last_sent[header.source] = now
+            return TunnelData(NextHeader.IP_IN_IP, datagram).encode(), delivery.home_agent, True
         self._identification = (self._identification + 1) & 0xFFFF
         try:
             packet = encapsulate(datagram, delivery.care_of_address, delivery.home_agent, delivery.encapsulation,
@@ -124,7 +207,21 @@ class VisitorTable:
         except TunnelRefused as refused:
             self.counts[f"dropped_{refused.reason}"] += 1
             return None
-        return packet, delivery.home_agent
+        return packet, delivery.home_agent, False
+
+
+def _echo_request(source: IPv4Address, destination: IPv4Address, sequence: int, identification: int) -> bytes:
+    """An ICMP Echo Request datagram from ``source`` to ``destination`` (the keepalive, 4.9)."""
+    body = struct.pack("!BBHHH", 8, 0, 0, KEEPALIVE_IDENTIFIER, sequence) + b"mipd keepalive"
+    icmp = body[:2] + checksum(body).to_bytes(2, "big") + body[4:]
+    header = ipv4.IPv4Header(0, ipv4.MIN_HEADER + len(icmp), identification, ipv4.Flags(0), 0, 64,
+                             ipv4.Protocol.ICMP, source, destination)
+    return header.encode() + icmp
+
+
+def _is_keepalive_answer(header: ipv4.IPv4Header, body: bytes, delivery: Delivery) -> bool:
+    return (header.protocol == ipv4.Protocol.ICMP and header.source == delivery.home_agent
+            and len(body) >= 8 and body[0] == 0 and int.from_bytes(body[4:6], "big") == KEEPALIVE_IDENTIFIER)
 
 
 class VisitorUserspaceBackend:
@@ -132,6 +229,7 @@ class VisitorUserspaceBackend:
 
     name = BackendKind.USERSPACE
     encapsulations = frozenset(Encapsulation)
+    udp_tunnelling = True
 
     def __init__(self, device: str = DEVICE, proc: Path = PROC) -> None:
         self.device = device
@@ -142,6 +240,34 @@ class VisitorUserspaceBackend:
         self._send: socket.socket | None = None
         self._receivers: list[socket.socket] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._udp_send: UdpSender | None = None
+        self._keepalive: asyncio.TimerHandle | None = None
+
+    def set_udp_sender(self, send: UdpSender) -> None:
+        """How UDP-tunnelled datagrams leave: the relay socket's send (RFC 3519 4.9: same port)."""
+        self._udp_send = send
+
+    def from_udp_tunnel(self, payload: bytes, source: IPv4Address, port: int) -> None:
+        """A type-4 message the relay socket received from ``(source, port)``."""
+        inner = self.table.deliver_udp(payload, source, port)
+        if inner is None or self._tun is None:
+            return
+        try:
+            os.write(self._tun, inner)
+        except OSError:
+            self.table.counts["write_errors"] += 1
+
+    def _send_udp(self, payload: bytes, destination: IPv4Address) -> bool:
+        if self._udp_send is None or not self._udp_send(payload, destination, REGISTRATION_PORT):
+            self.table.counts["send_errors"] += 1
+            return False
+        return True
+
+    def _keepalive_tick(self) -> None:
+        for payload, home_agent in self.table.keepalives(time.monotonic()):
+            self._send_udp(payload, home_agent)
+        if self._loop is not None:
+            self._keepalive = self._loop.call_later(KEEPALIVE_CHECK, self._keepalive_tick)
 
     def start(self, care_of_address: IPv4Address, interface: str) -> None:
         """Create ``mipv0`` (up, rp_filter 0, no IPv6), open the raw sockets, add the fixed rules and
@@ -162,11 +288,16 @@ class VisitorUserspaceBackend:
             self.close()
             raise BackendError(f"userspace visitor backend cannot start: {exc}") from exc
         self._loop.add_reader(self._tun, self._drain_tun)
+        self._keepalive = self._loop.call_later(KEEPALIVE_CHECK, self._keepalive_tick)
         for receiver in self._receivers:
             self._loop.add_reader(receiver.fileno(), self._drain_tunnel, receiver)
 
     def _reverse_route(self, delivery: Delivery, table: int) -> None:
-        netlink.replace_route(DEFAULT, device=self.device, table=table)
+        # RFC 3519 4.8: the FA MUST fragment before encapsulating in UDP (a NAT cannot map outer
+        # fragments): the route's MTU leaves room for the outer IP, UDP and tunnel data headers,
+        # so the kernel fragments the visitor's datagrams (or answers Fragmentation Needed) first.
+        netlink.replace_route(DEFAULT, device=self.device, table=table,
+                              mtu=UDP_TUNNEL_MTU if delivery.udp_tunnel else None)
 
     def _routing(self) -> VisitorRouting:
         if self.routing is None:
@@ -195,8 +326,12 @@ class VisitorUserspaceBackend:
                 datagram = os.read(self._tun, MAX_PACKET)
             except (BlockingIOError, InterruptedError):
                 return
-            out = self.table.reverse(datagram)
+            out = self.table.reverse(datagram, time.monotonic())
             if out is None:
+                continue
+            if out[2]:
+                if self._send_udp(out[0], out[1]):
+                    self.table.counts["udp_reverse_tunnelled"] += 1
                 continue
             try:
                 self._send.sendto(out[0], (str(out[1]), 0))
@@ -211,6 +346,9 @@ class VisitorUserspaceBackend:
     def close(self) -> None:
         """Remove every owned rule, route and neighbour entry, stop reading, close the sockets and
         the TUN descriptor (which deletes ``mipv0``). Idempotent."""
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+            self._keepalive = None
         try:
             if self.routing is not None:
                 self.routing.close()
