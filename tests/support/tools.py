@@ -34,6 +34,7 @@ DEBIAN_PACKAGES: dict[str, str] = {
     "make": "make",
     "modprobe": "kmod",
     "mount": "mount",
+    "nft": "nftables",
     "nsenter": "util-linux",
     "openssl": "openssl",
     "pgrep": "procps",
