@@ -28,7 +28,8 @@ A Registration Request passes these checks, in this order (section 3.8.2.1, then
     UDP tunnelling (RFC 3519), when nat_traversal is not off; see :meth:`HomeAgent._udp_tunnel`:
       UDP Tunnel Request before MN-HA
       without D, or after it with D .... 134                      (RFC 3519 3.1, 4.1)
-      GRE/minimal inside UDP ........... 142                      (RFC 3519 3.1.4: we carry IP-in-IP only)
+      tunnelling to be done, but GRE
+      or minimal inside UDP asked ...... 142                      (RFC 3519 3.1.4, 3.5: IP-in-IP only)
       IP source != care-of address
       (a NAT) and no UDP Tunnel
       Request, nat_traversal required .. 129
@@ -279,29 +280,29 @@ class HomeAgent:
         if position > mn_ha_index and decapsulates:
             raise Denied(ReplyCode.HA_POORLY_FORMED_REQUEST,
                          "UDP Tunnel Request placed by a foreign agent with the D flag set")
+        forced = bool(extension.flags & UdpTunnelRequestFlags.F)
+        if not behind_nat and not forced:
+            # No NAT seen and not forced: decline; the M and G bits decide the ordinary tunnel (3.1.4).
+            return _UdpDecision(UdpTunnelReply(UdpTunnelReplyCode.TUNNELLING_DECLINED_REASON_UNSPECIFIED))
         inside = extension.encapsulation
-        if inside == UdpEncapsulation.UNSPECIFIED:  # 3.1.4: the M and G bits decide
+        if inside == UdpEncapsulation.UNSPECIFIED:  # 3.1.4: zero defaults to what M and G say
             if request.flags & RequestFlags.G:
                 inside = UdpEncapsulation.GRE
             elif request.flags & RequestFlags.M:
                 inside = UdpEncapsulation.MINIMAL
             else:
                 inside = UdpEncapsulation.IP_IN_IP
-        if inside != UdpEncapsulation.IP_IN_IP:
+        if inside != UdpEncapsulation.IP_IN_IP:  # 3.5: 142, told apart from 139 (M/G without UDP)
             raise Denied(ReplyCode.HA_UDP_ENCAP_UNAVAIL,
                          f"encapsulation {int(inside)} inside UDP is not offered (IP-in-IP only)")
-        forced = bool(extension.flags & UdpTunnelRequestFlags.F)
-        if not behind_nat and not forced:
-            # No NAT seen and not forced: decline, the binding is an ordinary IP-in-IP one.
-            return _UdpDecision(UdpTunnelReply(UdpTunnelReplyCode.TUNNELLING_DECLINED_REASON_UNSPECIFIED))
-        return _UdpDecision(self._assent(request, forced=forced and not behind_nat),
-                            UdpTunnelEndpoint(datagram.source, datagram.source_port))
+        return _UdpDecision(self._assent(request), UdpTunnelEndpoint(datagram.source, datagram.source_port))
 
-    def _assent(self, request: RegistrationRequest, *, forced: bool | None = None) -> UdpTunnelReply:
-        """The UDP Tunnel Reply that says tunnelling will be done, with our keepalive interval."""
-        if forced is None:
-            found = next((e for e in request.extensions if isinstance(e, UdpTunnelRequest)), None)
-            forced = found is not None and bool(found.flags & UdpTunnelRequestFlags.F)
+    def _assent(self, request: RegistrationRequest) -> UdpTunnelReply:
+        """The UDP Tunnel Reply that says tunnelling will be done, with our keepalive interval; F
+        when the request forced it (3.2: "because the F flag was set ... irrespective of the
+        detection of a NAT or not")."""
+        found = next((e for e in request.extensions if isinstance(e, UdpTunnelRequest)), None)
+        forced = found is not None and bool(found.flags & UdpTunnelRequestFlags.F)
         flags = UdpTunnelReplyFlags.F if forced else UdpTunnelReplyFlags(0)
         return UdpTunnelReply(UdpTunnelReplyCode.WILL_DO_TUNNELLING, flags, self.settings.keepalive_interval)
 

@@ -135,6 +135,22 @@ def test_gre_or_minimal_inside_udp_is_142(clock: Clock, encapsulation: Encapsula
     assert reply.code == ReplyCode.HA_UDP_ENCAP_UNAVAIL
 
 
+def test_gre_asked_without_a_nat_is_declined_not_142(clock: Clock) -> None:
+    """3.1.4: when no UDP tunnelling is needed, M and G decide the ordinary tunnel."""
+    ha = engine(clock, encapsulations=frozenset(Carried))
+    msg = request(clock, flags=D | RequestFlags.G, before=(UdpTunnelRequest(encapsulation=Encapsulation.GRE),))
+    _, reply = only_reply(ha.receive(datagram(msg), clock.now))
+    found = tunnel_reply(reply)
+    assert reply.code == ReplyCode.ACCEPTED and found is not None and not found.accepted
+
+
+def test_forced_behind_a_nat_says_forced_too(clock: Clock) -> None:
+    ha = engine(clock)
+    _, reply = only_reply(ha.receive(datagram(request(clock, flags=D, before=(FORCE,)), source=NAT), clock.now))
+    found = tunnel_reply(reply)
+    assert found is not None and found.accepted and found.flags & UdpTunnelReplyFlags.F
+
+
 def test_ip_in_ip_named_explicitly_is_accepted(clock: Clock) -> None:
     ha = engine(clock)
     msg = request(clock, flags=D, before=(UdpTunnelRequest(encapsulation=Encapsulation.IP_IN_IP),))
