@@ -38,9 +38,11 @@ A Registration Request passes these checks, in this order (section 3.8.2.1, then
 A request carrying the UDP Tunnel Request is answered with a UDP Tunnel Reply, placed before the
 reply's MN-HA authenticator so that it is covered: code 0 and the keepalive interval when a NAT
 is seen (the IP source is not the care-of address) or F forces it, and the binding then records
-the request's IP source address and UDP source port as its outer endpoint; code 64 (declined)
-otherwise. With nat_traversal off the extension is ignored (skippable; RFC 3519 3.1.1: a home
-agent without UDP tunnelling sends no reply extension).
+the request's IP source address and UDP source port as its outer endpoint (with R, registered
+through a foreign agent: that address and port 0, "half bound", the data plane taking the port of
+the node's first keepalive, 4.6); code 64 (declined) otherwise. With nat_traversal off the
+extension is ignored (skippable; RFC 3519 3.1.1: a home agent without UDP tunnelling sends no
+reply extension).
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ from mipd.core.counters import Counters
 from mipd.core.denial import Denied, Discard, open_registration
 from mipd.core.home_agent_types import HomeAgentSettings, NodeRecord
 from mipd.core.names import DiscardReason, EventName
-from mipd.core.planes import DataPlane, Endpoint, UdpTunnelEndpoint
+from mipd.core.planes import HALF_BOUND, DataPlane, Endpoint, UdpTunnelEndpoint
 from mipd.core.security import ReplayProtection, ReverseTunneling, SecurityAssociation
 from mipd.core.wire import identification as ident
 from mipd.core.wire.addresses import LIMITED_BROADCAST, UNSPECIFIED
@@ -295,6 +297,10 @@ class HomeAgent:
         if inside != UdpEncapsulation.IP_IN_IP:  # 3.5: 142, told apart from 139 (M/G without UDP)
             raise Denied(ReplyCode.HA_UDP_ENCAP_UNAVAIL,
                          f"encapsulation {int(inside)} inside UDP is not offered (IP-in-IP only)")
+        if extension.flags & UdpTunnelRequestFlags.R:
+            # 4.6: co-located, registered through an FA that advertised R: the source port is the
+            # FA's mapping, not the node's. Half bound: the port comes from the node's first keepalive.
+            return _UdpDecision(self._assent(request), UdpTunnelEndpoint(datagram.source, HALF_BOUND))
         return _UdpDecision(self._assent(request), UdpTunnelEndpoint(datagram.source, datagram.source_port))
 
     def _assent(self, request: RegistrationRequest) -> UdpTunnelReply:
@@ -399,7 +405,8 @@ class HomeAgent:
             # Relayed by a foreign agent: always with an FA care-of address (D clear, 3.6.1.2), and
             # with a co-located one when the request arrives from elsewhere than that address.
             # A UDP-tunnelled co-located node's request comes from its NAT, which is no foreign agent.
-            relayed = not request.flags & RequestFlags.D or (datagram.source != coa and udp.outer is None)
+            relayed = not request.flags & RequestFlags.D or (
+                datagram.source != coa and (udp.outer is None or udp.outer.port == HALF_BOUND))
             foreign_agent = datagram.source if relayed else None
             binding = Binding(node, coa, granted, math.inf if granted == INFINITE_LIFETIME else now + granted,
                               request.identification, request.flags, sa.spi, foreign_agent, udp.outer)

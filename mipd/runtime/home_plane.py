@@ -62,7 +62,7 @@ class HomeAgentDataPlane:
         self.backend, self.reason = home_agent_backend(self.requested)
         self.backend.start(address)
         try:
-            self.udp.start(send_udp)
+            self.udp.start(send_udp, address)
         except BackendError as exc:  # e.g. no TUN device: the rest still works, without RFC 3519
             self.udp_unavailable = str(exc)
         self.home_link.start()
