@@ -28,7 +28,8 @@ A Registration Request passes these checks, in this order (section 3.8.2.1, then
     UDP tunnelling (RFC 3519), when nat_traversal is not off; see :meth:`HomeAgent._udp_tunnel`:
       UDP Tunnel Request before MN-HA
       without D, or after it with D .... 134                      (RFC 3519 3.1, 4.1)
-      GRE/minimal inside UDP ........... 142                      (RFC 3519 3.1.4: we carry IP-in-IP only)
+      tunnelling to be done, but GRE
+      or minimal inside UDP asked ...... 142                      (RFC 3519 3.1.4, 3.5: IP-in-IP only)
       IP source != care-of address
       (a NAT) and no UDP Tunnel
       Request, nat_traversal required .. 129
@@ -37,9 +38,11 @@ A Registration Request passes these checks, in this order (section 3.8.2.1, then
 A request carrying the UDP Tunnel Request is answered with a UDP Tunnel Reply, placed before the
 reply's MN-HA authenticator so that it is covered: code 0 and the keepalive interval when a NAT
 is seen (the IP source is not the care-of address) or F forces it, and the binding then records
-the request's IP source address and UDP source port as its outer endpoint; code 64 (declined)
-otherwise. With nat_traversal off the extension is ignored (skippable; RFC 3519 3.1.1: a home
-agent without UDP tunnelling sends no reply extension).
+the request's IP source address and UDP source port as its outer endpoint (with R, registered
+through a foreign agent: that address and port 0, "half bound", the data plane taking the port of
+the node's first keepalive, 4.6); code 64 (declined) otherwise. With nat_traversal off the
+extension is ignored (skippable; RFC 3519 3.1.1: a home agent without UDP tunnelling sends no
+reply extension).
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ from mipd.core.counters import Counters
 from mipd.core.denial import Denied, Discard, open_registration
 from mipd.core.home_agent_types import HomeAgentSettings, NodeRecord
 from mipd.core.names import DiscardReason, EventName
-from mipd.core.planes import DataPlane, Endpoint, UdpTunnelEndpoint
+from mipd.core.planes import HALF_BOUND, DataPlane, Endpoint, UdpTunnelEndpoint
 from mipd.core.security import ReplayProtection, ReverseTunneling, SecurityAssociation
 from mipd.core.wire import identification as ident
 from mipd.core.wire.addresses import LIMITED_BROADCAST, UNSPECIFIED
@@ -279,29 +282,33 @@ class HomeAgent:
         if position > mn_ha_index and decapsulates:
             raise Denied(ReplyCode.HA_POORLY_FORMED_REQUEST,
                          "UDP Tunnel Request placed by a foreign agent with the D flag set")
+        forced = bool(extension.flags & UdpTunnelRequestFlags.F)
+        if not behind_nat and not forced:
+            # No NAT seen and not forced: decline; the M and G bits decide the ordinary tunnel (3.1.4).
+            return _UdpDecision(UdpTunnelReply(UdpTunnelReplyCode.TUNNELLING_DECLINED_REASON_UNSPECIFIED))
         inside = extension.encapsulation
-        if inside == UdpEncapsulation.UNSPECIFIED:  # 3.1.4: the M and G bits decide
+        if inside == UdpEncapsulation.UNSPECIFIED:  # 3.1.4: zero defaults to what M and G say
             if request.flags & RequestFlags.G:
                 inside = UdpEncapsulation.GRE
             elif request.flags & RequestFlags.M:
                 inside = UdpEncapsulation.MINIMAL
             else:
                 inside = UdpEncapsulation.IP_IN_IP
-        if inside != UdpEncapsulation.IP_IN_IP:
+        if inside != UdpEncapsulation.IP_IN_IP:  # 3.5: 142, told apart from 139 (M/G without UDP)
             raise Denied(ReplyCode.HA_UDP_ENCAP_UNAVAIL,
                          f"encapsulation {int(inside)} inside UDP is not offered (IP-in-IP only)")
-        forced = bool(extension.flags & UdpTunnelRequestFlags.F)
-        if not behind_nat and not forced:
-            # No NAT seen and not forced: decline, the binding is an ordinary IP-in-IP one.
-            return _UdpDecision(UdpTunnelReply(UdpTunnelReplyCode.TUNNELLING_DECLINED_REASON_UNSPECIFIED))
-        return _UdpDecision(self._assent(request, forced=forced and not behind_nat),
-                            UdpTunnelEndpoint(datagram.source, datagram.source_port))
+        if extension.flags & UdpTunnelRequestFlags.R:
+            # 4.6: co-located, registered through an FA that advertised R: the source port is the
+            # FA's mapping, not the node's. Half bound: the port comes from the node's first keepalive.
+            return _UdpDecision(self._assent(request), UdpTunnelEndpoint(datagram.source, HALF_BOUND))
+        return _UdpDecision(self._assent(request), UdpTunnelEndpoint(datagram.source, datagram.source_port))
 
-    def _assent(self, request: RegistrationRequest, *, forced: bool | None = None) -> UdpTunnelReply:
-        """The UDP Tunnel Reply that says tunnelling will be done, with our keepalive interval."""
-        if forced is None:
-            found = next((e for e in request.extensions if isinstance(e, UdpTunnelRequest)), None)
-            forced = found is not None and bool(found.flags & UdpTunnelRequestFlags.F)
+    def _assent(self, request: RegistrationRequest) -> UdpTunnelReply:
+        """The UDP Tunnel Reply that says tunnelling will be done, with our keepalive interval; F
+        when the request forced it (3.2: "because the F flag was set ... irrespective of the
+        detection of a NAT or not")."""
+        found = next((e for e in request.extensions if isinstance(e, UdpTunnelRequest)), None)
+        forced = found is not None and bool(found.flags & UdpTunnelRequestFlags.F)
         flags = UdpTunnelReplyFlags.F if forced else UdpTunnelReplyFlags(0)
         return UdpTunnelReply(UdpTunnelReplyCode.WILL_DO_TUNNELLING, flags, self.settings.keepalive_interval)
 
@@ -398,7 +405,8 @@ class HomeAgent:
             # Relayed by a foreign agent: always with an FA care-of address (D clear, 3.6.1.2), and
             # with a co-located one when the request arrives from elsewhere than that address.
             # A UDP-tunnelled co-located node's request comes from its NAT, which is no foreign agent.
-            relayed = not request.flags & RequestFlags.D or (datagram.source != coa and udp.outer is None)
+            relayed = not request.flags & RequestFlags.D or (
+                datagram.source != coa and (udp.outer is None or udp.outer.port == HALF_BOUND))
             foreign_agent = datagram.source if relayed else None
             binding = Binding(node, coa, granted, math.inf if granted == INFINITE_LIFETIME else now + granted,
                               request.identification, request.flags, sa.spi, foreign_agent, udp.outer)

@@ -24,11 +24,15 @@ from mipd.core.names import Location
 from mipd.core.wire.registration import RequestFlags
 from mipd.core.wire.tunnel import Encapsulation
 
+HALF_BOUND = 0  # UdpTunnelEndpoint.port of a "half bound" tunnel (RFC 3519 4.6, 4.11)
+
 
 @dataclass(frozen=True, slots=True)
 class UdpTunnelEndpoint:
     """Where a UDP-tunnelled binding's packets go (RFC 3519 3.3): the IP source address and UDP
-    source port of the registration request, i.e. the NAT's mapping of the node (or its FA)."""
+    source port of the registration request, i.e. the NAT's mapping of the node (or its FA).
+    Port :data:`HALF_BOUND` (0): registered through a foreign agent with R (4.6), the port is
+    learnt from the node's first keepalive."""
 
     address: IPv4Address
     port: int

@@ -62,7 +62,7 @@ class HomeAgentDataPlane:
         self.backend, self.reason = home_agent_backend(self.requested)
         self.backend.start(address)
         try:
-            self.udp.start(send_udp)
+            self.udp.start(send_udp, address)
         except BackendError as exc:  # e.g. no TUN device: the rest still works, without RFC 3519
             self.udp_unavailable = str(exc)
         self.home_link.start()
@@ -73,7 +73,8 @@ class HomeAgentDataPlane:
         parts = [plane.split() for plane in desired]
         self.backend.reconcile([classic for classic, _ in parts])
         self._classic = {classic.home_address for classic, _ in parts if classic.away}
-        self.udp.reconcile([udp for _, udp in parts])
+        if not self.udp_unavailable:  # else restored UDP bindings carry nothing until they re-register
+            self.udp.reconcile([udp for _, udp in parts])
         self.home_link.reconcile(desired)
         for classic, _ in parts:
             self.broadcast.update(classic)
@@ -89,7 +90,10 @@ class HomeAgentDataPlane:
             self._classic.add(plane.home_address)
         else:
             self._classic.discard(plane.home_address)
-        self.udp.apply(udp)
+        if not self.udp_unavailable:
+            self.udp.apply(udp)
+        elif udp.away:
+            raise BackendError(f"no UDP tunnel plane for {plane.home_address}: {self.udp_unavailable}")
 
     def _broadcast(self, plane: DataPlane) -> None:
         """Home-link broadcasts go only through classic tunnels (B, RFC 5944 4.3)."""

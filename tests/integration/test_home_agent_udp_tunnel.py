@@ -28,7 +28,7 @@ from tests.support import journal as journal_support
 from tests.support import pcap
 from tests.support.daemon import COLOCATED, FAR, HA, NODES, HomeAgentDaemon, Peer, build_topology
 from tests.support.journal import Journald
-from tests.support.netns import Topology, topology
+from tests.support.netns import Topology, entered, topology
 from tests.support.tools import tool
 
 journald = journal_support.journald
@@ -36,6 +36,8 @@ H = next(iter(NODES))
 KEY = NODES[H][1]
 T = 0x02
 PRIVATE = "172.16.5.5"  # the care-of address behind the NAT
+BEHIND = "192.168.77.2"  # a node behind the real NAT of behind_nat
+NAT_ADDRESS = "10.2.0.60"  # that NAT's address on the visited network
 UDP_TUNNEL_REQUEST = bytes((144, 6, 0, 0, 0, 4, 0, 0))  # sub-type 0, no flags, IP-in-IP inside UDP
 KEEPALIVE = 30
 
@@ -44,8 +46,9 @@ def tunnel_data(inner: bytes) -> bytes:
     return bytes((4, 4, 0, 0)) + inner
 
 
-def register(peer: Peer, *, lifetime: int = 600, tunnel: bytes = UDP_TUNNEL_REQUEST) -> tuple[dict[str, object], bytes]:
-    message = rrq(H, coa=PRIVATE, flags=D | T, lifetime=lifetime, before=tunnel)[0]
+def register(peer: Peer, *, lifetime: int = 600, tunnel: bytes = UDP_TUNNEL_REQUEST,
+             coa: str = PRIVATE) -> tuple[dict[str, object], bytes]:
+    message = rrq(H, coa=coa, flags=D | T, lifetime=lifetime, before=tunnel)[0]
     answer = peer.ask(message)
     assert answer is not None, "no registration reply"
     return parse_reply(answer[0], KEY), answer[0]
@@ -73,6 +76,26 @@ def echo(peer: Peer, ident: int) -> IP:
     request = IP(src=H, dst=HA, ttl=64) / ICMP(type=8, id=ident, seq=1) / b"keepalive"
     peer.sock.sendto(tunnel_data(bytes(request)), (HA, 434))
     return receive_tunnel_data(peer, lambda i: i.haslayer(ICMP) and i[ICMP].type == 0 and i[ICMP].id == ident)
+
+
+def correspondent_ping(topo: Topology, peer: Peer) -> None:
+    """A correspondent's ping to the home address arrives UDP-encapsulated at ``peer`` (the outer
+    endpoint); the node answers through the tunnel and the ping succeeds."""
+    ping = subprocess.Popen([tool("ip"), "netns", "exec", topo.ns("far"), tool("ping"), "-n", "-c", "2", "-i",
+                             "0.3", "-W", "2", H], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for _ in range(2):
+            request = receive_tunnel_data(peer, lambda i: i.haslayer(ICMP) and i[ICMP].type == 8 and i.src == FAR)
+            assert request.dst == H
+            response = IP(src=H, dst=FAR, ttl=64) / ICMP(type=0, id=request[ICMP].id, seq=request[ICMP].seq) / \
+                bytes(request[ICMP].payload)
+            peer.sock.sendto(tunnel_data(bytes(response)), (HA, 434))
+        output, _ = ping.communicate(timeout=20)
+    finally:
+        if ping.poll() is None:
+            ping.kill()
+            ping.wait()
+    assert ping.returncode == 0, output
 
 
 def binding_of(daemon: HomeAgentDaemon) -> dict[str, object]:
@@ -110,6 +133,25 @@ def home_agent(request: pytest.FixtureRequest, journald: Journald, topo: Topolog
         daemon.close()
 
 
+@pytest.fixture(scope="module")
+def behind_nat(topo: Topology) -> str:
+    """A namespace ``mn`` (192.168.77.2/24) behind the visited namespace, which source-NATs what it
+    forwards out of eth0 to its own 10.2.0.60 with nftables: a real Linux NAT, ports as conntrack
+    picks them. (Not the primary 10.2.0.2: that is the foreign agent the profile has an SA with.)
+    Removed with the topology."""
+    visited, mn = topo.ns("visited"), topo.ns("mn")
+    topo.link("visited", "eth1", "192.168.77.1/24", "mn", "eth0", f"{BEHIND}/24")
+    subprocess.run([tool("ip"), "-n", mn, "route", "add", "default", "via", "192.168.77.1"], check=True)
+    with entered(visited):
+        Path("/proc/sys/net/ipv4/ip_forward").write_text("1")
+    subprocess.run([tool("ip"), "-n", visited, "addr", "add", f"{NAT_ADDRESS}/24", "dev", "eth0"], check=True)
+    rules = "table ip mipnat {\n  chain post {\n    type nat hook postrouting priority 100;\n" \
+            f"    ip saddr 192.168.77.0/24 oifname \"eth0\" snat ip to {NAT_ADDRESS}\n  }}\n}}\n"
+    subprocess.run([tool("ip"), "netns", "exec", visited, tool("nft"), "-f", "-"], input=rules, text=True,
+                   check=True, timeout=30)
+    return mn
+
+
 @pytest.fixture
 def peer(topo: Topology) -> Iterator[Peer]:
     p = Peer(topo.ns("visited"), COLOCATED)
@@ -138,25 +180,26 @@ def test_udp_tunnel_through_a_nat_end_to_end(home_agent: HomeAgentDaemon, topo: 
     answer = echo(peer, 0x4242)  # the keepalive is answered by the kernel, back through the UDP tunnel
     assert (answer.src, answer.dst, bytes(answer[ICMP].payload)) == (HA, H, b"keepalive")
 
-    # A correspondent's ping to the home address arrives UDP-encapsulated at the outer endpoint; the
-    # node answers through the tunnel and the ping succeeds.
-    ping = subprocess.Popen([tool("ip"), "netns", "exec", topo.ns("far"), tool("ping"), "-n", "-c", "2", "-i",
-                             "0.3", "-W", "2", H], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        for _ in range(2):
-            request = receive_tunnel_data(peer, lambda i: i.haslayer(ICMP) and i[ICMP].type == 8 and i.src == FAR)
-            assert request.dst == H
-            response = IP(src=H, dst=FAR, ttl=64) / ICMP(type=0, id=request[ICMP].id, seq=request[ICMP].seq) / \
-                bytes(request[ICMP].payload)
-            peer.sock.sendto(tunnel_data(bytes(response)), (HA, 434))
-        output, _ = ping.communicate(timeout=20)
-    finally:
-        if ping.poll() is None:
-            ping.kill()
-            ping.wait()
-    assert ping.returncode == 0, output
+    correspondent_ping(topo, peer)
     counters = home_agent.json("stats")["counters"]["data_plane"]
     assert counters["udp_encapsulated"] >= 3 and counters["udp_decapsulated"] >= 3
+
+
+def test_through_a_real_nftables_masquerade(home_agent: HomeAgentDaemon, topo: Topology, behind_nat: str) -> None:
+    """The node at 192.168.77.2 registers that address as its care-of address; the NAT rewrites the
+    source, the home agent sees the difference and tunnels to the NAT's mapping, and conntrack
+    brings the Tunnel Data back to the node."""
+    node = Peer(behind_nat, BEHIND)
+    try:
+        reply, _ = register(node, coa=BEHIND)
+        assert reply["code"] == 0 and reply["ext_types"] == [44, 32]
+        entry = binding_of(home_agent)
+        assert entry["care_of_address"] == BEHIND and entry["udp_tunnel"] is True
+        assert entry["outer_address"] == NAT_ADDRESS  # the NAT's address on the visited network
+        assert echo(node, 0x6161).dst == H
+        correspondent_ping(topo, node)
+    finally:
+        node.close()
 
 
 def test_tshark_reads_the_live_reply_and_tunnel_data_without_a_malformed_flag(

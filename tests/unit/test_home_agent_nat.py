@@ -7,7 +7,7 @@ from ipaddress import IPv4Address
 import pytest
 
 from mipd.core.actions import Emit
-from mipd.core.planes import DataPlane, UdpTunnelEndpoint
+from mipd.core.planes import HALF_BOUND, DataPlane, UdpTunnelEndpoint
 from mipd.core.security import SecurityAssociation
 from mipd.core.wire.auth import Algorithm, verify
 from mipd.core.wire.codes import ReplyCode
@@ -135,6 +135,22 @@ def test_gre_or_minimal_inside_udp_is_142(clock: Clock, encapsulation: Encapsula
     assert reply.code == ReplyCode.HA_UDP_ENCAP_UNAVAIL
 
 
+def test_gre_asked_without_a_nat_is_declined_not_142(clock: Clock) -> None:
+    """3.1.4: when no UDP tunnelling is needed, M and G decide the ordinary tunnel."""
+    ha = engine(clock, encapsulations=frozenset(Carried))
+    msg = request(clock, flags=D | RequestFlags.G, before=(UdpTunnelRequest(encapsulation=Encapsulation.GRE),))
+    _, reply = only_reply(ha.receive(datagram(msg), clock.now))
+    found = tunnel_reply(reply)
+    assert reply.code == ReplyCode.ACCEPTED and found is not None and not found.accepted
+
+
+def test_forced_behind_a_nat_says_forced_too(clock: Clock) -> None:
+    ha = engine(clock)
+    _, reply = only_reply(ha.receive(datagram(request(clock, flags=D, before=(FORCE,)), source=NAT), clock.now))
+    found = tunnel_reply(reply)
+    assert found is not None and found.accepted and found.flags & UdpTunnelReplyFlags.F
+
+
 def test_ip_in_ip_named_explicitly_is_accepted(clock: Clock) -> None:
     ha = engine(clock)
     msg = request(clock, flags=D, before=(UdpTunnelRequest(encapsulation=Encapsulation.IP_IN_IP),))
@@ -187,3 +203,15 @@ def test_denials_carry_no_tunnel_reply_and_deregistration_ignores_the_extension(
     _, reply = only_reply(actions)
     assert reply.code == ReplyCode.ACCEPTED and tunnel_reply(reply) is None and len(ha.bindings) == 0
     assert [p.endpoints for p in actions if isinstance(p, DataPlane)] == [()]
+
+
+def test_r_flag_through_a_foreign_agent_is_half_bound(clock: Clock) -> None:
+    """4.6: with R the request's port is the FA's mapping; the port comes from the first keepalive."""
+    ha = engine(clock)
+    msg = request(clock, flags=D, before=(UdpTunnelRequest(UdpTunnelRequestFlags.R),))
+    _, reply = only_reply(ha.receive(datagram(msg, source=NAT, port=434), clock.now))
+    found = tunnel_reply(reply)
+    assert reply.code == ReplyCode.ACCEPTED and found is not None and found.accepted
+    binding = ha.bindings.get(MN, COA)
+    assert binding is not None and binding.outer == UdpTunnelEndpoint(NAT, HALF_BOUND)
+    assert binding.foreign_agent == NAT  # relayed by the foreign agent, whose address the NAT shows

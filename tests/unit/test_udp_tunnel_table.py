@@ -5,7 +5,7 @@ from __future__ import annotations
 from ipaddress import IPv4Address
 
 from mipd.adapters.tunnel.udp_tunnel import COUNTERS, UdpTunnelTable, is_tunnel_data
-from mipd.core.planes import DataPlane, Endpoint, UdpTunnelEndpoint
+from mipd.core.planes import HALF_BOUND, DataPlane, Endpoint, UdpTunnelEndpoint
 from mipd.core.wire import ipv4
 from mipd.core.wire.nat import TunnelData, decode_tunnel_data
 from mipd.core.wire.registration import RequestFlags
@@ -14,9 +14,9 @@ HA, HOME, COA = IPv4Address("10.1.0.1"), IPv4Address("10.1.0.10"), IPv4Address("
 NAT = UdpTunnelEndpoint(IPv4Address("192.0.2.7"), 61000)
 
 
-def packet(source: IPv4Address, destination: IPv4Address, payload: bytes = b"hello") -> bytes:
+def packet(source: IPv4Address, destination: IPv4Address, payload: bytes = b"hello", protocol: int = 17) -> bytes:
     return ipv4.IPv4Header(tos=0, total_length=20 + len(payload), identification=1, flags=ipv4.Flags(0),
-                           fragment_offset=0, ttl=64, protocol=17, source=source,
+                           fragment_offset=0, ttl=64, protocol=protocol, source=source,
                            destination=destination).encode() + payload
 
 
@@ -63,3 +63,26 @@ def test_receive_takes_only_the_binding_outer_endpoint_and_ip_in_ip() -> None:
 
 def test_is_tunnel_data_is_message_type_4() -> None:
     assert is_tunnel_data(b"\x04\x04\x00\x00") and not is_tunnel_data(b"\x01") and not is_tunnel_data(b"")
+
+
+def icmp_echo(source: IPv4Address, destination: IPv4Address) -> bytes:
+    return packet(source, destination, b"\x08\x00\xf7\xfd\x00\x01\x00\x01", protocol=1)
+
+
+def test_a_half_bound_tunnel_learns_its_port_from_the_first_keepalive() -> None:
+    """RFC 3519 4.6: the outer address must be the registration's, the port is the keepalive's."""
+    t = UdpTunnelTable(HA)
+    half = UdpTunnelEndpoint(NAT.address, HALF_BOUND)
+    t.set(DataPlane(HOME, (Endpoint.for_request(COA, HA, RequestFlags.D | RequestFlags.T, half),)))
+    assert t.forward(packet(IPv4Address("10.9.0.9"), HOME)) == []  # no port yet
+    not_echo = TunnelData(4, packet(HOME, HA)).encode()  # UDP, not an echo request
+    assert t.receive(not_echo, NAT.address, 40001) is None
+    keepalive = icmp_echo(HOME, HA)
+    wrong = IPv4Address("192.0.2.99")
+    assert t.receive(TunnelData(4, keepalive).encode(), wrong, 40001) is None  # another address
+    assert t.receive(TunnelData(4, keepalive).encode(), NAT.address, 40001) is not None
+    ((_, outer),) = t.forward(packet(IPv4Address("10.9.0.9"), HOME))
+    assert outer == UdpTunnelEndpoint(NAT.address, 40001)
+    assert t.receive(TunnelData(4, packet(HOME, HA)).encode(), NAT.address, 40001) is not None  # now bound
+    assert (t.counts["udp_half_bound_learnt"], t.counts["dropped_udp_awaiting_keepalive"],
+            t.counts["dropped_udp_not_registered"]) == (1, 1, 2)

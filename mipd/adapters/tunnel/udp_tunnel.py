@@ -28,13 +28,14 @@ import asyncio
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 from mipd.adapters.netlink import calls as netlink
 from mipd.adapters.tunnel.backend import BackendError
 from mipd.adapters.tunnel.userspace import BATCH, MAX_PACKET, close_tun, open_tun
-from mipd.core.planes import DataPlane, Endpoint, UdpTunnelEndpoint
+from mipd.core.planes import HALF_BOUND, DataPlane, Endpoint, UdpTunnelEndpoint
 from mipd.core.wire import ipv4
 from mipd.core.wire.errors import DecodeError
 from mipd.core.wire.nat import TUNNEL_DATA_TYPE, Encapsulation, TunnelData, decode_tunnel_data
@@ -52,10 +53,13 @@ COUNTERS = (
     "dropped_udp_next_header",  # next header other than 4 (we tunnel IP-in-IP inside UDP only)
     "dropped_udp_not_registered",  # outer source address/port not the binding of the inner source
     "dropped_udp_other_destination",  # sent to a broadcast address of UDP port 434, not to ours
+    "dropped_udp_awaiting_keepalive",  # for a half-bound tunnel (R, 4.6) whose first keepalive is still due
+    "udp_half_bound_learnt",  # half-bound tunnels that took the port of their first keepalive
     "udp_send_errors",
     "udp_write_errors",
 )
 
+_UNSET = IPv4Address(0)
 SendUdp = Callable[[bytes, IPv4Address, int], bool]  # payload, destination, port -> sent?
 
 
@@ -67,7 +71,8 @@ def is_tunnel_data(payload: bytes) -> bool:
 class UdpTunnelTable:
     """The UDP-tunnelled endpoints of every away node and the per-packet decisions, without I/O."""
 
-    def __init__(self) -> None:
+    def __init__(self, local: IPv4Address = _UNSET) -> None:
+        self.local = local  # the home agent's address: a keepalive's inner destination
         self.endpoints: dict[IPv4Address, tuple[Endpoint, ...]] = {}
         self.counts: Counter[str] = Counter()
 
@@ -91,7 +96,10 @@ class UdpTunnelTable:
             self.counts["dropped_udp_no_binding"] += 1
             return []
         payload = TunnelData(Encapsulation.IP_IN_IP, datagram).encode()
-        return [(payload, e.outer) for e in endpoints if e.outer is not None]
+        out = [(payload, e.outer) for e in endpoints if e.outer is not None and e.outer.port != HALF_BOUND]
+        if not out:
+            self.counts["dropped_udp_awaiting_keepalive"] += 1  # half bound: no port yet (4.6)
+        return out
 
     def receive(self, payload: bytes, source: IPv4Address, port: int) -> bytes | None:
         """The inner packet of a Tunnel Data message from (``source``, ``port``), or None (counted)."""
@@ -105,11 +113,29 @@ class UdpTunnelTable:
             self.counts["dropped_udp_malformed"] += 1
             return None
         outer = UdpTunnelEndpoint(source, port)
-        if not any(e.outer == outer for e in self.endpoints.get(header.source, ())):
+        endpoints = self.endpoints.get(header.source, ())
+        if not any(e.outer == outer for e in endpoints) and not self._bind_half(header, message.payload, outer):
             self.counts["dropped_udp_not_registered"] += 1
             return None
         self.counts["udp_decapsulated"] += 1
         return message.payload
+
+
+    def _bind_half(self, header: ipv4.IPv4Header, inner: bytes, outer: UdpTunnelEndpoint) -> bool:
+        """RFC 3519 4.6: a half-bound tunnel (port 0) takes the outer port of the node's first
+        keepalive, an ICMP Echo Request from the home address to us, from the registration's address."""
+        endpoints = self.endpoints.get(header.source, ())
+        half = [e for e in endpoints if e.outer == UdpTunnelEndpoint(outer.address, HALF_BOUND)]
+        body = inner[header.header_length:]
+        if not half or header.destination != self.local or header.protocol != _ICMP or body[:1] != _ECHO_REQUEST:
+            return False
+        self.endpoints[header.source] = tuple(replace(e, outer=outer) if e in half else e for e in endpoints)
+        self.counts["udp_half_bound_learnt"] += 1
+        return True
+
+
+_ICMP = 1
+_ECHO_REQUEST = b"\x08"
 
 
 class UdpTunnelPlane:
@@ -123,9 +149,10 @@ class UdpTunnelPlane:
         self._send: SendUdp | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def start(self, send: SendUdp) -> None:
+    def start(self, send: SendUdp, local: IPv4Address) -> None:
         """Create ``mipu0``, bring it up (rp_filter strict) and start reading it; BackendError if impossible."""
         self._send = send
+        self.table.local = local
         self._loop = asyncio.get_running_loop()
         try:
             self._tun = open_tun(self.device, UDP_TUN_MTU)
