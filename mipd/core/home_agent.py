@@ -108,9 +108,24 @@ class _UdpDecision:
 
     reply: UdpTunnelReply | None = None
     outer: UdpTunnelEndpoint | None = None
+    # The request's extension was a foreign agent's (after MN-HA): the reply's goes after MN-HA too,
+    # where the agent finds and removes what is meant for it (RFC 3519 3.2, RFC 5944 3.7.3.2).
+    for_foreign_agent: bool = False
 
 
 _NO_UDP = _UdpDecision()
+
+
+def _agent_address(request: RegistrationRequest, datagram: Datagram) -> IPv4Address:
+    """Who relayed ``request``: the foreign agent is known by the address it sends from, except
+    behind a NAT (RFC 3519 4.5), where that is the NAT's; an agent that asks for UDP tunnelling
+    (its extension after MN-HA, D clear) sends from its care-of address, so that names it. Its
+    FA-HA authenticator, checked with that agent's key, is what proves it."""
+    mn_ha = request.authentications(ExtensionType.MOBILE_HOME_AUTHENTICATION)
+    if mn_ha and not request.flags & RequestFlags.D and any(
+            isinstance(e, UdpTunnelRequest) for e in request.extensions[mn_ha[0][0] + 1:]):
+        return request.care_of_address
+    return datagram.source
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,7 +300,8 @@ class HomeAgent:
         forced = bool(extension.flags & UdpTunnelRequestFlags.F)
         if not behind_nat and not forced:
             # No NAT seen and not forced: decline; the M and G bits decide the ordinary tunnel (3.1.4).
-            return _UdpDecision(UdpTunnelReply(UdpTunnelReplyCode.TUNNELLING_DECLINED_REASON_UNSPECIFIED))
+            return _UdpDecision(UdpTunnelReply(UdpTunnelReplyCode.TUNNELLING_DECLINED_REASON_UNSPECIFIED),
+                                for_foreign_agent=position > mn_ha_index)
         inside = extension.encapsulation
         if inside == UdpEncapsulation.UNSPECIFIED:  # 3.1.4: zero defaults to what M and G say
             if request.flags & RequestFlags.G:
@@ -301,7 +317,8 @@ class HomeAgent:
             # 4.6: co-located, registered through an FA that advertised R: the source port is the
             # FA's mapping, not the node's. Half bound: the port comes from the node's first keepalive.
             return _UdpDecision(self._assent(request), UdpTunnelEndpoint(datagram.source, HALF_BOUND))
-        return _UdpDecision(self._assent(request), UdpTunnelEndpoint(datagram.source, datagram.source_port))
+        return _UdpDecision(self._assent(request), UdpTunnelEndpoint(datagram.source, datagram.source_port),
+                            for_foreign_agent=position > mn_ha_index)
 
     def _assent(self, request: RegistrationRequest) -> UdpTunnelReply:
         """The UDP Tunnel Reply that says tunnelling will be done, with our keepalive interval; F
@@ -328,7 +345,7 @@ class HomeAgent:
 
     def _check_foreign_agent(self, request: RegistrationRequest, datagram: Datagram) -> None:
         """3.8.2.1 (c) and (d): the Foreign-Home Authentication Extension."""
-        agent_sas = self.settings.foreign_agents.get(datagram.source)
+        agent_sas = self.settings.foreign_agents.get(_agent_address(request, datagram))
         fa_ha = request.authentications(ExtensionType.FOREIGN_HOME_AUTHENTICATION)
         if agent_sas is None:
             if fa_ha:
@@ -407,7 +424,7 @@ class HomeAgent:
             # A UDP-tunnelled co-located node's request comes from its NAT, which is no foreign agent.
             relayed = not request.flags & RequestFlags.D or (
                 datagram.source != coa and (udp.outer is None or udp.outer.port == HALF_BOUND))
-            foreign_agent = datagram.source if relayed else None
+            foreign_agent = _agent_address(request, datagram) if relayed else None
             binding = Binding(node, coa, granted, math.inf if granted == INFINITE_LIFETIME else now + granted,
                               request.identification, request.flags, sa.spi, foreign_agent, udp.outer)
             previous = self.bindings.put(binding)
@@ -432,11 +449,14 @@ class HomeAgent:
         Reply goes before the MN-HA authenticator, which covers it (RFC 3519 3.2)."""
         request, datagram, sa = x.request, x.datagram, x.sa
         home_agent = self.settings.address if code == ReplyCode.HA_UNKNOWN_HOME_AGENT_ADDRESS else request.home_agent
+        before = () if udp.reply is None or udp.for_foreign_agent else (udp.reply,)
         reply = RegistrationReply(
             int(code), lifetime, x.reply_home_address, home_agent, self._reply_identification(request, sa, code),
-            () if udp.reply is None else (udp.reply,),
+            before,
         )
         reply = append_authentication(reply, ExtensionType.MOBILE_HOME_AUTHENTICATION, sa.spi, sa.key, sa.algorithm)
+        if udp.reply is not None and udp.for_foreign_agent:  # after MN-HA, before FA-HA (which covers it)
+            reply = replace(reply, extensions=(*reply.extensions, udp.reply))
         agent_sa = self._foreign_agent_sa(request, datagram)
         if agent_sa is not None:  # 3.8.1: the reply to an FA we share an SA with carries FA-HA
             reply = append_authentication(reply, ExtensionType.FOREIGN_HOME_AUTHENTICATION, agent_sa.spi,
@@ -458,7 +478,7 @@ class HomeAgent:
         return request.identification  # 5.7.1: "copies the entire Identification field"
 
     def _foreign_agent_sa(self, request: RegistrationRequest, datagram: Datagram) -> SecurityAssociation | None:
-        agent_sas = self.settings.foreign_agents.get(datagram.source)
+        agent_sas = self.settings.foreign_agents.get(_agent_address(request, datagram))
         if not agent_sas or request.lifetime == 0:
             return None
         used = request.authentications(ExtensionType.FOREIGN_HOME_AUTHENTICATION)
