@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 
-import mipd.core.planes
 from mipd.core.wire import identification
 from mipd.core.wire.auth import append_authentication
 from mipd.core.wire.extensions import ExtensionType
@@ -30,9 +29,6 @@ from tests.support.daemon import HomeAgentDaemon
 from tests.support.journal import Journald
 from tests.support.netns import Topology, netns_socket, set_sysctl, topology
 from tests.support.tools import tool
-
-pytestmark = pytest.mark.skipif(not hasattr(mipd.core.planes, "UdpTunnelEndpoint"),
-                                reason="the home agent's RFC 3519 side is not in this tree yet")
 
 journald = journal_support.journald
 HA, HA_WAN, NAT_OUT, NAT_IN, FA_WAN, COA = "10.1.0.1", "10.4.0.1", "10.4.0.2", "10.6.0.1", "10.6.0.2", "10.2.0.1"

@@ -114,14 +114,19 @@ def test_foreign_agent_placed_request_with_d_is_134(clock: Clock) -> None:
 
 
 def test_foreign_agent_behind_a_nat_gets_the_tunnel_to_its_mapping(clock: Clock) -> None:
-    ha = engine(clock, foreign_agents={NAT: {300: SecurityAssociation(300, FA_KEY, NAT)}})
+    """RFC 3519 4.5: the agent is known by its care-of address (its FA-HA SA is the one it shares with
+    us under that address), not by the NAT's address its request comes from; the reply's extension
+    goes after MN-HA and before FA-HA, where the agent finds it."""
+    ha = engine(clock, foreign_agents={FA: {300: SecurityAssociation(300, FA_KEY, FA)}})
     msg = request(clock, coa=FA, after=(ASK,), fa_ha=(300, FA_KEY))
     _, reply = only_reply(ha.receive(datagram(msg, source=NAT, port=50434), clock.now))
     assert reply.code == ReplyCode.ACCEPTED
     found = tunnel_reply(reply)
     assert found is not None and found.accepted
+    types = [e.type for e in reply.extensions]
+    assert types == [ExtensionType.MOBILE_HOME_AUTHENTICATION, 44, ExtensionType.FOREIGN_HOME_AUTHENTICATION]
     binding = ha.bindings.get(MN, FA)
-    assert binding is not None and binding.outer == UdpTunnelEndpoint(NAT, 50434) and binding.foreign_agent == NAT
+    assert binding is not None and binding.outer == UdpTunnelEndpoint(NAT, 50434) and binding.foreign_agent == FA
 
 
 @pytest.mark.parametrize(("encapsulation", "flags"), [
