@@ -66,6 +66,7 @@ from mipd.adapters.tunnel.userspace import (
     drain_into_tun,
     open_raw_sockets,
     open_tun,
+    write_into_tun,
 )
 from mipd.core.wire import ipv4
 from mipd.core.wire.errors import DecodeError
@@ -312,12 +313,7 @@ class ColocatedTunnel:
         echo = self.table.echo_reply(inner)
         if echo is not None and self.on_echo_reply is not None:
             self.on_echo_reply(*echo)
-        if self._tun is None:
-            return
-        try:
-            os.write(self._tun, inner)
-        except OSError:
-            self.table.counts["write_errors"] += 1
+        write_into_tun(self._tun, inner, self.table.counts)
 
     def _close_sockets(self) -> None:
         close_raw_sockets(self._loop, self._send, self._receivers)

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from mipd.adapters.netlink import calls as netlink
 from mipd.adapters.tunnel.backend import BackendError
-from mipd.adapters.tunnel.userspace import BATCH, MAX_PACKET, close_tun, open_tun
+from mipd.adapters.tunnel.userspace import BATCH, MAX_PACKET, close_tun, open_tun, write_into_tun
 from mipd.core.planes import HALF_BOUND, DataPlane, Endpoint, UdpTunnelEndpoint
 from mipd.core.wire import ipv4
 from mipd.core.wire.errors import DecodeError
@@ -193,13 +193,7 @@ class UdpTunnelPlane:
 
     def receive(self, payload: bytes, source: IPv4Address, port: int) -> None:
         """A Tunnel Data message that arrived on UDP port 434: its inner packet into ``mipu0``."""
-        inner = self.table.receive(payload, source, port)
-        if inner is None or self._tun is None:
-            return
-        try:
-            os.write(self._tun, inner)
-        except OSError:
-            self.table.counts["udp_write_errors"] += 1
+        write_into_tun(self._tun, self.table.receive(payload, source, port), self.table.counts, "udp_write_errors")
 
     def drop_other_destination(self) -> None:
         """A Tunnel Data message sent to one of port 434's broadcast sockets: counted, not taken."""

@@ -85,13 +85,18 @@ def drain_into_tun(receiver: socket.socket, tun: int | None, decide: Callable[[b
             packet = receiver.recv(MAX_PACKET)
         except (BlockingIOError, InterruptedError):
             return
-        inner = decide(packet)
-        if inner is None or tun is None:
-            continue
-        try:
-            os.write(tun, inner)
-        except OSError:
-            counts["write_errors"] += 1
+        write_into_tun(tun, decide(packet), counts)
+
+
+def write_into_tun(tun: int | None, inner: bytes | None, counts: Counter[str], errors: str = "write_errors") -> None:
+    """Write ``inner`` (a packet let through, or None) to the TUN device, if open, for the kernel to
+    forward or deliver; a failed write is counted as ``errors``, never raised."""
+    if inner is None or tun is None:
+        return
+    try:
+        os.write(tun, inner)
+    except OSError:
+        counts[errors] += 1
 
 
 def close_raw_sockets(loop: asyncio.AbstractEventLoop | None, send: socket.socket | None,

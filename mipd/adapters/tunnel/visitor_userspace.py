@@ -57,6 +57,7 @@ from mipd.adapters.tunnel.userspace import (
     drain_into_tun,
     open_raw_sockets,
     open_tun,
+    write_into_tun,
 )
 from mipd.adapters.tunnel.visitor_routing import DEFAULT, VisitorRouting, wanted
 from mipd.core.planes import Delivery, VisitorPlane
@@ -249,13 +250,7 @@ class VisitorUserspaceBackend:
 
     def from_udp_tunnel(self, payload: bytes, source: IPv4Address, port: int) -> None:
         """A type-4 message the relay socket received from ``(source, port)``."""
-        inner = self.table.deliver_udp(payload, source, port)
-        if inner is None or self._tun is None:
-            return
-        try:
-            os.write(self._tun, inner)
-        except OSError:
-            self.table.counts["write_errors"] += 1
+        write_into_tun(self._tun, self.table.deliver_udp(payload, source, port), self.table.counts)
 
     def _send_udp(self, payload: bytes, destination: IPv4Address) -> bool:
         if self._udp_send is None or not self._udp_send(payload, destination, REGISTRATION_PORT):
