@@ -127,7 +127,7 @@ def measure_throughput(plan: Plan, details: dict[str, Any]) -> None:
         log(f"throughput: iperf3 -t {seconds} through the kernel IP-in-IP tunnel, under a real kernel")
         attempt(details, "ipip_kernel", lambda: throughput.in_kernel(seconds))
     else:
-        details["ipip_kernel_error"] = "not measured in quick mode (a second guest kernel boot)"
+        details["ipip_kernel_error"] = "left out of the quick run (it would boot a second guest kernel)"
 
 
 def namespaced(plan: Plan, details: dict[str, Any], processes: Processes, programs: Programs, *, work: Path,

@@ -167,7 +167,7 @@ def _throughput_section(details: dict[str, Any]) -> list[str]:
     kernel = details.get("ipip_kernel") or {}
     if kernel.get("runner"):
         notes.append(f"  the kernel backend ran under {kernel['runner']}, Linux {kernel.get('guest_kernel')}: "
-                     "an emulated CPU, not comparable with the host rows")
+                     "a guest kernel, not comparable with the host rows")
     return out + _table(rows) + notes
 
 

@@ -66,3 +66,18 @@ def test_demo_table_is_parsed_by_column_names() -> None:
     assert [r["to"] for r in rows] == ["visited 1", "co-located"]
     assert [r["lost"] for r in rows] == ["7", "12"]
     assert percentile([1.0, 2.0, 3.0, 4.0], 0.5) == 2.5
+
+
+def test_throughput_table_shows_a_missing_figure_and_why() -> None:
+    from bench.report import _throughput_section  # noqa: PLC0415
+
+    lines = _throughput_section({
+        "ipip_userspace": {"mbit_s": 200.0, "packets_s": 17000.0, "retransmits": 3, "seconds": 3.0},
+        "udp_tunnel": {"error": "no UDP tunnel yet (refused)"},
+        "ipip_kernel_error": "left out of the quick run",
+    })
+    text = "\n".join(lines)
+    assert "200.0" in text and "17,000" in text
+    assert "RFC 3519 UDP tunnel, userspace backend (host kernel): not measured: no UDP tunnel yet" in text
+    assert "kernel backend (real-kernel runner): not measured: left out of the quick run" in text
+    assert _throughput_section({}) == []
