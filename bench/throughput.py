@@ -165,7 +165,7 @@ def on_host(seconds: int, *, udp: bool) -> dict[str, Any]:
         raise RuntimeError(f"bench.throughput exited {out.returncode}: {out.stderr.strip()[-1500:]}")
     result: dict[str, Any] = json.loads(lines[-1])
     if udp and "error" in result:
-        result["error"] = f"no UDP tunnel yet ({result['error']})"
+        result["error"] = f"no UDP tunnel ({result['error']})"
     return result
 
 
