@@ -3,7 +3,9 @@
 Runs, in order: the registration rate against the C floor, the Python floor and mipd with and
 without journald (bench/rate.py); the daemon's footprint (start to READY=1 over sd_notify, idle
 RSS and CPU); binding scale at engine level (bench/scale.py, one process per size); the kernel
-data path under a real kernel (bench/kernel.py); handoff over the demo tour (bench/handoff.py).
+data path under a real kernel (bench/kernel.py); iperf3 TCP through the home agent's tunnels
+(bench/throughput.py: IP-in-IP on the userspace backend, RFC 3519's UDP tunnel, and IP-in-IP on the
+kernel backend under a real kernel, which the quick run leaves out); handoff over the demo tour (bench/handoff.py).
 Writes the JSON of docs/interfaces.md ("Benchmark results") to bench/results/latest.json (quick:
 quick.json), the per-part details next to it (``*-details.json``), and prints a readable table.
 Needs root (namespaces, a guest kernel).
