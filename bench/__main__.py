@@ -3,7 +3,9 @@
 Runs, in order: the registration rate against the C floor, the Python floor and mipd with and
 without journald (bench/rate.py); the daemon's footprint (start to READY=1 over sd_notify, idle
 RSS and CPU); binding scale at engine level (bench/scale.py, one process per size); the kernel
-data path under a real kernel (bench/kernel.py); handoff over the demo tour (bench/handoff.py).
+data path under a real kernel (bench/kernel.py); iperf3 TCP through the home agent's tunnels
+(bench/throughput.py: IP-in-IP on the userspace backend, RFC 3519's UDP tunnel, and IP-in-IP on the
+kernel backend under a real kernel, which the quick run leaves out); handoff over the demo tour (bench/handoff.py).
 Writes the JSON of docs/interfaces.md ("Benchmark results") to bench/results/latest.json (quick:
 quick.json), the per-part details next to it (``*-details.json``), and prints a readable table.
 Needs root (namespaces, a guest kernel).
@@ -31,7 +33,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import handoff, kernel, rate
+from bench import handoff, kernel, rate, throughput
 from bench.build import Programs, compile_all
 from bench.procs import Processes
 from bench.report import SUMMARY_KEYS, machine, number, render
@@ -39,7 +41,7 @@ from tests.support.journal import private_namespace, running_journald
 from tests.support.netns import Topology
 
 RESULTS = Path(__file__).resolve().parent / "results"
-PARTS = frozenset({"rate", "scale", "kernel", "handoff"})  # the footprint is measured with the rate
+PARTS = frozenset({"rate", "scale", "kernel", "handoff", "throughput"})  # the footprint is measured with the rate
 
 
 class Plan:
@@ -53,6 +55,8 @@ class Plan:
         self.kernel_routes = 20 if quick else 200
         self.moves = 1 if quick else 20
         self.idle_window_s = 2.0 if quick else 30.0
+        self.iperf_seconds = 3 if quick else 10
+        self.kernel_throughput = not quick  # a second guest boot: too slow for the quick run
 
 
 def log(text: str) -> None:
@@ -105,10 +109,27 @@ def run(plan: Plan, processes: Processes, stack: contextlib.ExitStack) -> tuple[
     if "kernel" in plan.parts:
         log(f"kernel: a real kernel (user-mode Linux or QEMU), {plan.kernel_routes} routes")
         attempt(details, "kernel", lambda: kernel.run(plan.kernel_routes, dataplane=not plan.quick))
+    if "throughput" in plan.parts:
+        measure_throughput(plan, details)
     if "handoff" in plan.parts:
         log(f"handoff: mipd demo --moves {plan.moves} --interval-ms 10")
         attempt(details, "handoff", lambda: handoff.run(processes, plan.moves))
     return summarize(details), details
+
+
+def measure_throughput(plan: Plan, details: dict[str, Any]) -> None:
+    """iperf3 TCP through the home agent's tunnels (bench/throughput.py): IP-in-IP on the userspace backend
+    and on the kernel backend (under a real kernel), and RFC 3519's UDP tunnel (userspace)."""
+    seconds = plan.iperf_seconds
+    log(f"throughput: iperf3 -t {seconds} through the userspace IP-in-IP tunnel")
+    attempt(details, "ipip_userspace", lambda: throughput.on_host(seconds, udp=False))
+    log(f"throughput: iperf3 -t {seconds} through the UDP tunnel (nat_traversal: force)")
+    attempt(details, "udp_tunnel", lambda: throughput.on_host(seconds, udp=True))
+    if plan.kernel_throughput:
+        log(f"throughput: iperf3 -t {seconds} through the kernel IP-in-IP tunnel, under a real kernel")
+        attempt(details, "ipip_kernel", lambda: throughput.in_kernel(seconds))
+    else:
+        details["ipip_kernel_error"] = "left out of the quick run (it would boot a second guest kernel)"
 
 
 def namespaced(plan: Plan, details: dict[str, Any], processes: Processes, programs: Programs, *, work: Path,
@@ -160,6 +181,9 @@ def summarize(details: dict[str, Any]) -> dict[str, Any]:
         "ready_s": foot.get("ready_s"),
         "idle_rss_mib": foot.get("idle_rss_mib"),
         "idle_cpu_pct": foot.get("idle_cpu_pct"),
+        "udp_tunnel_mbit_s": (details.get("udp_tunnel") or {}).get("mbit_s"),
+        "ipip_userspace_mbit_s": (details.get("ipip_userspace") or {}).get("mbit_s"),
+        "ipip_kernel_mbit_s": (details.get("ipip_kernel") or {}).get("mbit_s"),
     }
     summary: dict[str, Any] = {key: number(values[key]) for key in SUMMARY_KEYS}
     summary["machine"] = machine()

@@ -13,7 +13,8 @@ from typing import Any
 SUMMARY_KEYS = (
     "registrations_per_s", "c_floor_per_s", "python_floor_per_s", "p50_ms_at_50pct", "p99_ms_at_50pct",
     "bytes_per_binding_1m", "expire_s_per_100k", "route_installs_per_s", "handoff_ms_median", "handoff_ms_p95",
-    "lost_per_move_max", "ready_s", "idle_rss_mib", "idle_cpu_pct",
+    "lost_per_move_max", "ready_s", "idle_rss_mib", "idle_cpu_pct", "udp_tunnel_mbit_s", "ipip_userspace_mbit_s",
+    "ipip_kernel_mbit_s",
 )
 
 
@@ -144,6 +145,32 @@ def _handoff_section(details: dict[str, Any]) -> list[str]:
             f"tcp survived: {'yes' if handoff['tcp_survived'] else 'no'}"]
 
 
+def _throughput_section(details: dict[str, Any]) -> list[str]:
+    parts = (("ipip_userspace", "IP-in-IP, userspace backend (host kernel)"),
+             ("ipip_kernel", "IP-in-IP, kernel backend (real-kernel runner)"),
+             ("udp_tunnel", "RFC 3519 UDP tunnel, userspace backend (host kernel)"))
+    if not any(details.get(key) or details.get(f"{key}_error") for key, _ in parts):
+        return []
+    out = ["", "Throughput: iperf3 TCP, correspondent on the home link -> home agent -> co-located mobile node "
+               "(packets/s: tunnelled packets the home agent sent)"]
+    rows: list[tuple[str, ...]] = [("tunnel", "Mbit/s", "packets/s", "retransmits", "seconds")]
+    notes = []
+    for key, label in parts:
+        result = details.get(key) or {}
+        if "mbit_s" in result:
+            rows.append((label, _fmt(result["mbit_s"]), _fmt(result.get("packets_s"), 0),
+                         _fmt(result.get("retransmits")), _fmt(result.get("seconds"))))
+        else:
+            rows.append((label, "-", "-", "-", "-"))
+            why = result.get("error") or details.get(f"{key}_error") or "not run"
+            notes.append(f"  {label}: not measured: {why[:300]}")
+    kernel = details.get("ipip_kernel") or {}
+    if kernel.get("runner"):
+        notes.append(f"  the kernel backend ran under {kernel['runner']}, Linux {kernel.get('guest_kernel')}: "
+                     "a guest kernel, not comparable with the host rows")
+    return out + _table(rows) + notes
+
+
 def _footprint_section(summary: dict[str, Any], details: dict[str, Any]) -> list[str]:
     foot = details.get("footprint")
     if not foot:
@@ -161,6 +188,7 @@ def render(summary: dict[str, Any], details: dict[str, Any]) -> str:
     out += _rate_section(summary, details)
     out += _scale_section(details)
     out += _kernel_section(details)
+    out += _throughput_section(details)
     out += _handoff_section(details)
     out += _footprint_section(summary, details)
     return "\n".join(out)

@@ -2,8 +2,10 @@
 ("Benchmark results").
 
 Nothing about speed is asserted. Null is accepted only where the quick mode honestly measures
-nothing: ``bytes_per_binding_1m`` (quick mode stops at 10,000 bindings) and ``expire_s_per_100k``
-(no 100,000-binding run). Also checks the table parser the handoff part relies on.
+nothing: ``bytes_per_binding_1m`` (quick mode stops at 10,000 bindings), ``expire_s_per_100k``
+(no 100,000-binding run) and ``ipip_kernel_mbit_s`` (one guest boot only). ``udp_tunnel_mbit_s`` is
+measured: the node forces RFC 3519 UDP tunnelling and the home agent grants it. Also checks the table
+parser the handoff part relies on.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from bench.report import SUMMARY_KEYS
 from tests.support.tools import venv_script
 
 REPOSITORY = Path(__file__).resolve().parents[2]
-NULL_IN_QUICK = {"bytes_per_binding_1m", "expire_s_per_100k"}
+# ipip_kernel_mbit_s: the quick run boots one guest kernel only.
+NULL_IN_QUICK = {"bytes_per_binding_1m", "expire_s_per_100k", "ipip_kernel_mbit_s"}
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the benchmark needs root (namespaces, a guest kernel)")
@@ -38,6 +41,8 @@ def test_quick_bench_writes_every_key(tmp_path: Path) -> None:
         if key not in NULL_IN_QUICK:
             assert value is not None, (key, run.stderr[-3000:])
     assert isinstance(summary["journal"], bool)
+    assert "Throughput: iperf3 TCP" in run.stdout, run.stdout
+    assert "RFC 3519 UDP tunnel, userspace backend (host kernel)  " in run.stdout, run.stdout  # a measured row
     # The guest kernel that measured route_installs_per_s is named beside the host's.
     assert set(summary["machine"]) == {"cpu", "cores", "kernel", "python", "guest_kernel"}
     assert summary["machine"]["guest_kernel"].split()[1] in ("(uml)", "(qemu-tcg)", "(qemu-kvm)"), summary["machine"]
@@ -60,3 +65,18 @@ def test_demo_table_is_parsed_by_column_names() -> None:
     assert [r["to"] for r in rows] == ["visited 1", "co-located"]
     assert [r["lost"] for r in rows] == ["7", "12"]
     assert percentile([1.0, 2.0, 3.0, 4.0], 0.5) == 2.5
+
+
+def test_throughput_table_shows_a_missing_figure_and_why() -> None:
+    from bench.report import _throughput_section  # noqa: PLC0415
+
+    lines = _throughput_section({
+        "ipip_userspace": {"mbit_s": 200.0, "packets_s": 17000.0, "retransmits": 3, "seconds": 3.0},
+        "udp_tunnel": {"error": "no UDP tunnel (refused)"},
+        "ipip_kernel_error": "left out of the quick run",
+    })
+    text = "\n".join(lines)
+    assert "200.0" in text and "17,000" in text
+    assert "RFC 3519 UDP tunnel, userspace backend (host kernel): not measured: no UDP tunnel" in text
+    assert "kernel backend (real-kernel runner): not measured: left out of the quick run" in text
+    assert _throughput_section({}) == []

@@ -6,7 +6,8 @@ journald of its own (tests/support/journal.py); the checks are those of tests/su
 location pings answered over the new path, the node's status, the home agent's bindings and the foreign
 agents' visitors as ``mipctl --json`` shows them, an advertisement's R bit where an agent advertises; at the
 end the TCP connection survived every move and the journal holds the binding and visitor events in order.
-The full tour asserts them all; each variant asserts the same checks plus what makes it different.
+The full tour asserts them all; each variant asserts the same checks plus what makes it different (the
+NAT variant, ``mipd demo --nat``, runs on the host only: the real-kernel tour checks the kernel tunnels).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 
 from mipd.demo.session import Options
-from mipd.demo.topology import COLOCATED, FA1, FA2, LEASES
+from mipd.demo.topology import COLOCATED, FA1, FA2, LEASES, NAT_LEASE, NAT_OUTSIDE
 from tests.support import demo_tour
 from tests.support.journal import running_journald
 from tests.support.realkernel import json_lines, kernel_unavailable, run_in_kernel
@@ -102,6 +103,25 @@ def test_eight_moves_with_reverse_tunneling() -> None:
                                                 "visitor.renewed"], events[name]
         assert {e[1] for e in events[name]} == {address}
     assert events["ha"][5:7] == [["binding.removed", COLOCATED, "replaced"], ["binding.added", FA1, None]]
+
+
+def test_nat_tour_tunnels_over_udp_behind_the_nat() -> None:
+    """``mipd demo --nat``: on from the co-located link to a visited network behind a real NAT (nftables
+    masquerade); there, and only there, the node and the home agent show the UDP tunnel (RFC 3519)."""
+    result = run_tour(nat=True, moves=5)
+    assert_tour(result, 5, "userspace")
+    assert [m["stop"] for m in result["moves"]] == ["v1", "v2", "home", "colocated", "nat"]
+    assert [b["care_of_address"] for b in bindings(result)] == [FA1, FA2, COLOCATED, NAT_LEASE]
+    at_nat = result["moves"][4]["seen"]
+    assert at_nat["status"]["udp_tunnel"] is True and at_nat["status"]["care_of_address"] == NAT_LEASE
+    binding = at_nat["bindings"][0]
+    assert binding["udp_tunnel"] is True and binding["outer_address"] == NAT_OUTSIDE, binding
+    assert isinstance(binding["outer_port"], int), binding
+    assert not [m for m in result["moves"][:4] if m["seen"]["status"]["udp_tunnel"]]
+    journal = result["journal"]
+    assert journal["nat"]["nat_detected"] == [["nat.detected", NAT_LEASE, "nat"]], journal["nat"]
+    assert journal["story"]["ha"][-2:] == [["binding.removed", COLOCATED, "replaced"],
+                                           ["binding.added", NAT_LEASE, None]]
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,12 @@
 has settled (the session's ``on_move`` hook: the node registered at the new place and the correspondent's
 pings answered over the new path):
 
-- the node's ``mipctl --json status`` names the place (home; the agent and its care-of address; co-located);
+- the node's ``mipctl --json status`` names the place (home; the agent and its care-of address; co-located),
+  with ``udp_tunnel`` true exactly behind the NAT (``Options(nat=True)``, the stop ``nat``);
 - the home agent's ``mipctl --json bindings``: none at home; away exactly one, with the care-of address of
-  the place (the foreign agent's, or the co-located address), D exactly when co-located, T exactly with
-  reverse tunneling;
+  the place (the foreign agent's, or the co-located address), D exactly when co-located (also behind the
+  NAT), T exactly with reverse tunneling; ``udp_tunnel`` true with ``outer_address`` the NAT's outside
+  address and an ``outer_port`` exactly behind the NAT, else false with neither (RFC 3519);
 - ``mipctl --json visitors`` of the foreign agent being visited lists the node ``active`` with our home agent
   and its care-of address (T exactly with reverse tunneling). A foreign agent the node visited before and
   left still lists it ``active`` until its lifetime ends: RFC 5944 tells an agent nothing when a node moves
@@ -21,13 +23,16 @@ pings answered over the new path):
 After the tour (before clean-up), from the journal: the home agent's binding events and each foreign agent's
 visitor events for the node, in order, are exactly those the tour's stops imply (binding.added,
 binding.removed replaced/deregistered; visitor.pending then visitor.added, or visitor.renewed on a return
-while the old entry is still active), less only what a retransmitted request adds; the agents'
+while the old entry is still active), less only what a retransmitted request adds; the binding events carry
+``MIP_OUTER_ADDRESS`` (the NAT's outside address) and ``MIP_OUTER_PORT`` exactly for the care-of address
+behind the NAT; the node's ``nat.detected`` (reason ``nat``) comes exactly once per stop behind the NAT,
+after the home agent's ``binding.added`` for that place and before the node's next move; the agents'
 ``daemon.started`` reasons name the backend, and nothing was logged at error priority or worse. Every
 check's outcome goes into the returned JSON-able result (``problems`` lists all failures), so a caller
 asserts once and sees everything.
 
 Run as a script (``python -m tests.support.demo_tour [--moves N] [--reverse-tunneling]
-[--registration-required] [--guest]``, as root, with the checkout on the Python path) it starts its own
+[--registration-required] [--nat] [--guest]``, as root, with the checkout on the Python path) it starts its own
 journald in a private mount namespace, runs the tour and prints the result as one JSON line:
 tests/integration/test_demo_tour.py runs it so under a real kernel (tests/support/realkernel.py).
 """
@@ -49,7 +54,7 @@ from typing import Any
 from mipd.demo import processes, report
 from mipd.demo.processes import Journal
 from mipd.demo.session import Options, Session
-from mipd.demo.topology import FA1, FA2, HA, LEASES, MN, ip
+from mipd.demo.topology import FA1, FA2, HA, LEASES, MN, NAT_LEASE, NAT_OUTSIDE, Topology, ip
 from mipd.demo.tour import STOPS, Move, plan
 from tests.support.journal import Journald, running_journald
 from tests.support.netns import entered
@@ -57,6 +62,8 @@ from tests.support.tools import tool
 
 AGENT_OF = {"v1": ("fa1", FA1), "v2": ("fa2", FA2)}  # stop -> the foreign agent there
 R_BIT = 0x80  # the Mobility Agent Advertisement Extension's flags byte: R B H F M G r T
+NAT_STOP = "nat"  # behind the NAT: co-located there, UDP-tunnelled through the NAT's mapping (RFC 3519)
+CO_LOCATED_STOPS = ("colocated", NAT_STOP)
 
 
 # --- an advertisement, captured and decoded independently of mipd ---
@@ -130,6 +137,9 @@ class Checker:
             expect(status.get("location") == "away" and status.get("registered") is True
                    and status.get("care_of_address") == coa and status.get("agent") == agent,
                    f"node status {status}, expected away at {coa} with agent {agent}")
+        if status is not None:
+            expect(status.get("udp_tunnel") is (move.stop == NAT_STOP),
+                   f"node status udp_tunnel {status.get('udp_tunnel')!r} at {move.stop}")
 
         answer = answers["bindings"]
         bindings = [b for b in (answer or {}).get("bindings", []) if b.get("home_address") == MN]
@@ -142,12 +152,18 @@ class Checker:
             for b in bindings[:1]:
                 flags = str(b.get("flags", ""))
                 expect(b.get("care_of_address") == coa, f"binding care-of {b.get('care_of_address')} != {coa}")
-                expect(_flags_ok(flags, "D", move.stop == "colocated"), f"binding flags {flags!r}: D")
+                expect(_flags_ok(flags, "D", move.stop in CO_LOCATED_STOPS), f"binding flags {flags!r}: D")
                 expect(_flags_ok(flags, "T", rt), f"binding flags {flags!r}: T (reverse tunneling {rt})")
                 expect(0 < int(b.get("lifetime_remaining", 0)) <= int(b.get("lifetime_granted", 0)) <= 120,
                        f"binding lifetimes {b}")
                 agent = AGENT_OF[move.stop][1] if move.stop in AGENT_OF else None
                 expect(b.get("foreign_agent") == agent, f"binding foreign_agent {b.get('foreign_agent')} != {agent}")
+                outer = (b.get("udp_tunnel"), b.get("outer_address"), b.get("outer_port"))
+                if move.stop == NAT_STOP:  # the NAT's mapping: its outside address, a port it chose
+                    expect(outer[0] is True and outer[1] == NAT_OUTSIDE and isinstance(outer[2], int)
+                           and 0 < outer[2] < 65536, f"binding behind the NAT: udp_tunnel, outer {outer}")
+                else:
+                    expect(outer == (False, None, None), f"binding at {move.stop}: udp_tunnel, outer {outer}")
 
         if move.stop in AGENT_OF:
             self.visited.add(AGENT_OF[move.stop][0])
@@ -230,7 +246,39 @@ def without_retransmissions(events: list[list[str | None]]) -> tuple[list[list[s
     return kept, len(events) - len(kept)
 
 
-def journal_checks(session: Session, journal: Journald, stops: list[str]) -> dict[str, Any]:
+def nat_checks(ha: list[dict[str, Any]], node: list[dict[str, Any]], moves: list[Move]) -> tuple[
+        dict[str, Any], list[str]]:
+    """RFC 3519 in the journal: the outer address/port on the home agent's binding events for the node
+    (exactly those for the care-of address behind the NAT), and the node's ``nat.detected`` once per stop
+    behind the NAT, after the home agent bound that place and before the node moved on."""
+    problems: list[str] = []
+    bound = [e for e in ha if str(e.get("MIP_EVENT", "")).startswith("binding.") and e.get("MIP_HOME_ADDRESS") == MN]
+    outer = [[e.get("MIP_EVENT"), e.get("MIP_CARE_OF_ADDRESS"), e.get("MIP_OUTER_ADDRESS"), e.get("MIP_OUTER_PORT")]
+             for e in bound]
+    for event, coa, address, port in outer:
+        if coa == NAT_LEASE:
+            if address != NAT_OUTSIDE or not str(port or "").isdigit() or not 0 < int(str(port)) < 65536:
+                problems.append(f"the home agent's {event} for {coa} (behind the NAT): outer {address}:{port}")
+        elif address is not None or port is not None:
+            problems.append(f"the home agent's {event} for {coa} carries an outer address {address}:{port}")
+    detected = [e for e in node if e.get("MIP_EVENT") == "nat.detected"]
+    story = [[e.get("MIP_EVENT"), e.get("MIP_CARE_OF_ADDRESS"), e.get("MIP_REASON")] for e in detected]
+    nat_moves = [(m, after) for m, after in zip(moves, [m.at for m in moves[1:]] + [float("inf")], strict=True)
+                 if m.stop == NAT_STOP]
+    if story != [["nat.detected", NAT_LEASE, "nat"]] * len(nat_moves):
+        problems.append(f"the node's nat.detected events {story}, expected one per stop behind the NAT "
+                        f"({len(nat_moves)})")
+    for move, after in nat_moves:
+        added = [float(e["time"]) for e in bound if e.get("MIP_EVENT") == "binding.added"
+                 and e.get("MIP_CARE_OF_ADDRESS") == NAT_LEASE and move.at <= float(e["time"]) < after]
+        found = [float(e["time"]) for e in detected if move.at <= float(e["time"]) < after]
+        if not (added and found and added[0] <= found[0]):
+            problems.append(f"move {move.number} behind the NAT: binding.added at {added}, nat.detected at {found}")
+    return {"outer": outer, "nat_detected": story}, problems
+
+
+def journal_checks(session: Session, journal: Journald, stops: list[str], moves: list[Move] | None = None) -> dict[
+        str, Any]:
     journal_ = Journal(journal.pid)
     found: dict[str, Any] = {}
     retransmitted: dict[str, int] = {}
@@ -246,6 +294,8 @@ def journal_checks(session: Session, journal: Journald, stops: list[str]) -> dic
         story[name], retransmitted[name] = without_retransmissions(found[name])
         if story[name] != expected[name]:
             problems.append(f"{name}'s journal: {found[name]}, expected {expected[name]}")
+    nat, nat_problems = nat_checks(journal_.events("demo-ha"), journal_.events("demo-mn"), moves or [])
+    problems += nat_problems
     started = {}
     for name in ("ha", "fa1", "fa2", "mn"):
         events = journal_.events(f"demo-{name}")
@@ -255,7 +305,7 @@ def journal_checks(session: Session, journal: Journald, stops: list[str]) -> dic
         if errors:
             problems.append(f"{name} logged errors: {errors}")
     return {"events": found, "story": story, "expected": expected, "retransmitted": retransmitted,
-            "started": started, "problems": problems}
+            "started": started, "nat": nat, "problems": problems}
 
 
 def tcp_diagnostics(session: Session) -> dict[str, str]:
@@ -289,7 +339,8 @@ def tour(options: Options, journal: Journald, *, slow: bool = False) -> dict[str
     ``slow``: give every start and move three times the time (Python starts slowly in a guest kernel),
     and stay 8 s instead of 1.5 s at each place: a handoff there takes about ten times as long (~0.5 s
     under QEMU's TCG), and the pings lost in it are then as small a share of those sent as on the host."""
-    session = Session(options, journal=Journal(journal.pid), start_timeout=60.0 if slow else 20.0,
+    session = Session(options, topology=Topology(nat=options.nat), journal=Journal(journal.pid),
+                      start_timeout=60.0 if slow else 20.0,
                       move_timeout=60.0 if slow else 20.0, dwell=8.0 if slow else 1.5)
     checker = Checker(session)
     session.on_move = checker
@@ -316,7 +367,7 @@ def tour(options: Options, journal: Journald, *, slow: bool = False) -> dict[str
         result["delivered"] = [len(pings.answered), len(pings.sent)]
         result["per_move"] = [{"stop": m.stop, "sent": m.sent, "answered": m.answered, "handoff_ms": m.handoff_ms,
                                "registration_ms": m.registration_ms} for m in moves]
-        result["journal"] = journal_checks(session, journal, plan(options.moves))
+        result["journal"] = journal_checks(session, journal, plan(options.moves, options.nat), moves)
         result["problems"] += result["journal"]["problems"]
         if not survived:
             result["problems"].append("the TCP connection did not survive every move")
@@ -349,6 +400,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--interval-ms", type=float, default=20.0)
     parser.add_argument("--reverse-tunneling", action="store_true")
     parser.add_argument("--registration-required", action="store_true")
+    parser.add_argument("--nat", action="store_true", help="on to a fifth stop behind a NAT (set --moves 5)")
     parser.add_argument("--guest", action="store_true",
                         help="inside a real-kernel guest (tests/support/realkernel.py): files on its tmpfs /run, "
                              "journald's namespace over /run/systemd and /run/log only, slower timeouts")
@@ -361,7 +413,7 @@ def main(argv: list[str]) -> int:
             subprocess.run([tool("mount"), "-t", "cgroup2", "cgroup2", "/sys/fs/cgroup"], check=True, timeout=30)
         tempfile.tempdir = None
     options = Options(moves=args.moves, interval_ms=args.interval_ms, reverse_tunneling=args.reverse_tunneling,
-                      registration_required=args.registration_required)
+                      registration_required=args.registration_required, nat=args.nat)
     with running_journald() as journal:
         result = tour(options, journal, slow=args.guest)
     print(json.dumps(result), flush=True)
