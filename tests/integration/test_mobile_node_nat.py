@@ -227,6 +227,7 @@ def test_registers_udp_tunnelled_through_the_nat(world: World, journald: Journal
     assert entry["outer_port"] != 434  # the NAT's own draw, not the node's port
     detected = journald.entries(MIP_EVENT="nat.detected", MIP_INSTANCE=f"{INSTANCE}-{FIRST.name}")
     assert detected, "no nat.detected from the node"
+    assert (detected[-1]["MIP_REASON"], detected[-1]["MIP_KEEPALIVE_INTERVAL"]) == ("nat", str(KEEPALIVE))
     added = [e for e in journald.entries(MIP_INSTANCE=f"{INSTANCE}-ha", MIP_HOME_ADDRESS=FIRST.home)
              if e.get("MIP_EVENT", "").startswith("binding.") and "MIP_OUTER_ADDRESS" in e]
     assert added, "no binding event with MIP_OUTER_ADDRESS"
@@ -237,6 +238,24 @@ def test_registers_udp_tunnelled_through_the_nat(world: World, journald: Journal
         time.sleep(0.2)
     counters = world.ha.json("stats")["counters"]["data_plane"]
     assert counters["udp_encapsulated"] > 0 and counters["udp_decapsulated"] > 0
+
+
+def ipv6_off(world: World, namespace: str, device: str) -> bool:
+    switch = subprocess.run([tool("ip"), "netns", "exec", world.topo.ns(namespace), tool("cat"),
+                             f"/proc/sys/net/ipv6/conf/{device}/disable_ipv6"], capture_output=True, text=True,
+                            timeout=30, check=True)
+    return switch.stdout.strip() == "1"
+
+
+def test_the_tunnel_devices_carry_no_ipv6(world: World) -> None:
+    """The kernel's IPv6 router solicitations never come out of a TUN device: the home agent would count
+    them as malformed tunnel traffic and log a drop for each."""
+    registered(world, FIRST)
+    assert ipv6_off(world, "ha", "mip0") and ipv6_off(world, "ha", "mipu0")
+    assert all(ipv6_off(world, node.name, "mipm0") for node in NODES)
+    time.sleep(1.5)  # past the first solicitation's delay (rtr_solicit_delay, 1 s) on the newest device
+    counters = world.ha.json("stats")["counters"]["data_plane"]
+    assert (counters["dropped_malformed"], counters["dropped_udp_malformed"]) == (0, 0)
 
 
 def test_keepalives_hold_a_short_lived_mapping_through_a_quiet_spell(world: World, journald: Journald) -> None:
@@ -293,3 +312,6 @@ def test_a_nat_reboot_mid_connection(world: World, journald: Journald, connectio
     # The same connection: TCP retransmits what was lost, and goes on.
     assert connection.arrived(timeout=45), f"nothing delivered {time.monotonic() - rebooted:.0f} s after the reboot"
     assert connection.delivers()
+
+
+
