@@ -306,6 +306,9 @@ def test_a_nat_reboot_mid_connection(world: World, journald: Journald, connectio
                      and b, what="the binding's new outer port")
     assert after["udp_tunnel"] and after["outer_address"] == NAT_OUTSIDE
     assert after["outer_port"] == public_port(world, FIRST)
+    events = [e for e in journald.entries(MIP_INSTANCE=f"{INSTANCE}-ha", MIP_HOME_ADDRESS=FIRST.home)
+              if e.get("MIP_EVENT", "").startswith("binding.") and "MIP_OUTER_PORT" in e]
+    assert events[-1]["MIP_OUTER_PORT"] == str(after["outer_port"])  # the journal follows the new mapping
     # What came from the new port before the new registration was dropped by the home agent.
     assert world.ha.json("stats")["counters"]["data_plane"]["dropped_udp_not_registered"] > dropped
     assert wait_for(lambda: answered(world, FIRST.home, count=2), what="pings after the reboot")
