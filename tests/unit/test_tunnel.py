@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import struct
 from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
 
 import pytest
 
 from mipd.adapters.tunnel.broadcast import BroadcastForwarder
-from mipd.adapters.tunnel.userspace import COUNTERS, TunnelTable
+from mipd.adapters.tunnel.userspace import COUNTERS, TunnelTable, ipv4_only
 from mipd.core.planes import DataPlane, Endpoint
 from mipd.core.wire import ipv4
 from mipd.core.wire.errors import DecodeError
@@ -211,3 +212,15 @@ def test_header_encode_refuses_bad_options() -> None:
     with pytest.raises(ValueError, match="options"):
         IPv4Header(0, 23, 0, Flags(0), 0, 1, 1, HA, COA, b"\x01\x01\x01").encode()
     assert struct.unpack("!H", IPv4Header(0, 20, 0, Flags(0), 0, 1, 1, HA, COA).encode()[10:12])[0] != 0
+
+
+def test_ipv4_only_turns_ipv6_off_on_the_device_where_the_kernel_has_ipv6(tmp_path: Path) -> None:
+    """A tunnel device without IPv6: the kernel's own router solicitations never come out of it."""
+    proc = tmp_path / "ipv4"
+    switch = tmp_path / "ipv6" / "conf" / "mipu0" / "disable_ipv6"
+    switch.parent.mkdir(parents=True)
+    switch.write_text("0")
+    ipv4_only(proc, "mipu0")
+    assert switch.read_text() == "1"
+    ipv4_only(proc, "mip0")  # no such switch (a kernel without IPv6): nothing to do, nothing made
+    assert not (tmp_path / "ipv6" / "conf" / "mip0").exists()

@@ -64,6 +64,7 @@ from mipd.adapters.tunnel.userspace import (
     close_tun,
     decapsulate_counted,
     drain_into_tun,
+    ipv4_only,
     open_raw_sockets,
     open_tun,
     write_into_tun,
@@ -252,11 +253,9 @@ class ColocatedTunnel:
         self._loop = asyncio.get_running_loop()
         if self._tun is None:
             self._tun = open_tun(self.device, TUN_MTU)
+            ipv4_only(self.proc, self.device)
             netlink.set_link_up(self.device)
             (self.proc / "conf" / self.device / "rp_filter").write_text("0")
-            ipv6 = self.proc.parent / "ipv6" / "conf" / self.device / "disable_ipv6"
-            if ipv6.exists():
-                ipv6.write_text("1")
             self._loop.add_reader(self._tun, self._drain_tun)
         if self._bound != colocation.care_of_address:
             self._close_sockets()

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from mipd.adapters.netlink import calls as netlink
 from mipd.adapters.tunnel.backend import BackendError
-from mipd.adapters.tunnel.userspace import BATCH, MAX_PACKET, close_tun, open_tun, write_into_tun
+from mipd.adapters.tunnel.userspace import BATCH, MAX_PACKET, close_tun, ipv4_only, open_tun, write_into_tun
 from mipd.core.planes import HALF_BOUND, DataPlane, Endpoint, UdpTunnelEndpoint
 from mipd.core.wire import ipv4
 from mipd.core.wire.errors import DecodeError
@@ -156,6 +156,7 @@ class UdpTunnelPlane:
         self._loop = asyncio.get_running_loop()
         try:
             self._tun = open_tun(self.device, UDP_TUN_MTU)
+            ipv4_only(self.proc, self.device)
             netlink.set_link_up(self.device)
             (self.proc / "conf" / self.device / "rp_filter").write_text("1")
         except OSError as exc:

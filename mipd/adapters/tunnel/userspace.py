@@ -194,6 +194,17 @@ def open_tun(name: str, mtu: int = TUN_MTU) -> int:
     return fd
 
 
+def ipv4_only(proc: Path, device: str) -> None:
+    """Turn IPv6 off on the TUN device ``device`` (``proc`` is ``/proc/sys/net/ipv4``), before it comes up.
+
+    A tunnel device only ever carries IPv4; with IPv6 on, the kernel sends its own router
+    solicitations (RFC 4861 6.3.7) out of it, which the reader would take for tunnel traffic and
+    count as malformed drops. No effect where the kernel has no IPv6."""
+    switch = proc.parent / "ipv6" / "conf" / device / "disable_ipv6"
+    if switch.exists():
+        switch.write_text("1")
+
+
 def open_raw_sockets(local: IPv4Address) -> tuple[socket.socket, list[socket.socket]]:
     """Non-blocking raw sockets: one ``IPPROTO_RAW`` sender (IP_HDRINCL: we write the outer
     header) and one receiver per tunnel protocol (4, 47, 55) bound to ``local``, so that the
@@ -236,6 +247,7 @@ class UserspaceBackend:
         self._loop = asyncio.get_running_loop()
         try:
             self._tun = open_tun(self.device)
+            ipv4_only(self.proc, self.device)
             netlink.set_link_up(self.device)
             # Strict reverse-path filtering on the tunnel device (the sysctl module's policy): only
             # datagrams from away home addresses, whose /32 route points back here, come out of it.

@@ -55,6 +55,7 @@ from mipd.adapters.tunnel.userspace import (
     close_tun,
     decapsulate_counted,
     drain_into_tun,
+    ipv4_only,
     open_raw_sockets,
     open_tun,
     write_into_tun,
@@ -274,9 +275,7 @@ class VisitorUserspaceBackend:
             self._tun = open_tun(self.device)
             netlink.set_link_up(self.device)
             (self.proc / "conf" / self.device / "rp_filter").write_text("0")
-            ipv6 = self.proc.parent / "ipv6" / "conf" / self.device / "disable_ipv6"
-            if ipv6.exists():
-                ipv6.write_text("1")
+            ipv4_only(self.proc, self.device)
             self._send, self._receivers = open_raw_sockets(care_of_address)
             self.routing.start()
         except (OSError, BackendError) as exc:
