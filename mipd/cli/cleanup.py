@@ -10,7 +10,7 @@ mipd's ownership in the current network namespace, and nothing else:
   agent's visitor table 770000 and reverse tables, the mobile node's tables 760000/760001;
 - permanent neighbour entries with protocol 77 (the foreign agent's visitors, the mobile node's
   agent);
-- the links mipd creates: ``mipip0``, ``mipgre0`` (kernel tunnels), ``mip0``, ``mipv0``, ``mipm0``
+- the links mipd creates: ``mipip0``, ``mipgre0`` (kernel tunnels), ``mip0``, ``mipu0``, ``mipv0``, ``mipm0``
   (userspace TUN devices) and ``mipprobeN`` (a kernel-tunnel probe).
 
 Not removed, because nothing marks them as mipd's: proxy-ARP entries, the sysctls an agent sets
@@ -44,7 +44,7 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     """Add ``cleanup`` to the ``mipd`` command line."""
     parser = subparsers.add_parser(
         "cleanup", help=HELP,
-        description=HELP + ": links mipip0, mipgre0, mip0, mipv0, mipm0; routes and neighbour entries with "
+        description=HELP + ": links mipip0, mipgre0, mip0, mipu0, mipv0, mipm0; routes and neighbour entries with "
         "protocol 77; rules with priorities 7600-7799 and protocol 77. Prints one line per object removed. "
         "Stop every instance in the namespace first. Exit status: 0 done, 1 a removal failed.")
     parser.add_argument("--dry-run", action="store_true", help="print what would be removed, remove nothing")
@@ -55,10 +55,13 @@ def owned_links(names: list[str]) -> list[str]:
     """Of the link ``names``, those mipd creates."""
     from mipd.adapters.tunnel import colocated as mobile_colocated  # noqa: PLC0415
     from mipd.adapters.tunnel import kernel as tunnel_kernel  # noqa: PLC0415
+    from mipd.adapters.tunnel import (
+        udp_tunnel,
+        visitor_userspace,
+    )
     from mipd.adapters.tunnel import userspace as tunnel_userspace  # noqa: PLC0415
-    from mipd.adapters.tunnel import visitor_userspace  # noqa: PLC0415
 
-    fixed = {*tunnel_kernel.DEVICES.values(), tunnel_userspace.DEVICE, visitor_userspace.DEVICE,
+    fixed = {*tunnel_kernel.DEVICES.values(), tunnel_userspace.DEVICE, udp_tunnel.DEVICE, visitor_userspace.DEVICE,
              mobile_colocated.DEVICE}
     return [name for name in names if name in fixed or _PROBE.fullmatch(name)]
 
