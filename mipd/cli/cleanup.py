@@ -55,10 +55,7 @@ def owned_links(names: list[str]) -> list[str]:
     """Of the link ``names``, those mipd creates."""
     from mipd.adapters.tunnel import colocated as mobile_colocated  # noqa: PLC0415
     from mipd.adapters.tunnel import kernel as tunnel_kernel  # noqa: PLC0415
-    from mipd.adapters.tunnel import (
-        udp_tunnel,
-        visitor_userspace,
-    )
+    from mipd.adapters.tunnel import udp_tunnel, visitor_userspace  # noqa: PLC0415
     from mipd.adapters.tunnel import userspace as tunnel_userspace  # noqa: PLC0415
 
     fixed = {*tunnel_kernel.DEVICES.values(), tunnel_userspace.DEVICE, udp_tunnel.DEVICE, visitor_userspace.DEVICE,
