@@ -101,6 +101,14 @@ def _text(address: IPv4Address) -> str:
     return _dotted(int(address))
 
 
+def _only_lifetime_differs(previous: Binding, renewed: Binding) -> bool:
+    """Whether ``renewed`` changes nothing of ``previous`` but its lifetime (and the Identification
+    that renewed it): same care-of address, flags, SPI, foreign agent and UDP outer endpoint. Such
+    a renewal is a counter and a debug event, not an entry of the audit trail (mipd(8) JOURNAL)."""
+    return replace(renewed, lifetime_granted=previous.lifetime_granted, expires=previous.expires,
+                   identification=previous.identification) == previous
+
+
 @dataclass(frozen=True, slots=True)
 class _UdpDecision:
     """What RFC 3519 processing decided for one request: the reply extension (None: send none)
@@ -406,6 +414,7 @@ class HomeAgent:
         request, datagram, sa, now, node = x.request, x.datagram, x.sa, x.now, x.node
         coa = request.care_of_address
         actions: list[Action] = []
+        pure_renewal = False
         if request.lifetime == 0:
             # 3.8.2.2: care-of address = home address deregisters all, else only that binding.
             removed = self.bindings.remove_all(node) if coa == node else (
@@ -428,14 +437,19 @@ class HomeAgent:
             binding = Binding(node, coa, granted, math.inf if granted == INFINITE_LIFETIME else now + granted,
                               request.identification, request.flags, sa.spi, foreign_agent, udp.outer)
             previous = self.bindings.put(binding)
+            pure_renewal = previous is not None and _only_lifetime_differs(previous, binding)
+            if pure_renewal:
+                self.counters.renewals += 1
+            priority = Priority.DEBUG if pure_renewal else Priority.INFO
             actions.append(self._binding_event(EventName.BINDING_RENEWED if previous else EventName.BINDING_ADDED,
-                                               binding, now))
+                                               binding, now, priority=priority))
         actions += self._data_plane(node)
         self.counters.accepted += 1
         code = ReplyCode(self._success_code(request))
         actions.append(Emit(EventName.REGISTRATION_ACCEPTED,
                             f"registration of {_text(node)} via {_text(coa)} accepted for {granted} s",
-                            Priority.INFO, self._fields(x, code=int(code), lifetime=granted, spi=sa.spi)))
+                            Priority.DEBUG if pure_renewal else Priority.INFO,
+                            self._fields(x, code=int(code), lifetime=granted, spi=sa.spi)))
         return actions + self._reply(x, code, granted, udp)
 
     def _deny(self, x: _Exchange, code: ReplyCode, reason: str) -> list[Action]:
@@ -510,7 +524,8 @@ class HomeAgent:
         return [Emit(EventName.PACKET_DROPPED, f"dropped a datagram from {datagram.source}:{datagram.source_port}: "
                      f"{detail}", Priority.NOTICE, {"reason": reason})]
 
-    def _binding_event(self, event: EventName, binding: Binding, now: float, reason: str | None = None) -> Emit:
+    def _binding_event(self, event: EventName, binding: Binding, now: float, reason: str | None = None,
+                       priority: Priority = Priority.INFO) -> Emit:
         fields: dict[str, str | int] = {
             "home_address": _text(binding.home_address),
             "care_of_address": _text(binding.care_of_address),
@@ -526,7 +541,7 @@ class HomeAgent:
         if reason is not None:
             fields["reason"] = reason
         return Emit(event, f"binding {fields['home_address']} -> {fields['care_of_address']} {event.verb}",
-                    Priority.INFO, fields)
+                    priority, fields)
 
     def _fields(self, x: _Exchange, **extra: str | int) -> dict[str, str | int]:
         return {"home_address": _text(x.reply_home_address), "care_of_address": _text(x.request.care_of_address),
