@@ -12,6 +12,8 @@ A Registration Request passes these checks, in this order (section 3.8.2.1, then
     no Mobile-Home Authentication ...... silent discard           (3.8.2.1 a; no-auth)
     no SA for its SPI .................. silent discard           (3.8.2.1 a; no-sa)
     MN-HA authenticator invalid ........ 131                      (3.8.2.1 a)
+    (before all of these: a source over its budget of authentication failures, no-sa and 131, is
+    dropped unread: source-over-budget; see mipd/core/budget.py)
     duplicate of the current binding ... accepted, lifetime not extended (3.8.2.2)
     Identification invalid ............. 133, Identification per 5.7
     FA-HA missing/duplicated/invalid ... 132 when the sending FA has an SA and Lifetime != 0 (3.8.2.1 c)
@@ -55,6 +57,7 @@ from ipaddress import IPv4Address
 
 from mipd.core.actions import Action, Datagram, Emit, PersistNode, Priority, ReplayState, SendDatagram
 from mipd.core.bindings import Binding, BindingTable
+from mipd.core.budget import SourceBudget
 from mipd.core.counters import Counters
 from mipd.core.denial import Denied, Discard, open_registration
 from mipd.core.home_agent_types import HomeAgentSettings, NodeRecord
@@ -169,6 +172,7 @@ class HomeAgent:
         self.settings = settings
         self.bindings = BindingTable()
         self.counters = Counters()
+        self.budget = SourceBudget()  # authentication failures per source: shed before any HMAC
         self._replay: dict[IPv4Address, ReplayState] = {}
         self._planes: dict[IPv4Address, tuple[Endpoint, ...]] = {}  # last data plane stated per node
         self._wall_clock = wall_clock
@@ -178,6 +182,8 @@ class HomeAgent:
 
     def receive(self, datagram: Datagram, now: float) -> list[Action]:
         """Handle one datagram that arrived on UDP port 434."""
+        if self.shed(_text(datagram.source), now):
+            return []
         self.counters.requests_received += 1
         try:
             message = open_registration(datagram.payload, RegistrationRequest,
@@ -185,6 +191,18 @@ class HomeAgent:
         except Discard as discard:
             return self._drop(discard.reason, datagram, discard.detail)
         return self._process(message, datagram, now)
+
+    def shed(self, source: str, now: float) -> bool:
+        """Whether a datagram from ``source`` (dotted quad) is to be dropped unread now: its source
+        is over its budget of authentication failures (mipd/core/budget.py). Counted when so (a
+        request received and dropped, ``source-over-budget``), not logged one by one: the entry
+        is written when the source runs out, rate-limited like every ``packet.dropped``. The UDP
+        adapter asks this before it builds the datagram; :meth:`receive` asks it too."""
+        if self.budget.admits(source, now):
+            return False
+        self.counters.requests_received += 1
+        self.counters.dropped[DiscardReason.SOURCE_OVER_BUDGET] += 1
+        return True
 
     def next_timer(self) -> float | None:
         """When :meth:`on_timer` must next run (the earliest binding expiry), or None."""
@@ -249,11 +267,13 @@ class HomeAgent:
         index, extension = mn_ha[0]
         sa = self.settings.mobile_nodes.get(extension.spi)
         if sa is None:
-            return self._drop(DiscardReason.NO_SA, datagram, f"no security association for SPI {extension.spi}")
+            return [*self._drop(DiscardReason.NO_SA, datagram, f"no security association for SPI {extension.spi}"),
+                    *self._authentication_failed(datagram, now)]
         x = _Exchange(request, datagram, sa, now)
         node = x.node
         if not verify(request, index, sa.key, sa.algorithm):
-            return self._deny(x, ReplyCode.HA_MOBILE_NODE_FAILED_AUTHENTICATION, "invalid Mobile-Home authenticator")
+            return [*self._deny(x, ReplyCode.HA_MOBILE_NODE_FAILED_AUTHENTICATION, "invalid Mobile-Home authenticator"),
+                    *self._authentication_failed(datagram, now)]
 
         current = self.bindings.get(node, request.care_of_address)
         if (
@@ -523,6 +543,14 @@ class HomeAgent:
         self.counters.dropped[reason] += 1
         return [Emit(EventName.PACKET_DROPPED, f"dropped a datagram from {datagram.source}:{datagram.source_port}: "
                      f"{detail}", Priority.NOTICE, {"reason": reason})]
+
+    def _authentication_failed(self, datagram: Datagram, now: float) -> list[Action]:
+        """Spend the source's budget; the entry that says it ran out (mipd(8) JOURNAL)."""
+        if not self.budget.failed(_text(datagram.source), now):
+            return []
+        return [Emit(EventName.PACKET_DROPPED, f"{datagram.source} keeps failing authentication: its datagrams are "
+                     f"dropped unread until its budget refills ({self.budget.refill_per_s:g} failures a second)",
+                     Priority.NOTICE, {"reason": DiscardReason.SOURCE_OVER_BUDGET})]
 
     def _binding_event(self, event: EventName, binding: Binding, now: float, reason: str | None = None,
                        priority: Priority = Priority.INFO) -> Emit:

@@ -92,6 +92,7 @@ class DiscardReason(StrEnum):
     FA_HA_WITHOUT_SA = "fa-ha-without-sa"
     BAD_FA_HA = "bad-fa-ha"
     NO_PENDING = "no-pending"
+    SOURCE_OVER_BUDGET = "source-over-budget"  # a source that keeps failing authentication (core/budget.py)
 
 
 class Location(StrEnum):
