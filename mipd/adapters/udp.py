@@ -88,7 +88,10 @@ class RegistrationEndpoints:
         # Asked with each datagram's source (dotted quad) before anything is built of it; True
         # drops it unread (a home agent's budget of authentication failures, mipd/core/budget.py).
         # Tunnel data (RFC 3519) is never asked about: it is no registration.
-        self.shed: Callable[[str], bool] | None = None
+        # ``now`` is the event loop's time, taken once per batch (the engines' clock); what it
+        # drops is counted here and handed to ``on_shed`` once per batch.
+        self.shed: Callable[[str, float], bool] | None = None
+        self.on_shed: Callable[[int], None] = lambda _count: None
 
     def open(self, listens: list[Listen], deliver: Callable[[list[Datagram]], None]) -> None:
         """Bind every socket (all or none) and start delivering batches of datagrams."""
@@ -105,6 +108,8 @@ class RegistrationEndpoints:
     def _drain(self, sock: socket.socket, local: IPv4Address, deliver: Callable[[list[Datagram]], None]) -> None:
         batch: list[Datagram] = []
         shed = self.shed
+        now = self._loop.time() if self._loop is not None else 0.0
+        dropped = 0
         for _ in range(BATCH):
             try:
                 data, (host, port) = sock.recvfrom(MAX_DATAGRAM)
@@ -113,9 +118,12 @@ class RegistrationEndpoints:
             except OSError:  # e.g. ICMP port unreachable reported on the socket: not fatal
                 self.receive_errors += 1
                 continue
-            if shed is not None and data[:1] != _TUNNEL_DATA and shed(host):
+            if shed is not None and shed(host, now) and data[:1] != _TUNNEL_DATA:
+                dropped += 1
                 continue
             batch.append(Datagram(data, IPv4Address(host), port, local, self.port))
+        if dropped:
+            self.on_shed(dropped)
         if batch:
             deliver(batch)
 

@@ -34,6 +34,7 @@ MAX_SOURCES = 4096  # sources remembered at once
 class _Bucket:
     tokens: float
     stamp: float
+    until: float = 0.0  # while over budget: when the next token is back (so the shed path only compares)
 
 
 class SourceBudget:
@@ -65,10 +66,18 @@ class SourceBudget:
 
     def admits(self, source: str, now: float) -> bool:
         """Whether a datagram from ``source`` may be processed now (False: over budget, drop it)."""
-        if source not in self._buckets:  # the common case, a source that has not failed: one lookup
+        bucket = self._buckets.get(source)
+        if bucket is None:  # the common case, a source that has not failed: one lookup
             return True
+        if now < bucket.until:  # over budget: the datagram flood's path, kept to one comparison
+            return False
         bucket = self._refilled(source, now)
         return bucket is None or bucket.tokens >= 1.0
+
+    def over(self, source: str, now: float) -> bool:
+        """``not admits(source, now)``, the cheapest way: the UDP adapter asks it per datagram."""
+        bucket = self._buckets.get(source)
+        return bucket is not None and (now < bucket.until or not self.admits(source, now))
 
     def failed(self, source: str, now: float) -> bool:
         """Spend one token for an authentication failure of ``source``; True when this failure
@@ -82,4 +91,7 @@ class SourceBudget:
             del self._buckets[source]  # re-inserted last: the most recently failed
         bucket.tokens -= 1.0
         self._buckets[source] = bucket
-        return bucket.tokens < 1.0
+        if bucket.tokens < 1.0:
+            bucket.until = now + (1.0 - bucket.tokens) / self.refill_per_s
+            return True
+        return False

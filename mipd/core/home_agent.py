@@ -200,9 +200,13 @@ class HomeAgent:
         adapter asks this before it builds the datagram; :meth:`receive` asks it too."""
         if self.budget.admits(source, now):
             return False
-        self.counters.requests_received += 1
-        self.counters.dropped[DiscardReason.SOURCE_OVER_BUDGET] += 1
+        self.count_shed(1)
         return True
+
+    def count_shed(self, count: int) -> None:
+        """Count ``count`` datagrams the UDP adapter dropped unread because ``budget.over`` said so."""
+        self.counters.requests_received += count
+        self.counters.dropped[DiscardReason.SOURCE_OVER_BUDGET] += count
 
     def next_timer(self) -> float | None:
         """When :meth:`on_timer` must next run (the earliest binding expiry), or None."""
