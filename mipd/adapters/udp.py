@@ -8,7 +8,10 @@ needs (3.8.3.1) — no IP_PKTINFO ancillary data is required.
 
 Each wake-up drains up to :data:`BATCH` datagrams from a socket and hands them over together,
 so that the runtime handles a burst in one turn of the event loop and commits it once (group
-commit, docs/interfaces.md "Durability") instead of once per datagram.
+commit, docs/interfaces.md "Durability") instead of once per datagram. Each socket asks for a
+receive buffer of :data:`RECEIVE_BUFFER` bytes (SO_RCVBUFFORCE, which root may use beyond
+net.core.rmem_max; else SO_RCVBUF, which the kernel caps at it), so that a flood fills a large
+queue the agent drains in batches, and a legitimate request in it waits rather than being lost.
 
 The same sockets carry a home agent's UDP tunnel data (RFC 3519: "the same ports as the
 registration"): the runtime hands type-4 datagrams to its UDP tunnel plane and sends that plane's
@@ -31,8 +34,10 @@ from mipd.core.actions import Datagram, SendDatagram
 from mipd.core.wire.nat import TUNNEL_DATA_TYPE
 
 BATCH = 256
+RECEIVE_BUFFER = 8 << 20  # bytes asked for each port-434 socket: a burst waits here, not in a drop
 MAX_DATAGRAM = 65535
 IP_PKTINFO = 8  # <linux/in.h>; the socket module has the name only from Python 3.12
+SO_RCVBUFFORCE = 33  # <asm-generic/socket.h>; the socket module does not name it
 _TUNNEL_DATA = bytes((TUNNEL_DATA_TYPE,))  # the first byte of RFC 3519 tunnel data
 
 
@@ -51,6 +56,7 @@ def _socket(listen: Listen, port: int) -> socket.socket:
         # ("Address already in use") rather than silently share the requests. The broadcast
         # sockets are bound to their link, so agents on different links do not collide.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        _large_receive_buffer(sock)
         if listen.interface is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, listen.interface.encode())
         sock.bind((str(listen.address), port))
@@ -59,6 +65,14 @@ def _socket(listen: Listen, port: int) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def _large_receive_buffer(sock: socket.socket) -> None:
+    """Ask for :data:`RECEIVE_BUFFER` bytes of receive queue; what the kernel grants is enough."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_BUFFER)
+    except OSError:  # without CAP_NET_ADMIN: SO_RCVBUF, capped at net.core.rmem_max
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
 
 
 class RegistrationEndpoints:
@@ -71,6 +85,13 @@ class RegistrationEndpoints:
         self.receive_errors = 0
         self.send_errors = 0
         self.last_send_error: OSError | None = None
+        # Asked with each datagram's source (dotted quad) before anything is built of it; True
+        # drops it unread (a home agent's budget of authentication failures, mipd/core/budget.py).
+        # Tunnel data (RFC 3519) is never asked about: it is no registration.
+        # ``now`` is the event loop's time, taken once per batch (the engines' clock); what it
+        # drops is counted here and handed to ``on_shed`` once per batch.
+        self.shed: Callable[[str, float], bool] | None = None
+        self.on_shed: Callable[[int], None] = lambda _count: None
 
     def open(self, listens: list[Listen], deliver: Callable[[list[Datagram]], None]) -> None:
         """Bind every socket (all or none) and start delivering batches of datagrams."""
@@ -86,6 +107,9 @@ class RegistrationEndpoints:
 
     def _drain(self, sock: socket.socket, local: IPv4Address, deliver: Callable[[list[Datagram]], None]) -> None:
         batch: list[Datagram] = []
+        shed = self.shed
+        now = self._loop.time() if self._loop is not None else 0.0
+        dropped = 0
         for _ in range(BATCH):
             try:
                 data, (host, port) = sock.recvfrom(MAX_DATAGRAM)
@@ -94,7 +118,12 @@ class RegistrationEndpoints:
             except OSError:  # e.g. ICMP port unreachable reported on the socket: not fatal
                 self.receive_errors += 1
                 continue
+            if shed is not None and shed(host, now) and data[:1] != _TUNNEL_DATA:
+                dropped += 1
+                continue
             batch.append(Datagram(data, IPv4Address(host), port, local, self.port))
+        if dropped:
+            self.on_shed(dropped)
         if batch:
             deliver(batch)
 

@@ -98,6 +98,7 @@ def stats_json(counters: Counters, relayed: int = 0) -> JSONObject:
             "denied": denied,
             "dropped": dropped,
             "relayed": relayed,
+            "renewals": counters.renewals,
         }
     }
 

@@ -9,13 +9,15 @@ from dataclasses import dataclass, field
 
 @dataclass
 class Counters:
-    """Requests received, accepted, denied per code, dropped per reason, relayed (foreign agent)."""
+    """Requests received, accepted, denied per code, dropped per reason, relayed (foreign agent),
+    renewals (accepted, changing nothing but the lifetime; counted among ``accepted`` too)."""
 
     requests_received: int = 0
     accepted: int = 0
     denied: Counter[int] = field(default_factory=Counter)
     dropped: Counter[str] = field(default_factory=Counter)
     relayed: int = 0  # a foreign agent's requests relayed to home agents
+    renewals: int = 0  # accepted renewals that changed nothing but the lifetime (mipd(8) JOURNAL)
 
 
 

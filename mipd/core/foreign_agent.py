@@ -76,6 +76,16 @@ _ICMP_CODES = {0: ReplyCode.FA_HOME_NETWORK_UNREACHABLE, 1: ReplyCode.FA_HOME_AG
                3: ReplyCode.FA_HOME_AGENT_PORT_UNREACHABLE}
 
 
+def _only_lifetime_differs(old: Visitor, renewed: Visitor) -> bool:
+    """Whether the active visitor ``renewed`` changes nothing of ``old`` but its lifetime (and the
+    request's Identification, addressing its reply): same care-of address, home agent, link
+    address, IP source, flags and UDP tunnel. Such a renewal is a counter and a debug event (mipd(8) JOURNAL)."""
+    return old.state == VisitorState.ACTIVE and replace(
+        renewed, lifetime_requested=old.lifetime_requested, lifetime_granted=old.lifetime_granted,
+        expires=old.expires, identification=old.identification, destination=old.destination,
+        source_port=old.source_port) == old
+
+
 @dataclass(frozen=True)
 class ForeignAgentSettings:
     """What the engine needs of a foreign-agent profile."""
@@ -346,9 +356,12 @@ class ForeignAgent:
                               if tunnel is not None and udp else 0)
             old = self.visitors.set_active(visitor)
             renewed = old is not None and old.care_of_address == visitor.care_of_address
+            pure_renewal = old is not None and _only_lifetime_differs(old, visitor)
             self.counters.accepted += 1
+            if pure_renewal:
+                self.counters.renewals += 1
             actions += [self._visitor_event(EventName.VISITOR_RENEWED if renewed else EventName.VISITOR_ADDED,
-                                            visitor, now),
+                                            visitor, now, priority=Priority.DEBUG if pure_renewal else Priority.INFO),
                         PersistVisitor(home, visitor, self._wall_clock() - now), self._plane(home)]
         return [*actions, self._to_node(self._relayed_reply(reply), pending)]
 
@@ -424,14 +437,15 @@ class ForeignAgent:
         return [Emit(EventName.PACKET_DROPPED, f"dropped a datagram from {source}: {detail}", Priority.NOTICE,
                      {"reason": reason})]
 
-    def _visitor_event(self, event: EventName, visitor: Visitor, now: float, reason: str | None = None) -> Emit:
+    def _visitor_event(self, event: EventName, visitor: Visitor, now: float, reason: str | None = None,
+                       priority: Priority = Priority.INFO) -> Emit:
         fields = self._fields(visitor, lifetime=visitor.remaining(now) if visitor.state == VisitorState.ACTIVE else
                               visitor.lifetime_requested)
         if reason is not None:
             fields["reason"] = reason
         tunnel = ", UDP-tunnelled to its home agent (RFC 3519)" if visitor.udp_tunnel else ""
         return Emit(event, f"visitor {visitor.home_address} ({visitor.state}{tunnel}) {event.verb}",
-                    Priority.INFO, fields)
+                    priority, fields)
 
     def _fields(self, visitor: Visitor, **extra: str | int) -> dict[str, str | int]:
         return {"home_address": str(visitor.home_address), "home_agent": str(visitor.home_agent),

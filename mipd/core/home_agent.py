@@ -12,6 +12,8 @@ A Registration Request passes these checks, in this order (section 3.8.2.1, then
     no Mobile-Home Authentication ...... silent discard           (3.8.2.1 a; no-auth)
     no SA for its SPI .................. silent discard           (3.8.2.1 a; no-sa)
     MN-HA authenticator invalid ........ 131                      (3.8.2.1 a)
+    (before all of these: a source over its budget of authentication failures, no-sa and 131, is
+    dropped unread: source-over-budget; see mipd/core/budget.py)
     duplicate of the current binding ... accepted, lifetime not extended (3.8.2.2)
     Identification invalid ............. 133, Identification per 5.7
     FA-HA missing/duplicated/invalid ... 132 when the sending FA has an SA and Lifetime != 0 (3.8.2.1 c)
@@ -55,6 +57,7 @@ from ipaddress import IPv4Address
 
 from mipd.core.actions import Action, Datagram, Emit, PersistNode, Priority, ReplayState, SendDatagram
 from mipd.core.bindings import Binding, BindingTable
+from mipd.core.budget import SourceBudget
 from mipd.core.counters import Counters
 from mipd.core.denial import Denied, Discard, open_registration
 from mipd.core.home_agent_types import HomeAgentSettings, NodeRecord
@@ -99,6 +102,14 @@ def _text(address: IPv4Address) -> str:
     """``str(address)``, cached: every registration's events name the same addresses again, and
     IPv4Address.__str__ showed in the profile of the registration path (bench/, issue 9)."""
     return _dotted(int(address))
+
+
+def _only_lifetime_differs(previous: Binding, renewed: Binding) -> bool:
+    """Whether ``renewed`` changes nothing of ``previous`` but its lifetime (and the Identification
+    that renewed it): same care-of address, flags, SPI, foreign agent and UDP outer endpoint. Such
+    a renewal is a counter and a debug event, not an entry of the audit trail (mipd(8) JOURNAL)."""
+    return replace(renewed, lifetime_granted=previous.lifetime_granted, expires=previous.expires,
+                   identification=previous.identification) == previous
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +172,7 @@ class HomeAgent:
         self.settings = settings
         self.bindings = BindingTable()
         self.counters = Counters()
+        self.budget = SourceBudget()  # authentication failures per source: shed before any HMAC
         self._replay: dict[IPv4Address, ReplayState] = {}
         self._planes: dict[IPv4Address, tuple[Endpoint, ...]] = {}  # last data plane stated per node
         self._wall_clock = wall_clock
@@ -170,6 +182,8 @@ class HomeAgent:
 
     def receive(self, datagram: Datagram, now: float) -> list[Action]:
         """Handle one datagram that arrived on UDP port 434."""
+        if self.shed(_text(datagram.source), now):
+            return []
         self.counters.requests_received += 1
         try:
             message = open_registration(datagram.payload, RegistrationRequest,
@@ -177,6 +191,22 @@ class HomeAgent:
         except Discard as discard:
             return self._drop(discard.reason, datagram, discard.detail)
         return self._process(message, datagram, now)
+
+    def shed(self, source: str, now: float) -> bool:
+        """Whether a datagram from ``source`` (dotted quad) is to be dropped unread now: its source
+        is over its budget of authentication failures (mipd/core/budget.py). Counted when so (a
+        request received and dropped, ``source-over-budget``), not logged one by one: the entry
+        is written when the source runs out, rate-limited like every ``packet.dropped``. The UDP
+        adapter asks this before it builds the datagram; :meth:`receive` asks it too."""
+        if self.budget.admits(source, now):
+            return False
+        self.count_shed(1)
+        return True
+
+    def count_shed(self, count: int) -> None:
+        """Count ``count`` datagrams the UDP adapter dropped unread because ``budget.over`` said so."""
+        self.counters.requests_received += count
+        self.counters.dropped[DiscardReason.SOURCE_OVER_BUDGET] += count
 
     def next_timer(self) -> float | None:
         """When :meth:`on_timer` must next run (the earliest binding expiry), or None."""
@@ -241,11 +271,13 @@ class HomeAgent:
         index, extension = mn_ha[0]
         sa = self.settings.mobile_nodes.get(extension.spi)
         if sa is None:
-            return self._drop(DiscardReason.NO_SA, datagram, f"no security association for SPI {extension.spi}")
+            return [*self._drop(DiscardReason.NO_SA, datagram, f"no security association for SPI {extension.spi}"),
+                    *self._authentication_failed(datagram, now)]
         x = _Exchange(request, datagram, sa, now)
         node = x.node
         if not verify(request, index, sa.key, sa.algorithm):
-            return self._deny(x, ReplyCode.HA_MOBILE_NODE_FAILED_AUTHENTICATION, "invalid Mobile-Home authenticator")
+            return [*self._deny(x, ReplyCode.HA_MOBILE_NODE_FAILED_AUTHENTICATION, "invalid Mobile-Home authenticator"),
+                    *self._authentication_failed(datagram, now)]
 
         current = self.bindings.get(node, request.care_of_address)
         if (
@@ -406,6 +438,7 @@ class HomeAgent:
         request, datagram, sa, now, node = x.request, x.datagram, x.sa, x.now, x.node
         coa = request.care_of_address
         actions: list[Action] = []
+        pure_renewal = False
         if request.lifetime == 0:
             # 3.8.2.2: care-of address = home address deregisters all, else only that binding.
             removed = self.bindings.remove_all(node) if coa == node else (
@@ -428,14 +461,19 @@ class HomeAgent:
             binding = Binding(node, coa, granted, math.inf if granted == INFINITE_LIFETIME else now + granted,
                               request.identification, request.flags, sa.spi, foreign_agent, udp.outer)
             previous = self.bindings.put(binding)
+            pure_renewal = previous is not None and _only_lifetime_differs(previous, binding)
+            if pure_renewal:
+                self.counters.renewals += 1
+            priority = Priority.DEBUG if pure_renewal else Priority.INFO
             actions.append(self._binding_event(EventName.BINDING_RENEWED if previous else EventName.BINDING_ADDED,
-                                               binding, now))
+                                               binding, now, priority=priority))
         actions += self._data_plane(node)
         self.counters.accepted += 1
         code = ReplyCode(self._success_code(request))
         actions.append(Emit(EventName.REGISTRATION_ACCEPTED,
                             f"registration of {_text(node)} via {_text(coa)} accepted for {granted} s",
-                            Priority.INFO, self._fields(x, code=int(code), lifetime=granted, spi=sa.spi)))
+                            Priority.DEBUG if pure_renewal else Priority.INFO,
+                            self._fields(x, code=int(code), lifetime=granted, spi=sa.spi)))
         return actions + self._reply(x, code, granted, udp)
 
     def _deny(self, x: _Exchange, code: ReplyCode, reason: str) -> list[Action]:
@@ -510,7 +548,16 @@ class HomeAgent:
         return [Emit(EventName.PACKET_DROPPED, f"dropped a datagram from {datagram.source}:{datagram.source_port}: "
                      f"{detail}", Priority.NOTICE, {"reason": reason})]
 
-    def _binding_event(self, event: EventName, binding: Binding, now: float, reason: str | None = None) -> Emit:
+    def _authentication_failed(self, datagram: Datagram, now: float) -> list[Action]:
+        """Spend the source's budget; the entry that says it ran out (mipd(8) JOURNAL)."""
+        if not self.budget.failed(_text(datagram.source), now):
+            return []
+        return [Emit(EventName.PACKET_DROPPED, f"{datagram.source} keeps failing authentication: its datagrams are "
+                     f"dropped unread until its budget refills ({self.budget.refill_per_s:g} failures a second)",
+                     Priority.NOTICE, {"reason": DiscardReason.SOURCE_OVER_BUDGET})]
+
+    def _binding_event(self, event: EventName, binding: Binding, now: float, reason: str | None = None,
+                       priority: Priority = Priority.INFO) -> Emit:
         fields: dict[str, str | int] = {
             "home_address": _text(binding.home_address),
             "care_of_address": _text(binding.care_of_address),
@@ -526,7 +573,7 @@ class HomeAgent:
         if reason is not None:
             fields["reason"] = reason
         return Emit(event, f"binding {fields['home_address']} -> {fields['care_of_address']} {event.verb}",
-                    Priority.INFO, fields)
+                    priority, fields)
 
     def _fields(self, x: _Exchange, **extra: str | int) -> dict[str, str | int]:
         return {"home_address": _text(x.reply_home_address), "care_of_address": _text(x.request.care_of_address),

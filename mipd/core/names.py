@@ -49,7 +49,9 @@ class EventName(StrEnum):
     @property
     def always_written(self) -> bool:
         """Binding and visitor changes are the audit trail of who was where: written whatever the
-        log level, and never rate-limited (mipd(8) JOURNAL)."""
+        log level, and never rate-limited (mipd(8) JOURNAL). A renewal that changes nothing but
+        the lifetime is emitted at debug priority and is then an ordinary debug entry (see
+        :func:`always_written`)."""
         return self in AUDIT_TRAIL
 
     @property
@@ -66,10 +68,15 @@ AUDIT_TRAIL = frozenset({
 _VERBS = {name: name.value.partition(".")[2] for name in EventName}
 
 
-def always_written(event: object) -> bool:
-    """Whether ``event`` (an EventName, or the MIP_EVENT string of an entry) names an audit-trail
-    event; False for any other value."""
-    return isinstance(event, str) and event in AUDIT_TRAIL
+_DEBUG = 7  # syslog's debug priority (actions.Priority.DEBUG; actions imports this module)
+
+
+def always_written(event: object, priority: int = 6) -> bool:
+    """Whether an entry of ``event`` (an EventName, or the MIP_EVENT string of an entry) at
+    ``priority`` is written whatever the log level: an audit-trail event, unless it is at debug
+    priority. A renewal that changes nothing but the lifetime is emitted at debug: it changes
+    nothing of who is where, so it is a counter and a debug entry, not part of the trail."""
+    return isinstance(event, str) and event in AUDIT_TRAIL and priority < _DEBUG
 
 
 class DiscardReason(StrEnum):
@@ -85,6 +92,7 @@ class DiscardReason(StrEnum):
     FA_HA_WITHOUT_SA = "fa-ha-without-sa"
     BAD_FA_HA = "bad-fa-ha"
     NO_PENDING = "no-pending"
+    SOURCE_OVER_BUDGET = "source-over-budget"  # a source that keeps failing authentication (core/budget.py)
 
 
 class Location(StrEnum):

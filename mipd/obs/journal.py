@@ -130,7 +130,7 @@ class EventLog:
 
     def emit(self, action: Emit) -> None:
         """Write an engine's :class:`~mipd.core.actions.Emit` as one entry (if level and limits let it)."""
-        if action.priority > self.level and not always_written(action.event):
+        if action.priority > self.level and not always_written(action.event, action.priority):
             return  # cheap early exit: the hot path at debug-level events
         self._logger.log(action.priority, action.event, message=action.message, **action.fields)
 
@@ -138,7 +138,7 @@ class EventLog:
 
     def _filter_level(self, _logger: object, method_name: str, event_dict: EventDict) -> EventDict:
         priority = METHOD_PRIORITY.get(method_name, Priority.INFO)
-        if priority > self.level and not always_written(event_dict.get("event")):
+        if priority > self.level and not always_written(event_dict.get("event"), priority):
             raise structlog.DropEvent
         event_dict[_PRIORITY_KEY] = priority
         return event_dict

@@ -93,6 +93,8 @@ def families(data: JSONObject) -> Iterator[Metric]:
     for code, count in counters["denied"].items():
         registrations.add_metric(["denied", str(code)], count)
     yield registrations
+    yield _counter("mipd_renewals", "accepted renewals that changed nothing but the lifetime, among accepted "
+                   "(mipctl stats renewals)", counters.get("renewals", 0))
     dropped = CounterMetricFamily("mipd_dropped", "registration messages dropped unanswered, by reason "
                                   "(mipctl stats dropped)", labels=["reason"])
     for reason, count in counters["dropped"].items():

@@ -85,6 +85,7 @@ class HomeAgentRuntime:
             self.dataplane.reconcile(engine.data_plane())
         except (BackendError, OSError) as exc:
             raise StartError(f"data plane: cannot reinstall the restored bindings: {exc}") from exc
+        self.udp.shed, self.udp.on_shed = engine.budget.over, engine.count_shed  # overload: before any decoding
         try:
             self.udp.open(listens(profile), self._dispatch(drive(host, engine.receive)))
         except OSError as exc:

@@ -76,7 +76,7 @@ def test_stats_json_of_fresh_counters_shows_the_always_present_drops() -> None:
     assert stats_json(Counters()) == {
         "counters": {
             "requests_received": 0, "accepted": 0, "denied": {},
-            "dropped": {"malformed": 0, "no_sa": 0, "unknown_extension": 0}, "relayed": 0,
+            "dropped": {"malformed": 0, "no_sa": 0, "unknown_extension": 0}, "relayed": 0, "renewals": 0,
         }
     }
 

@@ -111,6 +111,28 @@ def test_request_is_relayed_unchanged_through_mn_ha_with_fa_ha_appended(clock: C
     assert fa.counters.relayed == 1
 
 
+def visit(fa: ForeignAgent, clock: Clock, **kwargs: object) -> list[object]:
+    """The node's request through ``fa`` and the home agent's acceptance; the reply's actions."""
+    req = node_request(clock, **kwargs)
+    fa.from_node(frame(req), clock.now)
+    clock.now += 0.1
+    return fa.from_home_agent(ha_reply(req), clock.now)  # type: ignore[return-value]
+
+
+def test_a_renewal_changing_only_the_lifetime_is_a_counter_and_a_debug_event(clock: Clock) -> None:
+    fa = agent(clock)
+    added = [a for a in visit(fa, clock, lifetime=500) if isinstance(a, Emit)]
+    assert [(e.event, int(e.priority)) for e in added] == [("visitor.added", 6)]
+    clock.now += 10
+    renewed = [a for a in visit(fa, clock, lifetime=400) if isinstance(a, Emit)]
+    assert [(e.event, int(e.priority)) for e in renewed] == [("visitor.renewed", 7)]
+    assert fa.counters.renewals == 1 and fa.counters.accepted == 2
+    clock.now += 10
+    changed = [a for a in visit(fa, clock, lifetime=400, flags=F.T) if isinstance(a, Emit)]
+    assert [(e.event, int(e.priority)) for e in changed] == [("visitor.renewed", 6)]  # reverse tunnel now
+    assert fa.counters.renewals == 1
+
+
 def test_no_fa_ha_on_deregistration_or_for_a_care_of_address_not_ours(clock: Clock) -> None:
     fa = agent(clock)
     assert [e.type for e in relayed(fa.from_node(frame(node_request(clock, lifetime=0)), clock.now))[1].extensions] \

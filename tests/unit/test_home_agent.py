@@ -379,6 +379,40 @@ def test_renewal_with_the_same_care_of_address(clock: Clock) -> None:
     assert events(ha.receive(datagram(request(clock)), clock.now)) == ["binding.renewed", "registration.accepted"]
 
 
+def priorities(actions: list[object]) -> dict[str, int]:
+    return {a.event: int(a.priority) for a in actions if isinstance(a, Emit)}
+
+
+def test_a_renewal_changing_only_the_lifetime_is_a_counter_and_debug_events(clock: Clock) -> None:
+    ha = engine(clock)
+    added = ha.receive(datagram(request(clock, lifetime=300)), clock.now)
+    assert priorities(added) == {"binding.added": 6, "registration.accepted": 6}
+    assert ha.counters.renewals == 0
+    clock.now += 10
+    renewed = ha.receive(datagram(request(clock, lifetime=200)), clock.now)
+    assert priorities(renewed) == {"binding.renewed": 7, "registration.accepted": 7}
+    assert ha.counters.renewals == 1 and ha.counters.accepted == 2
+    assert only_reply(renewed)[1].lifetime == 200
+
+
+def test_a_renewal_that_changes_the_flags_stays_an_info_entry(clock: Clock) -> None:
+    ha = engine(clock)
+    ha.receive(datagram(request(clock)), clock.now)
+    clock.now += 10
+    renewed = ha.receive(datagram(request(clock, flags=F.T)), clock.now)
+    assert priorities(renewed) == {"binding.renewed": 6, "registration.accepted": 6}
+    assert ha.counters.renewals == 0
+
+
+def test_a_move_stays_removed_and_added_at_info(clock: Clock) -> None:
+    ha = engine(clock)
+    ha.receive(datagram(request(clock)), clock.now)
+    clock.now += 10
+    moved = ha.receive(datagram(request(clock, coa=COA2), COA2), clock.now)
+    assert events(moved) == ["binding.removed", "binding.added", "registration.accepted"]
+    assert set(priorities(moved).values()) == {6} and ha.counters.renewals == 0
+
+
 # --- expiry, flush, reload, restart ---
 
 def test_expiry_through_the_timer_sends_nothing(clock: Clock) -> None:

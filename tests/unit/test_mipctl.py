@@ -88,7 +88,8 @@ VISITORS = {
 STATS = {
     "counters": {
         "requests_received": 10, "accepted": 7, "denied": {"131": 1, "133": 1},
-        "dropped": {"malformed": 0, "no_sa": 2, "unknown_extension": 0, "not_a_request": 1}, "relayed": 0,
+        "dropped": {"malformed": 0, "no_sa": 2, "unknown_extension": 0, "not_a_request": 1},
+        "relayed": 0, "renewals": 0,
     }
 }
 STATUS = {"role": "home-agent", "instance": "home-agent", "uptime": 3600, "backend": "kernel", "bindings": 2}
@@ -145,6 +146,7 @@ def test_stats_lines_name_each_denial_code(sock: Path) -> None:
         "  unknown_extension:                           0\n"
         "  not_a_request:                               1\n"
         "relayed:                                       0\n"
+        "renewals:                                      0\n"
     )
 
 

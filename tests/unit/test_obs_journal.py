@@ -142,6 +142,22 @@ def test_binding_and_visitor_events_are_written_at_any_level(events: EventLog, j
         events.set_level("loud")
 
 
+def test_a_renewal_at_debug_priority_is_written_only_at_level_debug(events: EventLog, journal: FakeJournal) -> None:
+    """A renewal that changes nothing but the lifetime is emitted at debug: not part of the audit trail."""
+    fields = {"home_address": "10.1.0.10"}
+    events.emit(Emit("binding.renewed", "pure", Priority.DEBUG, fields))
+    events.logger().debug("visitor.renewed", home_address="10.1.0.10")
+    events.emit(Emit("binding.renewed", "flags changed", Priority.INFO, fields))
+    assert journal.events() == ["binding.renewed"]
+    events.set_level("error")
+    events.emit(Emit("binding.renewed", "flags changed", Priority.INFO, fields))
+    events.emit(Emit("binding.renewed", "pure", Priority.DEBUG, fields))
+    assert journal.events() == ["binding.renewed"] * 2
+    events.set_level("debug")
+    events.emit(Emit("binding.renewed", "pure", Priority.DEBUG, fields))
+    assert [e["PRIORITY"] for e in journal.entries] == ["6", "6", "7"]
+
+
 def test_a_flood_of_drops_is_limited_and_the_next_entry_carries_the_count(
     events: EventLog, journal: FakeJournal, clock: Clock
 ) -> None:
