@@ -57,6 +57,7 @@ from mipd.core.actions import Action, Datagram, Emit, PersistNode, Priority, Rep
 from mipd.core.bindings import Binding, BindingTable
 from mipd.core.counters import Counters
 from mipd.core.denial import Denied, Discard, open_registration
+from mipd.core.fast_path import authentic, parse_renewal, signed_reply
 from mipd.core.home_agent_types import HomeAgentSettings, NodeRecord
 from mipd.core.names import DiscardReason, EventName
 from mipd.core.planes import HALF_BOUND, DataPlane, Endpoint, UdpTunnelEndpoint
@@ -157,8 +158,10 @@ class HomeAgent:
         *,
         wall_clock: Callable[[], float],
         random32: Callable[[], int],
+        fast_path: bool = True,
     ) -> None:
         self.settings = settings
+        self.fast_path = fast_path  # try :meth:`_renew_fast` first (off: the full engine decides all)
         self.bindings = BindingTable()
         self.counters = Counters()
         self._replay: dict[IPv4Address, ReplayState] = {}
@@ -171,6 +174,8 @@ class HomeAgent:
     def receive(self, datagram: Datagram, now: float) -> list[Action]:
         """Handle one datagram that arrived on UDP port 434."""
         self.counters.requests_received += 1
+        if self.fast_path and (fast := self._renew_fast(datagram, now)) is not None:
+            return fast
         try:
             message = open_registration(datagram.payload, RegistrationRequest,
                                         "a registration reply sent to the home agent")
@@ -234,6 +239,80 @@ class HomeAgent:
 
     # --- registration processing ---
 
+    def _renew_fast(self, datagram: Datagram, now: float) -> list[Action] | None:
+        """The common request, decided without the object model: a renewal of a node's only
+        binding (or, with simultaneous bindings, one of them) from the same care-of address with
+        the same flags, the Mobile-Home authenticator its only extension (mipd.core.fast_path),
+        valid, with an acceptable new Identification, and every check of :meth:`_process`
+        passing. Exactly the actions :meth:`_process` gives; None hands anything else to it."""
+        payload = datagram.payload
+        r = parse_renewal(payload)
+        if r is None or r.lifetime == 0:
+            return None
+        s = self.settings
+        sa = s.mobile_nodes.get(r.spi)
+        if sa is None:
+            return None
+        node = sa.peer
+        coa = IPv4Address(r.care_of_address)
+        current = self.bindings.get(node, coa)
+        if (current is None or current.outer is not None or int(current.flags) != r.flags
+                or r.identification == current.identification or r.home_address != int(node)
+                or r.home_agent != int(s.address) or r.flags & _RESERVED_FLAGS
+                or datagram.source in s.foreign_agents
+                or datagram.destination in (LIMITED_BROADCAST, s.home_network.broadcast_address)):
+            return None
+        flags = current.flags
+        reverse = bool(flags & RequestFlags.T)
+        if ((reverse and s.reverse_tunneling is ReverseTunneling.OFF)
+                or (not reverse and s.reverse_tunneling is ReverseTunneling.REQUIRED)
+                or (flags & RequestFlags.M and Encapsulation.MINIMAL not in s.encapsulations)
+                or (flags & RequestFlags.G and Encapsulation.GRE not in s.encapsulations)
+                or (s.nat_traversal == "required" and datagram.source != coa and flags & RequestFlags.D)):
+            return None
+        count = len(self.bindings.of(node))
+        simultaneous = bool(flags & RequestFlags.S) and s.max_bindings_per_node > 1
+        if (count - 1 >= s.max_bindings_per_node) if simultaneous else count != 1:
+            return None  # 135, or other bindings to replace: the full engine
+        state = self._replay.get(node, ReplayState())
+        nonce = sa.replay is ReplayProtection.NONCE
+        if nonce:
+            if not ident.nonce_acceptable(r.identification, state.nonce):
+                return None
+        elif not ident.timestamp_acceptable(r.identification, self._wall_clock(), s.replay_window,
+                                            state.last_identification):
+            return None
+        if not authentic(payload, sa.key, sa.algorithm):
+            return None
+        # Decided: accepted. The state changes and actions of _remember_identification and _accept.
+        if not nonce:
+            self._replay[node] = state = replace(state, last_identification=r.identification)
+        granted = min(r.lifetime, s.max_lifetime)
+        relayed = not flags & RequestFlags.D or datagram.source != coa
+        binding = Binding(node, coa, granted, math.inf if granted == INFINITE_LIFETIME else now + granted,
+                          r.identification, flags, sa.spi, datagram.source if relayed else None)
+        self.bindings.put(binding)
+        actions: list[Action] = [self._binding_event(EventName.BINDING_RENEWED, binding, now)]
+        actions += self._data_plane(node)
+        self.counters.accepted += 1
+        code = ReplyCode(self._success_code(flags))
+        agent = IPv4Address(r.home_agent)
+        actions.append(self._accepted_event(node, coa, agent, code=code, granted=granted, spi=sa.spi))
+        if nonce:
+            fresh = self._random32() & ident.LOW32
+            self._replay[node] = replace(state, nonce=fresh)
+            identification = ident.nonce_reply(r.identification, fresh)
+        else:
+            identification = r.identification
+        reply = signed_reply(int(code), granted, r.home_address, r.home_agent, identification, spi=sa.spi,
+                             key=sa.key, algorithm=sa.algorithm)
+        source = datagram.destination
+        if source.is_multicast:
+            source = s.address  # 3.8.3.1 (broadcast destinations were handed to the full engine)
+        actions += [self._persist(node, now),
+                    SendDatagram(reply, source, REGISTRATION_PORT, datagram.source, datagram.source_port)]
+        return actions
+
     def _process(self, request: RegistrationRequest, datagram: Datagram, now: float) -> list[Action]:
         mn_ha = request.authentications(ExtensionType.MOBILE_HOME_AUTHENTICATION)
         if not mn_ha:
@@ -256,7 +335,7 @@ class HomeAgent:
         ):
             # 3.8.2.2: a duplicate of the accepted current registration; never extend its lifetime.
             again = _UdpDecision(self._assent(request), current.outer) if current.outer is not None else _NO_UDP
-            return self._reply(x, ReplyCode(self._success_code(request)), current.remaining(now), again)
+            return self._reply(x, ReplyCode(self._success_code(request.flags)), current.remaining(now), again)
 
         if not self._identification_valid(request, sa):
             return self._deny(x, ReplyCode.HA_REGISTRATION_IDENTIFICATION_MISMATCH,
@@ -396,9 +475,9 @@ class HomeAgent:
     def _simultaneous(self, request: RegistrationRequest) -> bool:
         return bool(request.flags & RequestFlags.S) and self.settings.max_bindings_per_node > 1
 
-    def _success_code(self, request: RegistrationRequest) -> int:
+    def _success_code(self, flags: RequestFlags) -> int:
         # 3.8.2.2: 1 when S asks for simultaneous bindings that this home agent does not keep.
-        if request.flags & RequestFlags.S and self.settings.max_bindings_per_node == 1:
+        if flags & RequestFlags.S and self.settings.max_bindings_per_node == 1:
             return ReplyCode.ACCEPTED_SIMULTANEOUS_BINDINGS_UNSUPPORTED
         return ReplyCode.ACCEPTED
 
@@ -432,11 +511,17 @@ class HomeAgent:
                                                binding, now))
         actions += self._data_plane(node)
         self.counters.accepted += 1
-        code = ReplyCode(self._success_code(request))
-        actions.append(Emit(EventName.REGISTRATION_ACCEPTED,
-                            f"registration of {_text(node)} via {_text(coa)} accepted for {granted} s",
-                            Priority.INFO, self._fields(x, code=int(code), lifetime=granted, spi=sa.spi)))
+        code = ReplyCode(self._success_code(request.flags))
+        actions.append(self._accepted_event(x.reply_home_address, coa, request.home_agent, code=code, granted=granted,
+                                               spi=sa.spi))
         return actions + self._reply(x, code, granted, udp)
+
+    def _accepted_event(self, home: IPv4Address, coa: IPv4Address, agent: IPv4Address, *, code: ReplyCode,
+                        granted: int, spi: int) -> Emit:
+        return Emit(EventName.REGISTRATION_ACCEPTED, f"registration of {_text(home)} via {_text(coa)} accepted for "
+                    f"{granted} s", Priority.INFO,
+                    {"home_address": _text(home), "care_of_address": _text(coa), "home_agent": _text(agent),
+                     "code": int(code), "lifetime": granted, "spi": spi})
 
     def _deny(self, x: _Exchange, code: ReplyCode, reason: str) -> list[Action]:
         self.counters.denied[int(code)] += 1
