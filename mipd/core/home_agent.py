@@ -89,6 +89,8 @@ from mipd.core.wire.tunnel import Encapsulation
 __all__ = ["Counters", "HomeAgent", "HomeAgentSettings", "NodeRecord"]
 
 _RESERVED_FLAGS = RequestFlags.r | RequestFlags.x
+_RESERVED_INT, _S, _D, _M, _G, _T = (int(f) for f in (_RESERVED_FLAGS, RequestFlags.S, RequestFlags.D, RequestFlags.M,
+                                                      RequestFlags.G, RequestFlags.T))
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -256,23 +258,21 @@ class HomeAgent:
         node = sa.peer
         coa = IPv4Address(r.care_of_address)
         current = self.bindings.get(node, coa)
-        if (current is None or current.outer is not None or int(current.flags) != r.flags
+        f = r.flags  # as an int: IntFlag arithmetic showed in the profile of this path
+        if (current is None or current.outer is not None or int(current.flags) != f
                 or r.identification == current.identification or r.home_address != int(node)
-                or r.home_agent != int(s.address) or r.flags & _RESERVED_FLAGS
+                or r.home_agent != int(s.address) or f & _RESERVED_INT
                 or datagram.source in s.foreign_agents
                 or datagram.destination in (LIMITED_BROADCAST, s.home_network.broadcast_address)):
             return None
-        flags = current.flags
-        reverse = bool(flags & RequestFlags.T)
-        if ((reverse and s.reverse_tunneling is ReverseTunneling.OFF)
-                or (not reverse and s.reverse_tunneling is ReverseTunneling.REQUIRED)
-                or (flags & RequestFlags.M and Encapsulation.MINIMAL not in s.encapsulations)
-                or (flags & RequestFlags.G and Encapsulation.GRE not in s.encapsulations)
-                or (s.nat_traversal == "required" and datagram.source != coa and flags & RequestFlags.D)):
+        reverse = s.reverse_tunneling
+        if ((reverse is ReverseTunneling.OFF and f & _T) or (reverse is ReverseTunneling.REQUIRED and not f & _T)
+                or (f & _M and Encapsulation.MINIMAL not in s.encapsulations)
+                or (f & _G and Encapsulation.GRE not in s.encapsulations)
+                or (f & _D and s.nat_traversal == "required" and datagram.source != coa)):
             return None
         count = len(self.bindings.of(node))
-        simultaneous = bool(flags & RequestFlags.S) and s.max_bindings_per_node > 1
-        if (count - 1 >= s.max_bindings_per_node) if simultaneous else count != 1:
+        if (count - 1 >= s.max_bindings_per_node) if f & _S and s.max_bindings_per_node > 1 else count != 1:
             return None  # 135, or other bindings to replace: the full engine
         state = self._replay.get(node, ReplayState())
         nonce = sa.replay is ReplayProtection.NONCE
@@ -286,21 +286,25 @@ class HomeAgent:
             return None
         # Decided: accepted. The state changes and actions of _remember_identification and _accept.
         if not nonce:
-            self._replay[node] = state = replace(state, last_identification=r.identification)
+            self._replay[node] = state = ReplayState(r.identification, state.nonce)
         granted = min(r.lifetime, s.max_lifetime)
-        relayed = not flags & RequestFlags.D or datagram.source != coa
+        relayed = not f & _D or datagram.source != coa
         binding = Binding(node, coa, granted, math.inf if granted == INFINITE_LIFETIME else now + granted,
-                          r.identification, flags, sa.spi, datagram.source if relayed else None)
+                          r.identification, current.flags, sa.spi, datagram.source if relayed else None)
         self.bindings.put(binding)
         actions: list[Action] = [self._binding_event(EventName.BINDING_RENEWED, binding, now)]
-        actions += self._data_plane(node)
+        planes = self._planes.get(node)
+        if count != 1 or not planes or planes[0].source != s.address:
+            # One binding's endpoint depends on its care-of address, flags and outer endpoint,
+            # which a renewal keeps, and on our address, which a reload may change. Several: the
+            # renewed one moves to the end of the node's list, and so of its endpoints.
+            actions += self._data_plane(node)
         self.counters.accepted += 1
-        code = ReplyCode(self._success_code(flags))
-        agent = IPv4Address(r.home_agent)
-        actions.append(self._accepted_event(node, coa, agent, code=code, granted=granted, spi=sa.spi))
+        code = ReplyCode(self._success_code(current.flags))
+        actions.append(self._accepted_event(node, coa, s.address, code=code, granted=granted, spi=sa.spi))
         if nonce:
             fresh = self._random32() & ident.LOW32
-            self._replay[node] = replace(state, nonce=fresh)
+            self._replay[node] = ReplayState(state.last_identification, fresh)
             identification = ident.nonce_reply(r.identification, fresh)
         else:
             identification = r.identification

@@ -19,7 +19,7 @@ from ipaddress import IPv4Address, IPv4Network
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from mipd.core.actions import Action, Datagram, SendDatagram
+from mipd.core.actions import Action, Datagram, DataPlane, SendDatagram
 from mipd.core.home_agent import HomeAgent, HomeAgentSettings
 from mipd.core.security import ReplayProtection, ReverseTunneling, SecurityAssociation
 from mipd.core.wire import identification as ident
@@ -28,7 +28,7 @@ from mipd.core.wire.extensions import ExtensionType, MobileNodeNAI, Registration
 from mipd.core.wire.registration import RegistrationRequest, RequestFlags, decode_registration
 from mipd.core.wire.tunnel import Encapsulation
 
-HA = IPv4Address("10.1.0.1")
+HA, HA2 = IPv4Address("10.1.0.1"), IPv4Address("10.1.0.2")
 HOME = IPv4Network("10.1.0.0/24")
 FA = IPv4Address("10.2.0.1")
 NAT = IPv4Address("192.0.2.7")
@@ -43,13 +43,15 @@ FLAGS = (RequestFlags(0), RequestFlags.D, RequestFlags.T | RequestFlags.D, Reque
          RequestFlags.G, RequestFlags.M | RequestFlags.T, RequestFlags.B | RequestFlags.D, RequestFlags.r)
 
 
-def ha_settings(max_bindings: int, reverse: ReverseTunneling, nat: str, max_lifetime: int) -> HomeAgentSettings:
+def ha_settings(max_bindings: int, reverse: ReverseTunneling, nat: str, max_lifetime: int,
+                address: IPv4Address = HA) -> HomeAgentSettings:
     nodes = {
         SPI[MN_T]: SecurityAssociation(SPI[MN_T], KEY[MN_T], MN_T),
         SPI[MN_N]: SecurityAssociation(SPI[MN_N], KEY[MN_N], MN_N, replay=ReplayProtection.NONCE),
         SPI[MN_K]: SecurityAssociation(SPI[MN_K], KEY[MN_K], MN_K, algorithm=Algorithm.KEYED_MD5),
     }
-    return HomeAgentSettings(HA, HOME, nodes, foreign_agents={FA: {FA_SPI: SecurityAssociation(FA_SPI, FA_KEY, FA)}},
+    agents = {FA: {FA_SPI: SecurityAssociation(FA_SPI, FA_KEY, FA)}}
+    return HomeAgentSettings(address, HOME, nodes, foreign_agents=agents,
                              max_lifetime=max_lifetime, max_bindings_per_node=max_bindings,
                              reverse_tunneling=reverse, encapsulations=frozenset({Encapsulation.IPIP,
                                                                                   Encapsulation.GRE}),
@@ -152,6 +154,9 @@ requests = st.fixed_dictionaries({
     "source": st.sampled_from(("coa",) * 5 + ("nat",)),
     "broadcast": st.sampled_from((5,) * 19 + (0,)),  # 0: sent to the home network's broadcast address
     "home": st.sampled_from((5,) * 18 + (0, 1)),  # 0: home address 0.0.0.0, 1: another node's
+    "reload": st.sampled_from((None,) * 30 + (  # before it: a reload, our address or policies changed
+        (1, ReverseTunneling.ALLOWED, "allowed", 1800, HA2), (2, ReverseTunneling.ALLOWED, "allowed", 60, HA),
+        (1, ReverseTunneling.REQUIRED, "off", 1800, HA), (1, ReverseTunneling.ALLOWED, "allowed", 1800, HA))),
     "wait": st.sampled_from((0.0,) * 6 + (0.5, 3.0, 40.0, 400.0)),  # before it: the clock moves, the timer runs
 })
 
@@ -169,7 +174,8 @@ def datagram(p: Pair, r: dict[str, object]) -> Datagram:
     home = {0: IPv4Address(0), 1: MN_T if node != MN_T else MN_N}.get(r["home"], node)  # type: ignore[arg-type]
     extensions: tuple[RegistrationExtension, ...] = (MobileNodeNAI(b"node@example.net"),) if r["nai"] == 0 else ()
     identification_ = identification(p, node, str(r["ident"]), salt)
-    request = RegistrationRequest(flags, lifetime, home, HA, coa, identification_, extensions)
+    address = p.full.settings.address
+    request = RegistrationRequest(flags, lifetime, home, address, coa, identification_, extensions)
     spi = UNKNOWN_SPI if r["auth"] == "unknown-spi" else SPI[node]
     algorithm = Algorithm.KEYED_MD5 if node == MN_K else Algorithm.HMAC_MD5
     request = append_authentication(request, ExtensionType.MOBILE_HOME_AUTHENTICATION, spi, KEY[node], algorithm)
@@ -180,7 +186,7 @@ def datagram(p: Pair, r: dict[str, object]) -> Datagram:
     if r["auth"] == "bad":
         payload[-1 - salt % 16] ^= 1 << (salt % 8)
     source = NAT if r["source"] == "nat" and coa != FA else coa
-    destination = HOME.broadcast_address if r["broadcast"] == 0 else HA
+    destination = HOME.broadcast_address if r["broadcast"] == 0 else address
     if r["ident"] == "fresh":
         state.last = max(state.last, identification_)
     return Datagram(bytes(payload), source, 434 if source != NAT else 40_000, destination)
@@ -204,6 +210,10 @@ def learn(p: Pair, r: dict[str, object], actions: list[Action]) -> None:
 def run(p: Pair, sequence: list[object]) -> None:
     for step in sequence:
         assert isinstance(step, dict)
+        if (reload := step.get("reload")) is not None:
+            assert isinstance(reload, tuple)
+            p.fast.reconfigure(ha_settings(*reload))
+            p.full.reconfigure(ha_settings(*reload))
         wait = step.get("wait", 0.0)
         if wait:
             assert isinstance(wait, float)
@@ -214,7 +224,7 @@ def run(p: Pair, sequence: list[object]) -> None:
         assert p.fast.flush(node, p.clock.now) == p.full.flush(node, p.clock.now)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from((1, 2)), st.sampled_from((ReverseTunneling.ALLOWED,) * 4 + tuple(ReverseTunneling)),
        st.sampled_from(("allowed", "allowed", "required", "off")), st.sampled_from((1800, 120, 0xFFFF)),
        st.lists(requests, min_size=5, max_size=40))
@@ -247,3 +257,34 @@ def test_renewals_take_the_fast_path() -> None:
         request = {**base, "node": MN_T, "renew": "coa" not in change, "lifetime": 600, **change}
         learn(p, request, p.deliver(datagram(p, request)))
     assert counting.hits == 3
+
+
+BASE: dict[str, object] = {"renew": False, "coa": COAS[0], "flags": RequestFlags.D, "lifetime": 300,
+                           "ident": "fresh", "salt": 7, "auth": "good", "nai": 5, "source": "coa", "broadcast": 5,
+                           "home": 5}
+
+
+def test_renewing_the_older_of_simultaneous_bindings() -> None:
+    """With S, the renewed binding moves to the end of the node's list, so its data plane (the
+    endpoints in that order) is stated again, as the engine states it."""
+    p = pair(2, ReverseTunneling.ALLOWED, "allowed", 1800)
+    simultaneous = {**BASE, "node": MN_T, "flags": RequestFlags.S | RequestFlags.D}
+    for step in ({**simultaneous, "coa": COAS[0]}, {**simultaneous, "coa": COAS[1]}, {**simultaneous, "renew": True}):
+        p.clock.now += 1
+        learn(p, step, p.deliver(datagram(p, step)))
+    assert p.fast.hits == 1
+    assert [b.care_of_address for b in p.full.bindings] == [COAS[1], COAS[0]]
+
+
+def test_renewal_after_a_reload_that_changed_our_address() -> None:
+    """A reload that gives the home agent another address changes every endpoint's outer source:
+    the renewal that follows states the data plane again, as the engine does."""
+    p = pair(1, ReverseTunneling.ALLOWED, "allowed", 1800)
+    learn(p, {**BASE, "node": MN_T}, p.deliver(datagram(p, {**BASE, "node": MN_T})))
+    moved = ha_settings(1, ReverseTunneling.ALLOWED, "allowed", 1800, HA2)
+    p.fast.reconfigure(moved)
+    p.full.reconfigure(moved)
+    p.clock.now += 1
+    actions = p.deliver(datagram(p, {**BASE, "node": MN_T, "renew": True}))
+    assert p.fast.hits == 1
+    assert [a for a in actions if isinstance(a, DataPlane)]
