@@ -43,6 +43,13 @@ through a foreign agent: that address and port 0, "half bound", the data plane t
 the node's first keepalive, 4.6); code 64 (declined) otherwise. With nat_traversal off the
 extension is ignored (skippable; RFC 3519 3.1.1: a home agent without UDP tunnelling sends no
 reply extension).
+
+The common request, a renewal of a binding from the same care-of address with the same flags
+and no extension but MN-HA, is decided first by :meth:`HomeAgent._renew_fast` (the wire work in
+mipd.core.fast_path: one struct unpack, the authenticator over the received bytes, the reply
+built and signed directly) when every check above would pass; it gives the same actions as the
+table above, and anything else falls through to it (tests/property/test_home_agent_fast_path.py
+holds the two to the same answers).
 """
 
 from __future__ import annotations
