@@ -45,6 +45,13 @@ through a foreign agent: that address and port 0, "half bound", the data plane t
 the node's first keepalive, 4.6); code 64 (declined) otherwise. With nat_traversal off the
 extension is ignored (skippable; RFC 3519 3.1.1: a home agent without UDP tunnelling sends no
 reply extension).
+
+The common request, a renewal of a binding from the same care-of address with the same flags
+and no extension but MN-HA, is decided first by :meth:`HomeAgent._renew_fast` (the wire work in
+mipd.core.fast_path: one struct unpack, the authenticator over the received bytes, the reply
+built and signed directly) when every check above would pass; it gives the same actions as the
+table above, and anything else falls through to it (tests/property/test_home_agent_fast_path.py
+holds the two to the same answers).
 """
 
 from __future__ import annotations
@@ -60,6 +67,7 @@ from mipd.core.bindings import Binding, BindingTable
 from mipd.core.budget import SourceBudget
 from mipd.core.counters import Counters
 from mipd.core.denial import Denied, Discard, open_registration
+from mipd.core.fast_path import authentic, parse_renewal, signed_reply
 from mipd.core.home_agent_types import HomeAgentSettings, NodeRecord
 from mipd.core.names import DiscardReason, EventName
 from mipd.core.planes import HALF_BOUND, DataPlane, Endpoint, UdpTunnelEndpoint
@@ -91,6 +99,8 @@ from mipd.core.wire.tunnel import Encapsulation
 __all__ = ["Counters", "HomeAgent", "HomeAgentSettings", "NodeRecord"]
 
 _RESERVED_FLAGS = RequestFlags.r | RequestFlags.x
+_RESERVED_INT, _S, _D, _M, _G, _T = (int(f) for f in (_RESERVED_FLAGS, RequestFlags.S, RequestFlags.D, RequestFlags.M,
+                                                      RequestFlags.G, RequestFlags.T))
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -168,8 +178,10 @@ class HomeAgent:
         *,
         wall_clock: Callable[[], float],
         random32: Callable[[], int],
+        fast_path: bool = True,
     ) -> None:
         self.settings = settings
+        self.fast_path = fast_path  # try :meth:`_renew_fast` first (off: the full engine decides all)
         self.bindings = BindingTable()
         self.counters = Counters()
         self.budget = SourceBudget()  # authentication failures per source: shed before any HMAC
@@ -185,6 +197,8 @@ class HomeAgent:
         if self.shed(_text(datagram.source), now):
             return []
         self.counters.requests_received += 1
+        if self.fast_path and (fast := self._renew_fast(datagram, now)) is not None:
+            return fast
         try:
             message = open_registration(datagram.payload, RegistrationRequest,
                                         "a registration reply sent to the home agent")
@@ -264,6 +278,87 @@ class HomeAgent:
 
     # --- registration processing ---
 
+    def _renew_fast(self, datagram: Datagram, now: float) -> list[Action] | None:
+        """The common request, decided without the object model: a renewal of a node's only
+        binding (or, with simultaneous bindings, one of them) from the same care-of address with
+        the same flags, the Mobile-Home authenticator its only extension (mipd.core.fast_path),
+        valid, with an acceptable new Identification, and every check of :meth:`_process`
+        passing. Exactly the actions :meth:`_process` gives; None hands anything else to it."""
+        payload = datagram.payload
+        r = parse_renewal(payload)
+        if r is None or r.lifetime == 0:
+            return None
+        s = self.settings
+        sa = s.mobile_nodes.get(r.spi)
+        if sa is None:
+            return None
+        node = sa.peer
+        coa = IPv4Address(r.care_of_address)
+        current = self.bindings.get(node, coa)
+        f = r.flags  # as an int: IntFlag arithmetic showed in the profile of this path
+        if (current is None or current.outer is not None or int(current.flags) != f
+                or r.identification == current.identification or r.home_address != int(node)
+                or r.home_agent != int(s.address) or f & _RESERVED_INT
+                or datagram.source in s.foreign_agents
+                or datagram.destination in (LIMITED_BROADCAST, s.home_network.broadcast_address)):
+            return None
+        reverse = s.reverse_tunneling
+        if ((reverse is ReverseTunneling.OFF and f & _T) or (reverse is ReverseTunneling.REQUIRED and not f & _T)
+                or (f & _M and Encapsulation.MINIMAL not in s.encapsulations)
+                or (f & _G and Encapsulation.GRE not in s.encapsulations)
+                or (f & _D and s.nat_traversal == "required" and datagram.source != coa)):
+            return None
+        count = len(self.bindings.of(node))
+        if (count - 1 >= s.max_bindings_per_node) if f & _S and s.max_bindings_per_node > 1 else count != 1:
+            return None  # 135, or other bindings to replace: the full engine
+        state = self._replay.get(node, ReplayState())
+        nonce = sa.replay is ReplayProtection.NONCE
+        if nonce:
+            if not ident.nonce_acceptable(r.identification, state.nonce):
+                return None
+        elif not ident.timestamp_acceptable(r.identification, self._wall_clock(), s.replay_window,
+                                            state.last_identification):
+            return None
+        if not authentic(payload, sa.key, sa.algorithm):
+            return None
+        # Decided: accepted. The state changes and actions of _remember_identification and _accept.
+        if not nonce:
+            self._replay[node] = state = ReplayState(r.identification, state.nonce)
+        granted = min(r.lifetime, s.max_lifetime)
+        relayed = not f & _D or datagram.source != coa
+        binding = Binding(node, coa, granted, math.inf if granted == INFINITE_LIFETIME else now + granted,
+                          r.identification, current.flags, sa.spi, datagram.source if relayed else None)
+        previous = self.bindings.put(binding)
+        pure_renewal = previous is not None and _only_lifetime_differs(previous, binding)
+        if pure_renewal:
+            self.counters.renewals += 1
+        priority = Priority.DEBUG if pure_renewal else Priority.INFO
+        actions: list[Action] = [self._binding_event(EventName.BINDING_RENEWED, binding, now, priority=priority)]
+        planes = self._planes.get(node)
+        if count != 1 or not planes or planes[0].source != s.address:
+            # One binding's endpoint depends on its care-of address, flags and outer endpoint,
+            # which a renewal keeps, and on our address, which a reload may change. Several: the
+            # renewed one moves to the end of the node's list, and so of its endpoints.
+            actions += self._data_plane(node)
+        self.counters.accepted += 1
+        code = ReplyCode(self._success_code(current.flags))
+        actions.append(self._accepted_event(node, coa, s.address, code=code, granted=granted, spi=sa.spi,
+                                            priority=priority))
+        if nonce:
+            fresh = self._random32() & ident.LOW32
+            self._replay[node] = ReplayState(state.last_identification, fresh)
+            identification = ident.nonce_reply(r.identification, fresh)
+        else:
+            identification = r.identification
+        reply = signed_reply(int(code), granted, r.home_address, r.home_agent, identification, spi=sa.spi,
+                             key=sa.key, algorithm=sa.algorithm)
+        source = datagram.destination
+        if source.is_multicast:
+            source = s.address  # 3.8.3.1 (broadcast destinations were handed to the full engine)
+        actions += [self._persist(node, now),
+                    SendDatagram(reply, source, REGISTRATION_PORT, datagram.source, datagram.source_port)]
+        return actions
+
     def _process(self, request: RegistrationRequest, datagram: Datagram, now: float) -> list[Action]:
         mn_ha = request.authentications(ExtensionType.MOBILE_HOME_AUTHENTICATION)
         if not mn_ha:
@@ -288,7 +383,7 @@ class HomeAgent:
         ):
             # 3.8.2.2: a duplicate of the accepted current registration; never extend its lifetime.
             again = _UdpDecision(self._assent(request), current.outer) if current.outer is not None else _NO_UDP
-            return self._reply(x, ReplyCode(self._success_code(request)), current.remaining(now), again)
+            return self._reply(x, ReplyCode(self._success_code(request.flags)), current.remaining(now), again)
 
         if not self._identification_valid(request, sa):
             return self._deny(x, ReplyCode.HA_REGISTRATION_IDENTIFICATION_MISMATCH,
@@ -428,9 +523,9 @@ class HomeAgent:
     def _simultaneous(self, request: RegistrationRequest) -> bool:
         return bool(request.flags & RequestFlags.S) and self.settings.max_bindings_per_node > 1
 
-    def _success_code(self, request: RegistrationRequest) -> int:
+    def _success_code(self, flags: RequestFlags) -> int:
         # 3.8.2.2: 1 when S asks for simultaneous bindings that this home agent does not keep.
-        if request.flags & RequestFlags.S and self.settings.max_bindings_per_node == 1:
+        if flags & RequestFlags.S and self.settings.max_bindings_per_node == 1:
             return ReplyCode.ACCEPTED_SIMULTANEOUS_BINDINGS_UNSUPPORTED
         return ReplyCode.ACCEPTED
 
@@ -469,12 +564,17 @@ class HomeAgent:
                                                binding, now, priority=priority))
         actions += self._data_plane(node)
         self.counters.accepted += 1
-        code = ReplyCode(self._success_code(request))
-        actions.append(Emit(EventName.REGISTRATION_ACCEPTED,
-                            f"registration of {_text(node)} via {_text(coa)} accepted for {granted} s",
-                            Priority.DEBUG if pure_renewal else Priority.INFO,
-                            self._fields(x, code=int(code), lifetime=granted, spi=sa.spi)))
+        code = ReplyCode(self._success_code(request.flags))
+        actions.append(self._accepted_event(x.reply_home_address, coa, request.home_agent, code=code, granted=granted,
+                                            spi=sa.spi, priority=Priority.DEBUG if pure_renewal else Priority.INFO))
         return actions + self._reply(x, code, granted, udp)
+
+    def _accepted_event(self, home: IPv4Address, coa: IPv4Address, agent: IPv4Address, *, code: ReplyCode,
+                        granted: int, spi: int, priority: Priority = Priority.INFO) -> Emit:
+        return Emit(EventName.REGISTRATION_ACCEPTED, f"registration of {_text(home)} via {_text(coa)} accepted for "
+                    f"{granted} s", priority,
+                    {"home_address": _text(home), "care_of_address": _text(coa), "home_agent": _text(agent),
+                     "code": int(code), "lifetime": granted, "spi": spi})
 
     def _deny(self, x: _Exchange, code: ReplyCode, reason: str) -> list[Action]:
         self.counters.denied[int(code)] += 1
