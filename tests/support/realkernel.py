@@ -11,7 +11,9 @@ this one API::
 Two runners, chosen once per process (:func:`choose_runner`):
 
 - **user-mode Linux** (``linux.uml``, Debian's user-mode-linux): about 2 s to boot where it works, so
-  it is tried first, with a probe boot that runs ``true``. It does not boot on every CPU: on an Intel
+  it is tried first, with a probe boot that runs ``true``. The host's root comes through hostfs, as
+  the lower layer of a tmpfs overlay the guest pivots into, so that, as under QEMU, nothing on the host
+  is written but the run's own directory. It does not boot on every CPU: on an Intel
   Xeon with AMX, UML 6.1 panics before init ("ptrace set fp regs failed"), because it cannot hold
   that CPU's larger XSAVE state.
 - **QEMU** (``qemu-system-x86_64``) with Debian's own kernel (linux-image-amd64): works on any x86-64
@@ -256,14 +258,30 @@ sync
 
 # --- user-mode Linux ----------------------------------------------------------------------------
 
-# PID 1 of a user-mode Linux kernel. Its root is the host's, through hostfs: it mounts its own /proc,
-# /sys and /run, sees its modules at /run/kroot/lib/modules/$(uname -r) (``modprobe -d``, so nothing
-# is created on the host), and powers off without a wtmp record (the host's /var/log/wtmp is this
-# kernel's through hostfs). UML's pid and mconsole files go to the run's directory (``uml_dir``).
+# PID 1 of a user-mode Linux kernel. The host's root comes through hostfs; like the QEMU guest's, it is
+# only the lower layer of an overlay whose upper layer is a tmpfs, so the script may write anywhere and
+# only the run's directory (bound in at the same path) reaches the host. The first stage (on hostfs)
+# builds the overlay and pivots into it; the second mounts /proc, /sys and /run there, sees its modules
+# at /run/kroot/lib/modules/$(uname -r) (``modprobe -d``) and powers off. UML's pid and mconsole files go
+# to the run's directory (``uml_dir``).
 _UML_INIT = """#!/bin/sh
 mount -t proc proc /proc
+mount -t tmpfs -o mode=755 run /run
+mkdir -p /run/kroot/lib/modules/$(uname -r) /run/layer/upper /run/layer/work /run/layer/root
+mount --bind {modules}/$(uname -r) /run/kroot/lib/modules/$(uname -r)
+{modprobe} overlay || echo "modprobe overlay failed" >>{out}/stderr
+mount -t overlay overlay -o lowerdir=/,upperdir=/run/layer/upper,workdir=/run/layer/work /run/layer/root \
+    || echo "no overlay" >>{out}/stderr
+mount --bind {out} /run/layer/root{out}
+cd /run/layer/root
+mkdir -p .host
+pivot_root . .host || echo "pivot_root failed" >>{out}/stderr
+exec chroot . /bin/sh {out}/inner.sh
+"""
+_UML_INNER = """mount -t proc proc /proc
 mount -t sysfs sys /sys
-mount -t tmpfs tmp /run
+mount -t tmpfs -o mode=755 run /run
+umount -l /.host
 mkdir -p /run/kroot/lib/modules/$(uname -r)
 mount --bind {modules}/$(uname -r) /run/kroot/lib/modules/$(uname -r)
 {run}
@@ -273,12 +291,14 @@ echo o >/proc/sysrq-trigger
 
 
 def _uml_args(out: Path, command: str, modules: Sequence[str], memory: str) -> list[str]:
+    modprobe = f"{shlex.quote(tool('modprobe'))} -d /run/kroot"
     run = _RUN.format(repo=shlex.quote(str(REPOSITORY)), out=shlex.quote(str(out)), command=command, slowdown=1,
-                      module_list=" ".join(shlex.quote(m) for m in modules),
-                      modprobe=f"{shlex.quote(tool('modprobe'))} -d /run/kroot")
+                      module_list=" ".join(shlex.quote(m) for m in modules), modprobe=modprobe)
+    quoted = {"modules": shlex.quote(str(UML_MODULES)), "out": shlex.quote(str(out))}
     init = out / "init.sh"
-    init.write_text(_UML_INIT.format(modules=shlex.quote(str(UML_MODULES)), run=run))
+    init.write_text(_UML_INIT.format(modprobe=modprobe, **quoted))
     init.chmod(0o755)
+    (out / "inner.sh").write_text(_UML_INNER.format(run=run, **quoted))
     return [f"mem={memory}", "rootfstype=hostfs", "rw", f"init={init}", f"uml_dir={out}",
             "con=null", "con0=fd:0,fd:1", "quiet"]
 
