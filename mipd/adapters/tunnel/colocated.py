@@ -44,7 +44,6 @@ IPv6 is disabled on ``mipm0`` so that the kernel's own router solicitations neve
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 from collections import Counter
 from collections.abc import Callable
@@ -58,8 +57,6 @@ from mipd.adapters.netlink import policy as netlink_policy
 from mipd.adapters.netlink.mobile import Address
 from mipd.adapters.netlink.policy import Rule
 from mipd.adapters.tunnel.userspace import (
-    BATCH,
-    MAX_PACKET,
     close_raw_sockets,
     close_tun,
     decapsulate_counted,
@@ -67,6 +64,7 @@ from mipd.adapters.tunnel.userspace import (
     ipv4_only,
     open_raw_sockets,
     open_tun,
+    read_tun,
     write_into_tun,
 )
 from mipd.core.wire import ipv4
@@ -278,11 +276,7 @@ class ColocatedTunnel:
 
     def _drain_tun(self) -> None:
         assert self._tun is not None
-        for _ in range(BATCH):
-            try:
-                datagram = os.read(self._tun, MAX_PACKET)
-            except (BlockingIOError, InterruptedError):
-                return
+        for datagram in read_tun(self._tun):
             packet = self.table.reverse(datagram)
             colocation = self.table.colocation
             if packet is None or colocation is None:

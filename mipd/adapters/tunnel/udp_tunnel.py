@@ -25,7 +25,6 @@ mipd.core.counters.DropReport). The decisions are in :class:`UdpTunnelTable`, wh
 from __future__ import annotations
 
 import asyncio
-import os
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -34,7 +33,7 @@ from pathlib import Path
 
 from mipd.adapters.netlink import calls as netlink
 from mipd.adapters.tunnel.backend import BackendError
-from mipd.adapters.tunnel.userspace import BATCH, MAX_PACKET, close_tun, ipv4_only, open_tun, write_into_tun
+from mipd.adapters.tunnel.userspace import close_tun, ipv4_only, open_tun, read_tun, write_into_tun
 from mipd.core.planes import HALF_BOUND, DataPlane, Endpoint, UdpTunnelEndpoint
 from mipd.core.wire import ipv4
 from mipd.core.wire.errors import DecodeError
@@ -202,11 +201,7 @@ class UdpTunnelPlane:
 
     def _drain_tun(self) -> None:
         assert self._tun is not None and self._send is not None
-        for _ in range(BATCH):
-            try:
-                datagram = os.read(self._tun, MAX_PACKET)
-            except (BlockingIOError, InterruptedError):
-                return
+        for datagram in read_tun(self._tun):
             for payload, outer in self.table.forward(datagram):
                 if self._send(payload, outer.address, outer.port):
                     self.table.counts["udp_encapsulated"] += 1

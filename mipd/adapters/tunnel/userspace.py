@@ -26,7 +26,7 @@ import os
 import socket
 import struct
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
@@ -86,6 +86,16 @@ def drain_into_tun(receiver: socket.socket, tun: int | None, decide: Callable[[b
         except (BlockingIOError, InterruptedError):
             return
         write_into_tun(tun, decide(packet), counts)
+
+
+def read_tun(tun: int) -> Iterator[bytes]:
+    """The packets the kernel has queued on the TUN device ``tun``: at most :data:`BATCH` of them per
+    call, so that one busy device does not hold the event loop."""
+    for _ in range(BATCH):
+        try:
+            yield os.read(tun, MAX_PACKET)
+        except (BlockingIOError, InterruptedError):
+            return
 
 
 def write_into_tun(tun: int | None, inner: bytes | None, counts: Counter[str], errors: str = "write_errors") -> None:
@@ -302,11 +312,7 @@ class UserspaceBackend:
 
     def _drain_tun(self) -> None:
         assert self._tun is not None and self._send is not None
-        for _ in range(BATCH):
-            try:
-                datagram = os.read(self._tun, MAX_PACKET)
-            except (BlockingIOError, InterruptedError):
-                return
+        for datagram in read_tun(self._tun):
             for packet, care_of_address in self.table.forward(datagram):
                 try:
                     self._send.sendto(packet, (str(care_of_address), 0))

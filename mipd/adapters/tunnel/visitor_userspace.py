@@ -37,7 +37,6 @@ IPv6 is disabled on ``mipv0`` so that the kernel's own router solicitations do n
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import struct
 import time
@@ -49,8 +48,6 @@ from pathlib import Path
 from mipd.adapters.netlink import calls as netlink
 from mipd.adapters.tunnel.backend import BackendError, BackendKind
 from mipd.adapters.tunnel.userspace import (
-    BATCH,
-    MAX_PACKET,
     close_raw_sockets,
     close_tun,
     decapsulate_counted,
@@ -58,6 +55,7 @@ from mipd.adapters.tunnel.userspace import (
     ipv4_only,
     open_raw_sockets,
     open_tun,
+    read_tun,
     write_into_tun,
 )
 from mipd.adapters.tunnel.visitor_routing import DEFAULT, VisitorRouting, wanted
@@ -315,11 +313,7 @@ class VisitorUserspaceBackend:
 
     def _drain_tun(self) -> None:
         assert self._tun is not None and self._send is not None
-        for _ in range(BATCH):
-            try:
-                datagram = os.read(self._tun, MAX_PACKET)
-            except (BlockingIOError, InterruptedError):
-                return
+        for datagram in read_tun(self._tun):
             out = self.table.reverse(datagram, time.monotonic())
             if out is None:
                 continue
