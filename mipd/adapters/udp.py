@@ -13,6 +13,14 @@ receive buffer of :data:`RECEIVE_BUFFER` bytes (SO_RCVBUFFORCE, which root may u
 net.core.rmem_max; else SO_RCVBUF, which the kernel caps at it), so that a flood fills a large
 queue the agent drains in batches, and a legitimate request in it waits rather than being lost.
 
+A home agent asks the kernel to drop a repeat offender's datagrams before they are queued
+(:meth:`RegistrationEndpoints.drop_until`, the engine's ``DropSource``): each socket gets a classic
+BPF socket filter (SO_ATTACH_FILTER) that compares the IP source address with the
+:data:`MAX_FILTERED` most recent offenders and drops a match, replaced as offenders come and go,
+each removed when the engine said (its budget's decay, mipd(8) "Overload protection"), and
+detached when none is left. What the kernel dropped on these sockets — for the filter, or because
+the queue was full — is :meth:`RegistrationEndpoints.kernel_drops` (SO_MEMINFO).
+
 The same sockets carry a home agent's UDP tunnel data (RFC 3519: "the same ports as the
 registration"): the runtime hands type-4 datagrams to its UDP tunnel plane and sends that plane's
 datagrams with :meth:`RegistrationEndpoints.send_tunnel_data`.
@@ -24,6 +32,8 @@ each request sent from the source its engine chose.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import socket
 import struct
 from collections.abc import Callable
@@ -39,6 +49,39 @@ MAX_DATAGRAM = 65535
 IP_PKTINFO = 8  # <linux/in.h>; the socket module has the name only from Python 3.12
 SO_RCVBUFFORCE = 33  # <asm-generic/socket.h>; the socket module does not name it
 _TUNNEL_DATA = bytes((TUNNEL_DATA_TYPE,))  # the first byte of RFC 3519 tunnel data
+MAX_FILTERED = 64  # offenders the socket filter drops in the kernel; more are shed as they are read
+# <linux/filter.h>, <asm-generic/socket.h>: the socket module names none of these.
+SO_ATTACH_FILTER, SO_DETACH_FILTER, SO_MEMINFO = 26, 27, 55
+SK_MEMINFO_VARS, SK_MEMINFO_DROPS = 9, 8
+_LD_W_ABS, _JEQ_K, _RET_K = 0x20, 0x15, 0x06  # BPF_LD|BPF_W|BPF_ABS, BPF_JMP|BPF_JEQ|BPF_K, BPF_RET|BPF_K
+_SOURCE_ADDRESS = (-0x100000 + 12) & 0xFFFFFFFF  # SKF_NET_OFF + 12: the IPv4 header's source address
+_INSN = struct.Struct("HBBI")  # struct sock_filter, native order
+
+
+def offender_filter(sources: list[IPv4Address]) -> bytes:
+    """A classic BPF program (struct sock_filter[]) that drops datagrams from ``sources`` (at most
+    255) and accepts every other: load the IP source address, one compare per offender jumping to
+    the final "return 0", else "return all of it"."""
+    if len(sources) > 255:
+        raise ValueError("at most 255 sources: a BPF jump offset is 8 bits")
+    count = len(sources)
+    program = [_INSN.pack(_LD_W_ABS, 0, 0, _SOURCE_ADDRESS)]
+    program += [_INSN.pack(_JEQ_K, count - i, 0, int(source)) for i, source in enumerate(sources)]
+    program += [_INSN.pack(_RET_K, 0, 0, 0xFFFFFFFF), _INSN.pack(_RET_K, 0, 0, 0)]
+    return b"".join(program)
+
+
+def attach_filter(sock: socket.socket, program: bytes) -> None:
+    """SO_ATTACH_FILTER: ``program`` replaces the socket's filter at once (the kernel copies it)."""
+    code = ctypes.create_string_buffer(program, len(program))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER,
+                    struct.pack("HL", len(program) // _INSN.size, ctypes.addressof(code)))
+
+
+def socket_drops(sock: socket.socket) -> int:
+    """The datagrams the kernel dropped for ``sock`` (its filter, a full queue): SO_MEMINFO's drops."""
+    info = sock.getsockopt(socket.SOL_SOCKET, SO_MEMINFO, 4 * SK_MEMINFO_VARS)
+    return int(struct.unpack(f"{SK_MEMINFO_VARS}I", info)[SK_MEMINFO_DROPS])
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +135,10 @@ class RegistrationEndpoints:
         # drops is counted here and handed to ``on_shed`` once per batch.
         self.shed: Callable[[str, float], bool] | None = None
         self.on_shed: Callable[[int], None] = lambda _count: None
+        self._dropping: dict[IPv4Address, float] = {}  # offender -> until (loop time), latest last
+        self._filtered = False
+        self._refilter: asyncio.Handle | None = None
+        self.filter_errors = 0
 
     def open(self, listens: list[Listen], deliver: Callable[[list[Datagram]], None]) -> None:
         """Bind every socket (all or none) and start delivering batches of datagrams."""
@@ -127,6 +174,52 @@ class RegistrationEndpoints:
         if batch:
             deliver(batch)
 
+    def drop_until(self, source: IPv4Address, until: float) -> None:
+        """Have the kernel drop ``source``'s datagrams until ``until`` (the loop's clock). The
+        filters are rebuilt once per loop turn, however many offenders a batch brought."""
+        self._dropping.pop(source, None)
+        self._dropping[source] = until
+        self._schedule_refilter(None)
+
+    def _schedule_refilter(self, at: float | None) -> None:
+        if self._loop is None:
+            return
+        if self._refilter is not None:
+            self._refilter.cancel()
+        self._refilter = (self._loop.call_soon(self._apply_filter) if at is None
+                          else self._loop.call_at(at, self._apply_filter))
+
+    def _apply_filter(self) -> None:
+        """Attach the filter of the offenders still due (or detach it); come back at the next expiry."""
+        assert self._loop is not None
+        self._refilter = None
+        now = self._loop.time()
+        self._dropping = {s: u for s, u in self._dropping.items() if u > now}
+        sources = list(self._dropping)[-MAX_FILTERED:]
+        for sock in self._sockets.values():
+            try:
+                if sources:
+                    attach_filter(sock, offender_filter(sources))
+                elif self._filtered:
+                    sock.setsockopt(socket.SOL_SOCKET, SO_DETACH_FILTER, 0)
+            except OSError:  # a kernel without socket filters: the offenders are shed as they are read
+                self.filter_errors += 1
+        self._filtered = bool(sources)
+        if self._dropping:
+            self._schedule_refilter(min(self._dropping.values()))
+
+    def filtered_sources(self) -> list[IPv4Address]:
+        """The sources the kernel is dropping now (tests, mipctl)."""
+        return list(self._dropping)[-MAX_FILTERED:] if self._filtered else []
+
+    def kernel_drops(self) -> int:
+        """Datagrams the kernel dropped on these sockets since they opened (filter or full queue)."""
+        total = 0
+        for sock in self._sockets.values():
+            with contextlib.suppress(OSError):
+                total += socket_drops(sock)
+        return total
+
     def send(self, action: SendDatagram) -> None:
         """Send from the socket bound to ``action.source``, else from the first one."""
         sock = self._sockets.get(action.source) or next(iter(self._sockets.values()))
@@ -151,6 +244,9 @@ class RegistrationEndpoints:
         return True
 
     def close(self) -> None:
+        if self._refilter is not None:
+            self._refilter.cancel()
+            self._refilter = None
         for sock in self._sockets.values():
             if self._loop is not None:
                 self._loop.remove_reader(sock.fileno())

@@ -141,5 +141,15 @@ class PersistMobile:
     state: MobileState
 
 
+@dataclass(frozen=True, slots=True)
+class DropSource:
+    """Drop UDP port 434's datagrams from ``source`` before they are queued, until ``until`` (the
+    engines' clock): a repeat offender over its budget of authentication failures, no longer
+    worth reading (mipd/core/budget.py). Until then, nothing from it would be processed anyway."""
+
+    source: IPv4Address
+    until: float
+
+
 Action = (SendDatagram | Emit | PersistNode | DataPlane | SendIcmp | SendToNode | PersistVisitor | VisitorPlane
-          | MobilePlane | AnnounceHome | PersistMobile)
+          | MobilePlane | AnnounceHome | PersistMobile | DropSource)

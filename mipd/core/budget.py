@@ -17,8 +17,11 @@ budget). A source whose bucket has refilled is the same as one never seen, and i
 the table when next looked at.
 
 Sources are named by their dotted-quad text, as a socket's ``recvfrom`` gives them, so that the
-UDP adapter can ask before it builds anything of a datagram (mipd/adapters/udp.py). Pure: the
-clock comes in as ``now`` (monotonic seconds).
+UDP adapter can ask before it builds anything of a datagram (mipd/adapters/udp.py). When a source
+runs out, the home agent also asks the kernel to drop its datagrams until it has a token again
+(:meth:`SourceBudget.release`; a socket filter, mipd/adapters/udp.py), so that a persistent
+offender costs not even a read: the same decay, enforced earlier. Pure: the clock comes in as
+``now`` (monotonic seconds).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class _Bucket:
     tokens: float
     stamp: float
     until: float = 0.0  # while over budget: when the next token is back (so the shed path only compares)
+    told: bool = False  # whether running out was reported since the source was last forgotten
 
 
 class SourceBudget:
@@ -78,6 +82,21 @@ class SourceBudget:
         """``not admits(source, now)``, the cheapest way: the UDP adapter asks it per datagram."""
         bucket = self._buckets.get(source)
         return bucket is not None and (now < bucket.until or not self.admits(source, now))
+
+    def release(self, source: str) -> float:
+        """When an over-budget ``source`` has a token again (0.0 for a source not over budget)."""
+        bucket = self._buckets.get(source)
+        return 0.0 if bucket is None else bucket.until
+
+    def first_time(self, source: str) -> bool:
+        """Whether ``source`` ran out for the first time since it was last forgotten (the journal
+        says so once per episode, not each time a persistent offender runs out again); asking
+        answers True once."""
+        bucket = self._buckets.get(source)
+        if bucket is None or bucket.told:
+            return False
+        bucket.told = True
+        return True
 
     def failed(self, source: str, now: float) -> bool:
         """Spend one token for an authentication failure of ``source``; True when this failure

@@ -13,7 +13,8 @@ A Registration Request passes these checks, in this order (section 3.8.2.1, then
     no SA for its SPI .................. silent discard           (3.8.2.1 a; no-sa)
     MN-HA authenticator invalid ........ 131                      (3.8.2.1 a)
     (before all of these: a source over its budget of authentication failures, no-sa and 131, is
-    dropped unread: source-over-budget; see mipd/core/budget.py)
+    dropped unread: source-over-budget; see mipd/core/budget.py. A 131 or 133 for a node or to a
+    source whose reply budget is spent is not sent: reply-rate-limited; mipd/core/reply_limit.py)
     duplicate of the current binding ... accepted, lifetime not extended (3.8.2.2)
     Identification invalid ............. 133, Identification per 5.7
     FA-HA missing/duplicated/invalid ... 132 when the sending FA has an SA and Lifetime != 0 (3.8.2.1 c)
@@ -62,15 +63,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
 
-from mipd.core.actions import Action, Datagram, Emit, PersistNode, Priority, ReplayState, SendDatagram
+from mipd.core.actions import Action, Datagram, DropSource, Emit, PersistNode, Priority, ReplayState, SendDatagram
 from mipd.core.bindings import Binding, BindingTable
 from mipd.core.budget import SourceBudget
 from mipd.core.counters import Counters
 from mipd.core.denial import Denied, Discard, open_registration
-from mipd.core.fast_path import authentic, parse_renewal, signed_reply
+from mipd.core.fast_path import Renewal, authentic, parse_renewal, signed_reply
 from mipd.core.home_agent_types import HomeAgentSettings, NodeRecord
 from mipd.core.names import DiscardReason, EventName
 from mipd.core.planes import HALF_BOUND, DataPlane, Endpoint, UdpTunnelEndpoint
+from mipd.core.reply_limit import ReplyLimit
 from mipd.core.security import ReplayProtection, ReverseTunneling, SecurityAssociation
 from mipd.core.wire import identification as ident
 from mipd.core.wire.addresses import LIMITED_BROADCAST, UNSPECIFIED
@@ -99,6 +101,9 @@ from mipd.core.wire.tunnel import Encapsulation
 __all__ = ["Counters", "HomeAgent", "HomeAgentSettings", "NodeRecord"]
 
 _RESERVED_FLAGS = RequestFlags.r | RequestFlags.x
+# The failure replies a forger or a replaying attacker can provoke at will (mipd/core/reply_limit.py).
+_LIMITED_REPLIES = frozenset({ReplyCode.HA_MOBILE_NODE_FAILED_AUTHENTICATION,
+                              ReplyCode.HA_REGISTRATION_IDENTIFICATION_MISMATCH})
 _RESERVED_INT, _S, _D, _M, _G, _T = (int(f) for f in (_RESERVED_FLAGS, RequestFlags.S, RequestFlags.D, RequestFlags.M,
                                                       RequestFlags.G, RequestFlags.T))
 
@@ -185,6 +190,7 @@ class HomeAgent:
         self.bindings = BindingTable()
         self.counters = Counters()
         self.budget = SourceBudget()  # authentication failures per source: shed before any HMAC
+        self.replies = ReplyLimit()  # 131 and 133 replies per node and per source
         self._replay: dict[IPv4Address, ReplayState] = {}
         self._planes: dict[IPv4Address, tuple[Endpoint, ...]] = {}  # last data plane stated per node
         self._wall_clock = wall_clock
@@ -197,8 +203,11 @@ class HomeAgent:
         if self.shed(_text(datagram.source), now):
             return []
         self.counters.requests_received += 1
-        if self.fast_path and (fast := self._renew_fast(datagram, now)) is not None:
-            return fast
+        if self.fast_path and (r := parse_renewal(datagram.payload)) is not None:
+            if (fast := self._renew_fast(datagram, now, r)) is not None:
+                return fast
+            if (unanswered := self._forgery_unanswered(datagram, now, r)) is not None:
+                return unanswered
         try:
             message = open_registration(datagram.payload, RegistrationRequest,
                                         "a registration reply sent to the home agent")
@@ -278,15 +287,14 @@ class HomeAgent:
 
     # --- registration processing ---
 
-    def _renew_fast(self, datagram: Datagram, now: float) -> list[Action] | None:
+    def _renew_fast(self, datagram: Datagram, now: float, r: Renewal) -> list[Action] | None:
         """The common request, decided without the object model: a renewal of a node's only
         binding (or, with simultaneous bindings, one of them) from the same care-of address with
         the same flags, the Mobile-Home authenticator its only extension (mipd.core.fast_path),
         valid, with an acceptable new Identification, and every check of :meth:`_process`
         passing. Exactly the actions :meth:`_process` gives; None hands anything else to it."""
         payload = datagram.payload
-        r = parse_renewal(payload)
-        if r is None or r.lifetime == 0:
+        if r.lifetime == 0:
             return None
         s = self.settings
         sa = s.mobile_nodes.get(r.spi)
@@ -358,6 +366,18 @@ class HomeAgent:
         actions += [self._persist(node, now),
                     SendDatagram(reply, source, REGISTRATION_PORT, datagram.source, datagram.source_port)]
         return actions
+
+    def _forgery_unanswered(self, datagram: Datagram, now: float, r: Renewal) -> list[Action] | None:
+        """A request of the fast path's shape for a configured SPI whose authenticator is wrong,
+        while its 131 would not be sent (:meth:`_deny`: the node's or the source's reply budget is
+        spent): what :meth:`_process` decides, without decoding it. The flood of forged requests
+        takes this path. None hands anything else to :meth:`_process`."""
+        sa = self.settings.mobile_nodes.get(r.spi)
+        if (sa is None or self.replies.allows(sa.peer, _text(datagram.source), now)
+                or authentic(datagram.payload, sa.key, sa.algorithm)):
+            return None
+        self.counters.dropped[DiscardReason.REPLY_RATE_LIMITED] += 1
+        return self._authentication_failed(datagram, now)
 
     def _process(self, request: RegistrationRequest, datagram: Datagram, now: float) -> list[Action]:
         mn_ha = request.authentications(ExtensionType.MOBILE_HOME_AUTHENTICATION)
@@ -577,6 +597,10 @@ class HomeAgent:
                      "code": int(code), "lifetime": granted, "spi": spi})
 
     def _deny(self, x: _Exchange, code: ReplyCode, reason: str) -> list[Action]:
+        if code in _LIMITED_REPLIES and not self.replies.take(x.node, _text(x.datagram.source), x.now):
+            # Not answered, and nothing changes (no new nonce, no commit): mipd/core/reply_limit.py.
+            self.counters.dropped[DiscardReason.REPLY_RATE_LIMITED] += 1
+            return []
         self.counters.denied[int(code)] += 1
         event = Emit(EventName.REGISTRATION_DENIED, f"registration of {x.reply_home_address} denied with {int(code)}: "
                      f"{reason}", Priority.NOTICE, self._fields(x, code=int(code), spi=x.sa.spi, reason=reason))
@@ -649,11 +673,18 @@ class HomeAgent:
                      f"{detail}", Priority.NOTICE, {"reason": reason})]
 
     def _authentication_failed(self, datagram: Datagram, now: float) -> list[Action]:
-        """Spend the source's budget; the entry that says it ran out (mipd(8) JOURNAL)."""
-        if not self.budget.failed(_text(datagram.source), now):
+        """Spend the source's budget; when it runs out, the kernel asked to drop the source's
+        datagrams until its next token is back, and the first time in an episode the entry that
+        says so (mipd(8) JOURNAL)."""
+        source = _text(datagram.source)
+        if not self.budget.failed(source, now):
             return []
-        return [Emit(EventName.PACKET_DROPPED, f"{datagram.source} keeps failing authentication: its datagrams are "
-                     f"dropped unread until its budget refills ({self.budget.refill_per_s:g} failures a second)",
+        drop = DropSource(datagram.source, self.budget.release(source))
+        if not self.budget.first_time(source):  # again: the periodic summary counts it (mipd(8))
+            return [drop]
+        return [drop, Emit(EventName.PACKET_DROPPED, f"{datagram.source} keeps failing authentication: its "
+                     f"datagrams are dropped unread until its budget refills "
+                     f"({self.budget.refill_per_s:g} failures a second)",
                      Priority.NOTICE, {"reason": DiscardReason.SOURCE_OVER_BUDGET})]
 
     def _binding_event(self, event: EventName, binding: Binding, now: float, reason: str | None = None,

@@ -93,6 +93,8 @@ class DiscardReason(StrEnum):
     BAD_FA_HA = "bad-fa-ha"
     NO_PENDING = "no-pending"
     SOURCE_OVER_BUDGET = "source-over-budget"  # a source that keeps failing authentication (core/budget.py)
+    REPLY_RATE_LIMITED = "reply-rate-limited"  # a 131 or 133 not sent: its node or source had too many
+    SOCKET_QUEUE = "socket-queue"  # dropped by the kernel: the socket filter of offenders, or a full queue
 
 
 class Location(StrEnum):

@@ -65,6 +65,7 @@ class Daemon:
         self._watchdog: asyncio.TimerHandle | None = None
         self._drop_report: asyncio.TimerHandle | None = None
         self._drops = DropReport(DROP_REPORT_INTERVAL)
+        self._shed = DropReport(DROP_REPORT_INTERVAL)  # registration requests shed under overload
         self._status = ""
         self.commit_failures = 0
         self.metrics: metrics.Metrics | None = None  # the Prometheus endpoint (mipd/obs/metrics.py)
@@ -155,12 +156,15 @@ class Daemon:
         self._report_drops()
 
     def _report_drops(self) -> None:
-        """Once a second: ``packet.dropped`` for the data plane's drops, per reason at most once per
-        DROP_REPORT_INTERVAL (mipd.core.counters.DropReport)."""
+        """Once a second: ``packet.dropped`` for the data plane's drops and for the requests shed
+        under overload, per reason at most once per DROP_REPORT_INTERVAL (mipd.core.counters.DropReport)."""
         assert self._loop is not None and self.role is not None
         for reason, count in self._drops.due(self.role.data_plane_counters(), self.now()):
             self.emit(EventName.PACKET_DROPPED, f"the data plane dropped {count} packet(s): {reason}", Priority.NOTICE,
                       reason=reason, count=count)
+        for reason, count in self._shed.due(self.role.overload_counters(), self.now()):
+            self.emit(EventName.PACKET_DROPPED, f"overload: {count} registration request(s) shed since the last "
+                      f"summary: {reason}", Priority.NOTICE, reason=reason, count=count)
         self._drop_report = self._loop.call_later(1.0, self._report_drops)
 
     def _watchdog_ping(self, every: float) -> None:

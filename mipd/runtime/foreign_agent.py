@@ -192,6 +192,9 @@ class ForeignAgentRuntime:
     async def stop(self) -> None:
         """Nothing to say before closing: bindings and visitors stay on record for the restart."""
 
+    def overload_counters(self) -> dict[str, int]:
+        return {}
+
     def data_plane_counters(self) -> dict[str, int]:
         return self.visitor_backend.counters() if self.visitor_backend is not None else {}
 

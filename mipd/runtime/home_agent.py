@@ -15,10 +15,10 @@ from mipd.config import AnyProfile, HomeAgentProfile, home_agent_settings
 from mipd.control.handler import ControlError, ControlHandler
 from mipd.control.protocol import JSONObject
 from mipd.control.shapes import bindings_json, flush_json, stats_json, status_json
-from mipd.core.actions import Datagram, SendDatagram, SendIcmp
+from mipd.core.actions import Datagram, DropSource, SendDatagram, SendIcmp
 from mipd.core.advertiser import AdvertiserConfig, home_agent_advertisement
 from mipd.core.home_agent import HomeAgent, HomeAgentSettings
-from mipd.core.names import EventName
+from mipd.core.names import DiscardReason, EventName
 from mipd.core.planes import DataPlane
 from mipd.core.wire import identification as ident
 from mipd.runtime.advertising import Advertising
@@ -58,6 +58,7 @@ class HomeAgentRuntime:
         self.timed: list[Timed] = []
         self.actions: ActionTable = dict([
             on(SendIcmp, Phase.NOW, self._advertise),  # announces no state: not held back for the commit
+            on(DropSource, Phase.NOW, self._drop_source),  # a repeat offender, dropped in the kernel
             on(DataPlane, Phase.APPLY, self._apply),
             on(SendDatagram, Phase.ANNOUNCE, self.udp.send),
         ])
@@ -133,6 +134,9 @@ class HomeAgentRuntime:
 
     # --- the action table ---
 
+    def _drop_source(self, action: DropSource) -> None:
+        self.udp.drop_until(action.source, action.until)
+
     def _advertise(self, action: SendIcmp) -> None:
         if self.advertising is not None:
             self.advertising.send(action)
@@ -186,6 +190,15 @@ class HomeAgentRuntime:
     def data_plane_counters(self) -> dict[str, int]:
         return self.dataplane.counters()
 
+    def overload_counters(self) -> dict[str, int]:
+        """The requests shed under overload, as ``dropped_<reason>`` (mipd(8) "Overload protection")."""
+        if self.engine is None:
+            return {}
+        dropped = self.engine.counters.dropped
+        return {"dropped_source_over_budget": dropped[DiscardReason.SOURCE_OVER_BUDGET],
+                "dropped_reply_rate_limited": dropped[DiscardReason.REPLY_RATE_LIMITED],
+                "dropped_socket_queue": self.udp.kernel_drops()}
+
     def close(self) -> None:
         self.udp.close()
         if self.advertising is not None:
@@ -216,6 +229,8 @@ class HomeAgentControl(HostControl):
         ``data_plane`` (packets tunnelled, decapsulated, dropped by reason; ARP frames sent) and, when
         advertising, the agent advertisements' under ``advertisements``."""
         result = stats_json(self.engine.counters)
+        if drops := self.runtime.udp.kernel_drops():  # before mipd read them: never "received"
+            result["counters"]["dropped"]["socket_queue"] = drops
         result["counters"]["data_plane"] = self.runtime.dataplane.counters()
         if self.runtime.advertising is not None:
             result["counters"]["advertisements"] = self.runtime.advertising.counters()

@@ -170,6 +170,9 @@ class MobileNodeRuntime:
                 return
             await self._replied.wait()
 
+    def overload_counters(self) -> dict[str, int]:
+        return {}
+
     def data_plane_counters(self) -> dict[str, int]:
         return self.routing.counters()
 

@@ -62,6 +62,11 @@ class Role(Protocol):
         """The tunnel backend's counters (``dropped_<reason>`` among them), as ``mipctl stats`` shows them."""
         ...
 
+    def overload_counters(self) -> Mapping[str, int]:
+        """Requests shed under overload (``dropped_<reason>``), summarised in the journal; a home
+        agent's (mipd(8) "Overload protection"), empty for the other roles."""
+        ...
+
     @property
     def control(self) -> ControlHandler:
         ...

@@ -1,6 +1,7 @@
 """The home agent's port-434 sockets under overload (mipd/adapters/udp.py; mipd(8) "Overload
 protection"): a large receive buffer, so that a burst queues rather than drops a legitimate request,
-and the shed predicate that drops an over-budget source's registrations as they are read."""
+the shed predicate that drops an over-budget source's registrations as they are read, and the
+socket filter that drops a repeat offender's in the kernel."""
 
 from __future__ import annotations
 
@@ -8,7 +9,16 @@ import asyncio
 import socket
 from ipaddress import IPv4Address
 
-from mipd.adapters.udp import RECEIVE_BUFFER, Listen, RegistrationEndpoints
+import pytest
+
+from mipd.adapters.udp import (
+    MAX_FILTERED,
+    RECEIVE_BUFFER,
+    Listen,
+    RegistrationEndpoints,
+    attach_filter,
+    offender_filter,
+)
 
 
 def test_each_registration_socket_gets_the_large_receive_buffer() -> None:
@@ -56,3 +66,62 @@ def test_the_shed_predicate_drops_registrations_unread_but_never_tunnel_data() -
     delivered, counted, asked = asyncio.run(run())
     assert delivered == [b"\x04tunnel data"]
     assert sum(counted) == 2 and set(asked) == {"127.0.0.1"}
+
+
+def test_a_dropped_source_is_filtered_in_the_kernel_until_its_time_and_counted() -> None:
+    """drop_until (the engine's DropSource): the kernel drops that source's datagrams before they
+    are queued, others still arrive, SO_MEMINFO counts the drops, and when the time is up the filter
+    is detached and the source's datagrams arrive again."""
+    offender, other = "127.0.0.2", "127.0.0.3"  # loopback answers for all of 127/8: two real sources
+
+    async def run() -> dict[str, object]:
+        delivered: list[tuple[str, bytes]] = []
+        endpoints = RegistrationEndpoints(port=0)
+        senders = {}
+        try:
+            endpoints.open([Listen(IPv4Address("127.0.0.1"))],
+                           lambda batch: delivered.extend((str(d.source), d.payload) for d in batch))
+            [sock] = endpoints._sockets.values()
+            for address in (offender, other):
+                senders[address] = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                senders[address].bind((address, 0))
+            loop = asyncio.get_running_loop()
+            endpoints.drop_until(IPv4Address(offender), loop.time() + 0.3)
+            await asyncio.sleep(0.01)  # the filter is attached within the turn
+            filtered = [str(s) for s in endpoints.filtered_sources()]
+            for i in range(20):
+                for sender in senders.values():
+                    sender.sendto(b"\x01 during %d" % i, sock.getsockname())
+            await asyncio.sleep(0.1)
+            during = list(delivered)
+            drops = endpoints.kernel_drops()
+            await asyncio.sleep(0.3)  # past the time given: the filter is gone
+            senders[offender].sendto(b"\x01 after", sock.getsockname())
+            await asyncio.sleep(0.1)
+            return {"filtered": filtered, "during": during, "drops": drops, "after": delivered[len(during):],
+                    "left": endpoints.filtered_sources()}
+        finally:
+            for sender in senders.values():
+                sender.close()
+            endpoints.close()
+
+    result = asyncio.run(run())
+    assert result["filtered"] == [offender]
+    during = result["during"]
+    assert isinstance(during, list)
+    assert {source for source, _ in during} == {other} and len(during) == 20, result
+    assert result["drops"] == 20, result
+    assert result["after"] == [(offender, b"\x01 after")] and result["left"] == [], result
+
+
+def test_the_offender_filter_is_a_valid_program_for_many_sources() -> None:
+    sources = [IPv4Address(0xC6120000 + i) for i in range(MAX_FILTERED)]
+    program = offender_filter(sources)
+    assert len(program) == 8 * (MAX_FILTERED + 3)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        attach_filter(sock, program)  # the kernel's verifier refuses a malformed program (EINVAL)
+    finally:
+        sock.close()
+    with pytest.raises(ValueError, match="255"):
+        offender_filter([IPv4Address(1)] * 256)

@@ -20,7 +20,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from mipd.core.actions import Action, Datagram, DataPlane, SendDatagram
+from mipd.core.fast_path import Renewal
 from mipd.core.home_agent import HomeAgent, HomeAgentSettings
+from mipd.core.reply_limit import ReplyLimit
 from mipd.core.security import ReplayProtection, ReverseTunneling, SecurityAssociation
 from mipd.core.wire import identification as ident
 from mipd.core.wire.auth import Algorithm, append_authentication
@@ -114,18 +116,30 @@ class Counting(HomeAgent):
     """The engine with the fast path, counting the requests the fast path decided."""
 
     hits = 0
+    unanswered = 0
 
-    def _renew_fast(self, datagram: Datagram, now: float) -> list[Action] | None:
-        decided = super()._renew_fast(datagram, now)
+    def _renew_fast(self, datagram: Datagram, now: float, r: Renewal) -> list[Action] | None:
+        decided = super()._renew_fast(datagram, now, r)
         self.hits += decided is not None
         return decided
 
+    def _forgery_unanswered(self, datagram: Datagram, now: float, r: Renewal) -> list[Action] | None:
+        decided = super()._forgery_unanswered(datagram, now, r)
+        self.unanswered += decided is not None
+        return decided
 
-def pair(max_bindings: int, reverse: ReverseTunneling, nat: str, max_lifetime: int) -> Pair:
+
+def pair(max_bindings: int, reverse: ReverseTunneling, nat: str, max_lifetime: int,
+         reply_burst: int | None = None) -> Pair:
+    """The two engines; with ``reply_burst``, a reply limit (mipd/core/reply_limit.py) that short
+    sequences do exhaust: that many 131 and 133 replies back to back, one more per 2 s."""
     clock = Clock()
     s = ha_settings(max_bindings, reverse, nat, max_lifetime)
-    return Pair(clock, Counting(s, wall_clock=clock.wall, random32=Nonces()),
-                HomeAgent(s, wall_clock=clock.wall, random32=Nonces(), fast_path=False))
+    p = Pair(clock, Counting(s, wall_clock=clock.wall, random32=Nonces()),
+             HomeAgent(s, wall_clock=clock.wall, random32=Nonces(), fast_path=False))
+    if reply_burst is not None:
+        p.fast.replies, p.full.replies = ReplyLimit(reply_burst, 0.5), ReplyLimit(reply_burst, 0.5)
+    return p
 
 
 def identification(p: Pair, node: IPv4Address, kind: str, salt: int) -> int:
@@ -149,7 +163,7 @@ requests = st.fixed_dictionaries({
     "lifetime": st.sampled_from((0, 1, 30, 300, 5000, 0xFFFF)),
     "ident": st.sampled_from(("fresh",) * 6 + ("replayed", "stale", "random")),
     "salt": st.integers(0, 0xFFFF_FFFF),
-    "auth": st.sampled_from(("good",) * 6 + ("bad", "unknown-spi")),
+    "auth": st.sampled_from(("good",) * 6 + ("bad", "bad", "unknown-spi")),
     "nai": st.sampled_from((5,) * 9 + (0,)),  # 0: an NAI before MN-HA
     "source": st.sampled_from(("coa",) * 5 + ("nat",)),
     "broadcast": st.sampled_from((5,) * 19 + (0,)),  # 0: sent to the home network's broadcast address
@@ -227,12 +241,14 @@ def run(p: Pair, sequence: list[object]) -> None:
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from((1, 2)), st.sampled_from((ReverseTunneling.ALLOWED,) * 4 + tuple(ReverseTunneling)),
        st.sampled_from(("allowed", "allowed", "required", "off")), st.sampled_from((1800, 120, 0xFFFF)),
-       st.lists(requests, min_size=5, max_size=40))
+       st.sampled_from((None, 1, 3)), st.lists(requests, min_size=5, max_size=40))
 def test_fast_path_gives_what_the_engine_gives(max_bindings: int, reverse: ReverseTunneling, nat: str,
-                                               max_lifetime: int, sequence: list[object]) -> None:
-    p = pair(max_bindings, reverse, nat, max_lifetime)
+                                               max_lifetime: int, reply_burst: int | None,
+                                               sequence: list[object]) -> None:
+    p = pair(max_bindings, reverse, nat, max_lifetime, reply_burst)
     run(p, sequence)
     event(f"fast path decided {min(p.fast.hits, 3)}+ requests")
+    event(f"fast path left {min(p.fast.unanswered, 2)}+ forgeries unanswered")
 
 
 def test_renewals_take_the_fast_path() -> None:

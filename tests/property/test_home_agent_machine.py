@@ -39,6 +39,7 @@ from mipd.adapters.state.store import StateStore
 from mipd.core.actions import Action, Datagram, DataPlane, Emit, PersistNode, SendDatagram
 from mipd.core.home_agent import HomeAgent, HomeAgentSettings
 from mipd.core.planes import Endpoint
+from mipd.core.reply_limit import ReplyLimit
 from mipd.core.security import ReplayProtection, ReverseTunneling, SecurityAssociation
 from mipd.core.wire import identification as ident
 from mipd.core.wire.auth import Algorithm, append_authentication
@@ -126,7 +127,12 @@ class HomeAgentMachine(RuleBasedStateMachine):
                            max_lifetime=self.max_lifetime, max_bindings=self.max_bindings, reverse=self.reverse)
 
     def _new_engine(self) -> HomeAgent:
-        return HomeAgent(self._settings(), wall_clock=self.clock.wall, random32=lambda: next(self.nonces))
+        engine = HomeAgent(self._settings(), wall_clock=self.clock.wall, random32=lambda: next(self.nonces))
+        # This machine models RFC 5944's answers, one per request with an SA; the rate limit on 131
+        # and 133 (an overload policy on top) has its own tests: tests/unit/test_reply_limit.py and
+        # the differential tests/property/test_home_agent_fast_path.py.
+        engine.replies = ReplyLimit(burst=1 << 30)
+        return engine
 
     def _turn(self, actions: list[Action]) -> list[Action]:
         """One loop turn: commit, then the data plane, then the replies (Daemon._flush)."""

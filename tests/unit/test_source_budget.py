@@ -10,6 +10,7 @@ import pytest
 
 from mipd.core.actions import Emit
 from mipd.core.budget import BURST, MAX_SOURCES, REFILL_PER_S, SourceBudget
+from mipd.core.reply_limit import BURST as REPLY_BURST
 from tests.support.registration import COA, KEY2, Clock, datagram, engine, replies, request
 
 ATTACKER = IPv4Address("192.0.2.66")
@@ -75,8 +76,10 @@ def forged(clock: Clock, spi: int = 256) -> bytes:
 def test_the_home_agent_sheds_a_source_that_keeps_failing_and_serves_a_legitimate_one(clock: Clock) -> None:
     ha = engine(clock)
     answered = [bool(replies(ha.receive(datagram(forged(clock), ATTACKER), clock.now))) for _ in range(BURST + 30)]
-    assert answered == [True] * BURST + [False] * 30  # 131 for the burst, then dropped unread
-    assert ha.counters.denied[131] == BURST
+    # 131 while the source's reply budget lasts (mipd/core/reply_limit.py), then unanswered, then unread.
+    assert answered == [True] * REPLY_BURST + [False] * (BURST + 30 - REPLY_BURST)
+    assert ha.counters.denied[131] == REPLY_BURST
+    assert ha.counters.dropped["reply-rate-limited"] == BURST - REPLY_BURST
     assert ha.counters.dropped["source-over-budget"] == 30
     # The nospi kind spends the same budget.
     clock.now += 1.0
