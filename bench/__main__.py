@@ -5,7 +5,8 @@ without journald (bench/rate.py); the daemon's footprint (start to READY=1 over 
 RSS and CPU); binding scale at engine level (bench/scale.py, one process per size); the kernel
 data path under a real kernel (bench/kernel.py); iperf3 TCP through the home agent's tunnels
 (bench/throughput.py: IP-in-IP on the userspace backend, RFC 3519's UDP tunnel, and IP-in-IP on the
-kernel backend under a real kernel, which the quick run leaves out); handoff over the demo tour (bench/handoff.py).
+kernel backend under a real kernel, which the quick run leaves out); handoff over the demo tour (bench/handoff.py);
+two processes flooding a home agent with forged requests, from one source and from spoofed ones (bench/flood.py).
 Writes the JSON of docs/interfaces.md ("Benchmark results") to bench/results/latest.json (quick:
 quick.json), the per-part details next to it (``*-details.json``), and prints a readable table.
 Needs root (namespaces, a guest kernel).
@@ -33,7 +34,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import handoff, kernel, rate, throughput
+from bench import flood, handoff, kernel, rate, throughput
 from bench.build import Programs, compile_all
 from bench.procs import Processes
 from bench.report import SUMMARY_KEYS, machine, number, render
@@ -57,6 +58,7 @@ class Plan:
         self.idle_window_s = 2.0 if quick else 30.0
         self.iperf_seconds = 3 if quick else 10
         self.kernel_throughput = not quick  # a second guest boot: too slow for the quick run
+        self.flood_seconds = 2.0 if quick else 10.0
 
 
 def log(text: str) -> None:
@@ -151,6 +153,11 @@ def namespaced(plan: Plan, details: dict[str, Any], processes: Processes, progra
     details["journal"] = received
     details["footprint"] = next((r.footprint for r in results.values() if r.footprint), None)
     details.setdefault("part_seconds", {})["rate"] = round(time.monotonic() - started, 1)
+    if journal is None:
+        details["flood_error"] = "no journald to receive the home agent's events"
+        return
+    log(f"flood: two processes flooding forged requests for {plan.flood_seconds:g} s, one source then spoofed")
+    attempt(details, "flood", lambda: flood.run(journal, work, plan.flood_seconds))
 
 
 def summarize(details: dict[str, Any]) -> dict[str, Any]:
@@ -162,6 +169,8 @@ def summarize(details: dict[str, Any]) -> dict[str, Any]:
 
     headline = "mipd_journald" if details.get("journal") else "mipd"
     at50 = ((rates.get(headline) or {}).get("loads") or {}).get("50") or {}
+    at90 = ((rates.get(headline) or {}).get("loads") or {}).get("90") or {}
+    floods = details.get("flood") or {}
     scale = {s["bindings"]: s for s in details.get("scale") or []}
     kern = details.get("kernel") or {}
     hand = details.get("handoff") or {}
@@ -172,6 +181,10 @@ def summarize(details: dict[str, Any]) -> dict[str, Any]:
         "python_floor_per_s": sat("python_floor"),
         "p50_ms_at_50pct": at50.get("p50_ms") if at50.get("accepted") else None,
         "p99_ms_at_50pct": at50.get("p99_ms") if at50.get("accepted") else None,
+        "p99_ms_at_90pct": at90.get("p99_ms") if at90.get("accepted") else None,
+        "flood_legit_answered_pct": (floods.get("one_source") or {}).get("legit_answered_pct"),
+        "flood_spoofed_legit_answered_pct": (floods.get("spoofed") or {}).get("legit_answered_pct"),
+        "flood_discard_per_s": (floods.get("one_source") or {}).get("discard_per_s"),
         "bytes_per_binding_1m": (scale.get(1_000_000) or {}).get("bytes_per_binding"),
         "expire_s_per_100k": (scale.get(100_000) or {}).get("expire_s"),
         "route_installs_per_s": kern.get("tunnel_install_per_s"),

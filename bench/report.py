@@ -14,7 +14,8 @@ SUMMARY_KEYS = (
     "registrations_per_s", "c_floor_per_s", "python_floor_per_s", "p50_ms_at_50pct", "p99_ms_at_50pct",
     "bytes_per_binding_1m", "expire_s_per_100k", "route_installs_per_s", "handoff_ms_median", "handoff_ms_p95",
     "lost_per_move_max", "ready_s", "idle_rss_mib", "idle_cpu_pct", "udp_tunnel_mbit_s", "ipip_userspace_mbit_s",
-    "ipip_kernel_mbit_s",
+    "ipip_kernel_mbit_s", "p99_ms_at_90pct", "flood_legit_answered_pct", "flood_spoofed_legit_answered_pct",
+    "flood_discard_per_s",
 )
 
 
@@ -180,6 +181,21 @@ def _footprint_section(summary: dict[str, Any], details: dict[str, Any]) -> list
             f"idle CPU {_fmt(summary['idle_cpu_pct'], 3)} % of one core over {foot['window_s']:.0f} s"]
 
 
+def _flood_section(details: dict[str, Any]) -> list[str]:
+    floods = details.get("flood")
+    if not floods:
+        return ["", f"Flood: failed: {details['flood_error'][:300]}"] if details.get("flood_error") else []
+    out = ["", "Flood (two processes sending forged requests as fast as they go; a node re-registering every 50 ms)"]
+    rows: list[tuple[str, ...]] = [("flood", "flood/s", "discarded/s", "legit answered <1 s", "legit p50 ms",
+                                    "131 sent")]
+    for name, label in (("one_source", "from one source"), ("spoofed", "from spoofed 198.18.0.0/16")):
+        r = floods.get(name) or {}
+        rows.append((label, _fmt(r.get("flood_per_s"), 0), _fmt(r.get("discard_per_s"), 0),
+                     f"{_fmt(r.get('legit_answered_pct'))} % of {r.get('legit_sent', '-')}",
+                     _fmt(r.get("legit_p50_ms")), _fmt(r.get("denied_131"), 0)))
+    return out + _table(rows)
+
+
 def render(summary: dict[str, Any], details: dict[str, Any]) -> str:
     """The readable table of one run."""
     m = summary["machine"]
@@ -190,5 +206,6 @@ def render(summary: dict[str, Any], details: dict[str, Any]) -> str:
     out += _kernel_section(details)
     out += _throughput_section(details)
     out += _handoff_section(details)
+    out += _flood_section(details)
     out += _footprint_section(summary, details)
     return "\n".join(out)

@@ -18,7 +18,9 @@ A home agent asks the kernel to drop a repeat offender's datagrams before they a
 BPF socket filter (SO_ATTACH_FILTER) that compares the IP source address with the
 :data:`MAX_FILTERED` most recent offenders and drops a match, replaced as offenders come and go,
 each removed when the engine said (its budget's decay, mipd(8) "Overload protection"), and
-detached when none is left. What the kernel dropped on these sockets — for the filter, or because
+detached when none is left. Under a flood from spoofed sources the same filter admits the known
+sources the engine names and only a random share of the rest (:meth:`RegistrationEndpoints.admit`,
+the engine's ``AdmitSources``). What the kernel dropped on these sockets — for the filter, or because
 the queue was full — is :meth:`RegistrationEndpoints.kernel_drops` (SO_MEMINFO).
 
 The same sockets carry a home agent's UDP tunnel data (RFC 3519: "the same ports as the
@@ -53,20 +55,32 @@ MAX_FILTERED = 64  # offenders the socket filter drops in the kernel; more are s
 # <linux/filter.h>, <asm-generic/socket.h>: the socket module names none of these.
 SO_ATTACH_FILTER, SO_DETACH_FILTER, SO_MEMINFO = 26, 27, 55
 SK_MEMINFO_VARS, SK_MEMINFO_DROPS = 9, 8
-_LD_W_ABS, _JEQ_K, _RET_K = 0x20, 0x15, 0x06  # BPF_LD|BPF_W|BPF_ABS, BPF_JMP|BPF_JEQ|BPF_K, BPF_RET|BPF_K
+# BPF_LD|BPF_W|BPF_ABS, BPF_JMP|BPF_JEQ|BPF_K, BPF_JMP|BPF_JGT|BPF_K, BPF_RET|BPF_K
+_LD_W_ABS, _JEQ_K, _JGT_K, _RET_K = 0x20, 0x15, 0x25, 0x06
 _SOURCE_ADDRESS = (-0x100000 + 12) & 0xFFFFFFFF  # SKF_NET_OFF + 12: the IPv4 header's source address
+_RANDOM = (-0x1000 + 56) & 0xFFFFFFFF  # SKF_AD_OFF + SKF_AD_RANDOM: a random 32-bit number
+MAX_KNOWN = 128  # known sources the filter admits under a flood from spoofed sources
 _INSN = struct.Struct("HBBI")  # struct sock_filter, native order
 
 
-def offender_filter(sources: list[IPv4Address]) -> bytes:
-    """A classic BPF program (struct sock_filter[]) that drops datagrams from ``sources`` (at most
-    255) and accepts every other: load the IP source address, one compare per offender jumping to
-    the final "return 0", else "return all of it"."""
-    if len(sources) > 255:
-        raise ValueError("at most 255 sources: a BPF jump offset is 8 bits")
-    count = len(sources)
+def offender_filter(sources: list[IPv4Address], known: list[IPv4Address] = (),  # type: ignore[assignment]
+                    fraction: float = 1.0) -> bytes:
+    """A classic BPF program (struct sock_filter[]): load the IP source address; drop it if it is
+    one of ``sources``, accept it if it is one of ``known``; then, with ``fraction`` < 1, accept
+    only that random share of the rest (SKF_AD_RANDOM), else accept it. At most 255 addresses in
+    all (a jump offset is 8 bits)."""
+    if len(sources) + len(known) > 255:
+        raise ValueError("at most 255 sources and known sources: a BPF jump offset is 8 bits")
+    sampled = fraction < 1.0
+    accept = 1 + len(sources) + len(known) + (2 if sampled else 0)  # the index of "return all of it"
+    drop = accept + 1
     program = [_INSN.pack(_LD_W_ABS, 0, 0, _SOURCE_ADDRESS)]
-    program += [_INSN.pack(_JEQ_K, count - i, 0, int(source)) for i, source in enumerate(sources)]
+    for address, target in [(a, drop) for a in sources] + [(a, accept) for a in known]:
+        program.append(_INSN.pack(_JEQ_K, target - len(program) - 1, 0, int(address)))
+    if sampled:
+        threshold = max(0, min(0xFFFFFFFF, int(fraction * 0xFFFFFFFF)))
+        program.append(_INSN.pack(_LD_W_ABS, 0, 0, _RANDOM))
+        program.append(_INSN.pack(_JGT_K, drop - len(program) - 1, 0, threshold))
     program += [_INSN.pack(_RET_K, 0, 0, 0xFFFFFFFF), _INSN.pack(_RET_K, 0, 0, 0)]
     return b"".join(program)
 
@@ -136,6 +150,8 @@ class RegistrationEndpoints:
         self.shed: Callable[[str, float], bool] | None = None
         self.on_shed: Callable[[int], None] = lambda _count: None
         self._dropping: dict[IPv4Address, float] = {}  # offender -> until (loop time), latest last
+        self._known: list[IPv4Address] = []  # under a flood from spoofed sources: always admitted
+        self._fraction = 1.0  # of other sources' datagrams, the share admitted
         self._filtered = False
         self._refilter: asyncio.Handle | None = None
         self.filter_errors = 0
@@ -181,6 +197,12 @@ class RegistrationEndpoints:
         self._dropping[source] = until
         self._schedule_refilter(None)
 
+    def admit(self, known: tuple[IPv4Address, ...], fraction: float) -> None:
+        """Under a flood from spoofed sources: admit ``known`` and only ``fraction`` of the others
+        (the engine's AdmitSources; 1.0: everything again)."""
+        self._known, self._fraction = list(known)[-MAX_KNOWN:], fraction
+        self._schedule_refilter(None)
+
     def _schedule_refilter(self, at: float | None) -> None:
         if self._loop is None:
             return
@@ -196,15 +218,18 @@ class RegistrationEndpoints:
         now = self._loop.time()
         self._dropping = {s: u for s, u in self._dropping.items() if u > now}
         sources = list(self._dropping)[-MAX_FILTERED:]
+        sampled = self._fraction < 1.0
+        known = [k for k in self._known if k not in self._dropping] if sampled else []
+        program = offender_filter(sources, known, self._fraction) if sources or sampled else None
         for sock in self._sockets.values():
             try:
-                if sources:
-                    attach_filter(sock, offender_filter(sources))
+                if program is not None:
+                    attach_filter(sock, program)
                 elif self._filtered:
                     sock.setsockopt(socket.SOL_SOCKET, SO_DETACH_FILTER, 0)
             except OSError:  # a kernel without socket filters: the offenders are shed as they are read
                 self.filter_errors += 1
-        self._filtered = bool(sources)
+        self._filtered = program is not None
         if self._dropping:
             self._schedule_refilter(min(self._dropping.values()))
 

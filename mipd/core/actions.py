@@ -151,5 +151,15 @@ class DropSource:
     until: float
 
 
+@dataclass(frozen=True, slots=True)
+class AdmitSources:
+    """What UDP port 434 admits in the kernel under a flood from spoofed sources
+    (mipd/core/flood_guard.py): every datagram from ``known``, and a random ``fraction`` of all
+    others; ``fraction`` 1.0 (and no ``known``): everything, as without a flood."""
+
+    known: tuple[IPv4Address, ...]
+    fraction: float
+
+
 Action = (SendDatagram | Emit | PersistNode | DataPlane | SendIcmp | SendToNode | PersistVisitor | VisitorPlane
-          | MobilePlane | AnnounceHome | PersistMobile | DropSource)
+          | MobilePlane | AnnounceHome | PersistMobile | DropSource | AdmitSources)

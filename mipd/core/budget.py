@@ -26,6 +26,7 @@ offender costs not even a read: the same decay, enforced earlier. Pure: the cloc
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 
 BURST = 20  # authentication failures a source may have back to back
@@ -51,7 +52,10 @@ class SourceBudget:
         self.burst = float(burst)
         self.refill_per_s = refill_per_s
         self.max_sources = max_sources
-        self._buckets: dict[str, _Bucket] = {}  # least recently failed first
+        # Least recently failed first. An OrderedDict, not a dict: evicting the oldest of a dict
+        # (next(iter(...))) scans past every slot deleted before it, which a flood from spoofed
+        # sources made the cost of each datagram; popitem(last=False) is O(1).
+        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._buckets)
@@ -104,12 +108,12 @@ class SourceBudget:
         bucket = self._refilled(source, now)
         if bucket is None:
             if len(self._buckets) >= self.max_sources:
-                del self._buckets[next(iter(self._buckets))]  # the least recently failed
+                self._buckets.popitem(last=False)  # the least recently failed
             bucket = _Bucket(self.burst, now)
+            self._buckets[source] = bucket
         else:
-            del self._buckets[source]  # re-inserted last: the most recently failed
+            self._buckets.move_to_end(source)  # the most recently failed
         bucket.tokens -= 1.0
-        self._buckets[source] = bucket
         if bucket.tokens < 1.0:
             bucket.until = now + (1.0 - bucket.tokens) / self.refill_per_s
             return True

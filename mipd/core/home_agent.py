@@ -63,12 +63,23 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
 
-from mipd.core.actions import Action, Datagram, DropSource, Emit, PersistNode, Priority, ReplayState, SendDatagram
+from mipd.core.actions import (
+    Action,
+    AdmitSources,
+    Datagram,
+    DropSource,
+    Emit,
+    PersistNode,
+    Priority,
+    ReplayState,
+    SendDatagram,
+)
 from mipd.core.bindings import Binding, BindingTable
 from mipd.core.budget import SourceBudget
 from mipd.core.counters import Counters
 from mipd.core.denial import Denied, Discard, open_registration
 from mipd.core.fast_path import Renewal, authentic, parse_renewal, signed_reply
+from mipd.core.flood_guard import FloodGuard
 from mipd.core.home_agent_types import HomeAgentSettings, NodeRecord
 from mipd.core.names import DiscardReason, EventName
 from mipd.core.planes import HALF_BOUND, DataPlane, Endpoint, UdpTunnelEndpoint
@@ -191,6 +202,7 @@ class HomeAgent:
         self.counters = Counters()
         self.budget = SourceBudget()  # authentication failures per source: shed before any HMAC
         self.replies = ReplyLimit()  # 131 and 133 replies per node and per source
+        self.flood = FloodGuard()  # under a flood from spoofed sources, known sources first
         self._replay: dict[IPv4Address, ReplayState] = {}
         self._planes: dict[IPv4Address, tuple[Endpoint, ...]] = {}  # last data plane stated per node
         self._wall_clock = wall_clock
@@ -232,12 +244,17 @@ class HomeAgent:
         self.counters.dropped[DiscardReason.SOURCE_OVER_BUDGET] += count
 
     def next_timer(self) -> float | None:
-        """When :meth:`on_timer` must next run (the earliest binding expiry), or None."""
-        return self.bindings.next_expiry()
+        """When :meth:`on_timer` must next run (the earliest binding expiry, the end of the flood
+        guard's window), or None."""
+        expiry, tick = self.bindings.next_expiry(), self.flood.next_tick()
+        return expiry if tick is None else tick if expiry is None else min(expiry, tick)
 
     def on_timer(self, now: float) -> list[Action]:
-        """Expire bindings. No reply is sent because a binding expired (3.8, 4.2.3)."""
+        """Expire bindings (no reply is sent because a binding expired, 3.8, 4.2.3); say what the
+        kernel is to admit when the flood guard changed its mind (mipd/core/flood_guard.py)."""
         actions: list[Action] = []
+        if (admission := self.flood.tick(now)) is not None:
+            actions.append(AdmitSources(tuple(IPv4Address(s) for s in admission.known), admission.fraction))
         touched: set[IPv4Address] = set()
         for binding in self.bindings.expire(now):
             actions.append(self._binding_event(EventName.BINDING_EXPIRED, binding, now, reason="expired"))
@@ -349,6 +366,7 @@ class HomeAgent:
             # renewed one moves to the end of the node's list, and so of its endpoints.
             actions += self._data_plane(node)
         self.counters.accepted += 1
+        self.flood.accepted(_text(datagram.source))
         code = ReplyCode(self._success_code(current.flags))
         actions.append(self._accepted_event(node, coa, s.address, code=code, granted=granted, spi=sa.spi,
                                             priority=priority))
@@ -584,6 +602,7 @@ class HomeAgent:
                                                binding, now, priority=priority))
         actions += self._data_plane(node)
         self.counters.accepted += 1
+        self.flood.accepted(_text(datagram.source))
         code = ReplyCode(self._success_code(request.flags))
         actions.append(self._accepted_event(x.reply_home_address, coa, request.home_agent, code=code, granted=granted,
                                             spi=sa.spi, priority=Priority.DEBUG if pure_renewal else Priority.INFO))
@@ -677,6 +696,7 @@ class HomeAgent:
         datagrams until its next token is back, and the first time in an episode the entry that
         says so (mipd(8) JOURNAL)."""
         source = _text(datagram.source)
+        self.flood.failed(now)
         if not self.budget.failed(source, now):
             return []
         drop = DropSource(datagram.source, self.budget.release(source))

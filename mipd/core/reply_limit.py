@@ -18,6 +18,7 @@ bound memory. Pure: the clock comes in as ``now`` (monotonic seconds).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Hashable
 
 BURST = 10  # failure replies a node, or a source, may get back to back
@@ -30,7 +31,7 @@ class _Buckets:
 
     def __init__(self, burst: float, refill_per_s: float, max_keys: int) -> None:
         self.burst, self.refill_per_s, self.max_keys = burst, refill_per_s, max_keys
-        self._table: dict[Hashable, list[float]] = {}  # least recently spent first
+        self._table: OrderedDict[Hashable, list[float]] = OrderedDict()  # least recently spent first (O(1) eviction)
 
     def __len__(self) -> int:
         return len(self._table)
@@ -43,9 +44,14 @@ class _Buckets:
 
     def spend(self, key: Hashable, now: float) -> None:
         tokens = self.tokens(key, now) - 1.0
-        if self._table.pop(key, None) is None and len(self._table) >= self.max_keys:
-            del self._table[next(iter(self._table))]
-        self._table[key] = [tokens, now]
+        bucket = self._table.get(key)
+        if bucket is None:
+            if len(self._table) >= self.max_keys:
+                self._table.popitem(last=False)
+            self._table[key] = [tokens, now]
+        else:
+            bucket[0], bucket[1] = tokens, now
+            self._table.move_to_end(key)
 
 
 class ReplyLimit:

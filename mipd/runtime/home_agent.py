@@ -15,7 +15,7 @@ from mipd.config import AnyProfile, HomeAgentProfile, home_agent_settings
 from mipd.control.handler import ControlError, ControlHandler
 from mipd.control.protocol import JSONObject
 from mipd.control.shapes import bindings_json, flush_json, stats_json, status_json
-from mipd.core.actions import Datagram, DropSource, SendDatagram, SendIcmp
+from mipd.core.actions import AdmitSources, Datagram, DropSource, SendDatagram, SendIcmp
 from mipd.core.advertiser import AdvertiserConfig, home_agent_advertisement
 from mipd.core.home_agent import HomeAgent, HomeAgentSettings
 from mipd.core.names import DiscardReason, EventName
@@ -59,6 +59,7 @@ class HomeAgentRuntime:
         self.actions: ActionTable = dict([
             on(SendIcmp, Phase.NOW, self._advertise),  # announces no state: not held back for the commit
             on(DropSource, Phase.NOW, self._drop_source),  # a repeat offender, dropped in the kernel
+            on(AdmitSources, Phase.NOW, self._admit),  # under a flood from spoofed sources
             on(DataPlane, Phase.APPLY, self._apply),
             on(SendDatagram, Phase.ANNOUNCE, self.udp.send),
         ])
@@ -136,6 +137,9 @@ class HomeAgentRuntime:
 
     def _drop_source(self, action: DropSource) -> None:
         self.udp.drop_until(action.source, action.until)
+
+    def _admit(self, action: AdmitSources) -> None:
+        self.udp.admit(action.known, action.fraction)
 
     def _advertise(self, action: SendIcmp) -> None:
         if self.advertising is not None:

@@ -42,6 +42,7 @@ def test_quick_bench_writes_every_key(tmp_path: Path) -> None:
             assert value is not None, (key, run.stderr[-3000:])
     assert isinstance(summary["journal"], bool)
     assert "Throughput: iperf3 TCP" in run.stdout, run.stdout
+    assert "Flood (two processes" in run.stdout and "from spoofed 198.18.0.0/16" in run.stdout, run.stdout
     assert "RFC 3519 UDP tunnel, userspace backend (host kernel)  " in run.stdout, run.stdout  # a measured row
     # The guest kernel that measured route_installs_per_s is named beside the host's.
     assert set(summary["machine"]) == {"cpu", "cores", "kernel", "python", "guest_kernel"}

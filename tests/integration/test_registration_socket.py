@@ -125,3 +125,45 @@ def test_the_offender_filter_is_a_valid_program_for_many_sources() -> None:
         sock.close()
     with pytest.raises(ValueError, match="255"):
         offender_filter([IPv4Address(1)] * 256)
+
+
+def test_under_a_flood_the_filter_admits_known_sources_and_a_sample_of_others() -> None:
+    """admit (the engine's AdmitSources): every datagram of a known source arrives, about the given
+    share of the others' does, and fraction 1.0 detaches the filter."""
+    known, stranger = "127.0.0.4", "127.0.0.5"
+
+    async def run() -> dict[str, int]:
+        delivered: list[str] = []
+        endpoints = RegistrationEndpoints(port=0)
+        senders = {}
+        try:
+            endpoints.open([Listen(IPv4Address("127.0.0.1"))], lambda batch: delivered.extend(str(d.source)
+                                                                                          for d in batch))
+            [sock] = endpoints._sockets.values()
+            for address in (known, stranger):
+                senders[address] = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                senders[address].bind((address, 0))
+            endpoints.admit((IPv4Address(known),), 0.25)
+            await asyncio.sleep(0.01)
+            for _ in range(400):
+                for sender in senders.values():
+                    sender.sendto(b"\x01 flood", sock.getsockname())
+                await asyncio.sleep(0)
+            await asyncio.sleep(0.1)
+            counts = {"known": delivered.count(known), "stranger": delivered.count(stranger)}
+            endpoints.admit((), 1.0)
+            await asyncio.sleep(0.01)
+            for _ in range(50):
+                senders[stranger].sendto(b"\x01 after", sock.getsockname())
+            await asyncio.sleep(0.1)
+            counts["after"] = delivered.count(stranger) - counts["stranger"]
+            return counts
+        finally:
+            for sender in senders.values():
+                sender.close()
+            endpoints.close()
+
+    counts = asyncio.run(run())
+    assert counts["known"] == 400, counts
+    assert 40 <= counts["stranger"] <= 160, counts  # 100 expected; a binomial(400, 0.25) stays well inside
+    assert counts["after"] == 50, counts

@@ -10,7 +10,9 @@ sent in turn:
 - ``nospi``: signed with an SPI no association has: silently discarded (RFC 5944 3.8.2.1);
 - ``short``: a request cut off at a random length below its fixed part: malformed;
 - ``huge``: a 1400-byte datagram, a valid fixed part followed by an unknown non-skippable extension;
-- ``replay``: ``REPLAY_HEX``, one correctly signed request sent again and again (answered 133).
+- ``replay``: ``REPLAY_HEX``, one correctly signed request sent again and again (answered 133);
+- ``spoofed``: a ``badauth`` request from a random source address of 198.18.0.0/16 (a raw socket
+  writes the IP and UDP headers), so that no source fails often enough to run out of its budget.
 
 Requests are built with struct and random bytes, nothing of mipd's. At the end one JSON line on stdout:
 ``{"sent": N, "replies": R, "seconds": S, "by_kind": {...}}`` (R: answers received on the sending socket).
@@ -48,11 +50,29 @@ def datagram(kind: str, counter: int, replay: bytes) -> bytes:
     raise ValueError(kind)
 
 
+SPOOFED_NETWORK = 0xC6120000  # 198.18.0.0/16 (RFC 2544's benchmarking range)
+
+
+def spoofed(target: bytes, counter: int) -> bytes:
+    """A ``badauth`` request in IPv4 and UDP headers from a random 198.18.0.0/16 source (the kernel
+    fills in the IP checksum; the UDP checksum is left 0, none)."""
+    payload = datagram("badauth", counter, b"")
+    source = struct.pack("!I", SPOOFED_NETWORK | int.from_bytes(os.urandom(2), "big"))
+    udp = struct.pack("!HHHH", 40_000 + counter % 20_000, 434, 8 + len(payload), 0)
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp) + len(payload), counter & 0xFFFF, 0, 64, 17, 0,
+                     source, target)
+    return ip + udp + payload
+
+
 def main(argv: list[str]) -> int:
     target, seconds, rate, kinds = argv[0], float(argv[1]), float(argv[2]), argv[3].split(",")
     replay = bytes.fromhex(argv[4]) if len(argv) > 4 else b""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setblocking(False)
+    raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW) if "spoofed" in kinds else None
+    if raw is not None:
+        raw.setblocking(False)
+    target_bytes = socket.inet_aton(target)
     sent, replies, counter = 0, 0, 0
     by_kind = dict.fromkeys(kinds, 0)
     start = time.monotonic()
@@ -63,7 +83,10 @@ def main(argv: list[str]) -> int:
             kind = kinds[counter % len(kinds)]
             counter += 1
             try:
-                sock.sendto(datagram(kind, counter, replay), (target, 434))
+                if kind == "spoofed" and raw is not None:
+                    raw.sendto(spoofed(target_bytes, counter), (target, 0))
+                else:
+                    sock.sendto(datagram(kind, counter, replay), (target, 434))
             except BlockingIOError:
                 break
             sent += 1
