@@ -338,11 +338,11 @@ class HomeAgent:
             return None  # 135, or other bindings to replace: the full engine
         state = self._replay.get(node, ReplayState())
         nonce = sa.replay is ReplayProtection.NONCE
-        if nonce:
-            if not ident.nonce_acceptable(r.identification, state.nonce):
-                return None
-        elif not ident.timestamp_acceptable(r.identification, self._wall_clock(), s.replay_window,
-                                            state.last_identification):
+        if nonce and not ident.nonce_acceptable(r.identification, state.nonce):
+            return None
+        wall = self._wall_clock()
+        if not nonce and not ident.timestamp_acceptable(r.identification, wall, s.replay_window,
+                                                        state.last_identification):
             return None
         if not authentic(payload, sa.key, sa.algorithm):
             return None
@@ -350,11 +350,13 @@ class HomeAgent:
         if not nonce:
             self._replay[node] = state = ReplayState(r.identification, state.nonce)
         granted = min(r.lifetime, s.max_lifetime)
-        relayed = not f & _D or datagram.source != coa
+        agent = datagram.source if not f & _D or datagram.source != coa else None  # relayed by it
         binding = Binding(node, coa, granted, math.inf if granted == INFINITE_LIFETIME else now + granted,
-                          r.identification, current.flags, sa.spi, datagram.source if relayed else None)
-        previous = self.bindings.put(binding)
-        pure_renewal = previous is not None and _only_lifetime_differs(previous, binding)
+                          r.identification, current.flags, sa.spi, agent)
+        self.bindings.put(binding)
+        # _only_lifetime_differs(current, binding), known field by field: the care-of address,
+        # flags and (no) outer endpoint are the current binding's, as checked above.
+        pure_renewal = current.spi == sa.spi and current.foreign_agent == agent
         if pure_renewal:
             self.counters.renewals += 1
         priority = Priority.DEBUG if pure_renewal else Priority.INFO
@@ -367,7 +369,8 @@ class HomeAgent:
             actions += self._data_plane(node)
         self.counters.accepted += 1
         self.flood.accepted(_text(datagram.source))
-        code = ReplyCode(self._success_code(current.flags))
+        code = (ReplyCode.ACCEPTED_SIMULTANEOUS_BINDINGS_UNSUPPORTED if f & _S and s.max_bindings_per_node == 1
+                else ReplyCode.ACCEPTED)  # _success_code
         actions.append(self._accepted_event(node, coa, s.address, code=code, granted=granted, spi=sa.spi,
                                             priority=priority))
         if nonce:
@@ -379,9 +382,9 @@ class HomeAgent:
         reply = signed_reply(int(code), granted, r.home_address, r.home_agent, identification, spi=sa.spi,
                              key=sa.key, algorithm=sa.algorithm)
         source = datagram.destination
-        if source.is_multicast:
+        if source != s.address and source.is_multicast:
             source = s.address  # 3.8.3.1 (broadcast destinations were handed to the full engine)
-        actions += [self._persist(node, now),
+        actions += [PersistNode(node, self.bindings.of(node), self._replay.get(node, ReplayState()), wall - now),
                     SendDatagram(reply, source, REGISTRATION_PORT, datagram.source, datagram.source_port)]
         return actions
 
