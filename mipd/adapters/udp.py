@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import socket
 import struct
 from collections.abc import Callable
