@@ -142,6 +142,7 @@ class Topology:
     prefix: str = field(default_factory=lambda: "mipdemo-" + uuid.uuid4().hex[:6])
     created: list[str] = field(default_factory=list)
     bridge: str = "br-home"
+    up_at: float | None = None  # when the last move brought the carrier up (time.time())
     nat: bool = False  # also the visited network behind a NAT (br-v4)
 
     def ns(self, role: str) -> str:
@@ -220,6 +221,7 @@ class Topology:
         down = time.time()
         ip("-n", sw, "link", "set", NODE_PORT, "master", bridge)
         ip("-n", sw, "link", "set", NODE_PORT, "up")
+        self.up_at = time.time()  # the carrier is up again (mipd/demo/breakdown.py)
         self.bridge = bridge
         return down
 

@@ -217,6 +217,7 @@ class MobileNodeControl(HostControl):
         result = stats_json(engine.counters)
         result["counters"]["routing"] = self.runtime.routing.counters()
         result["counters"]["link"] = self.runtime.link.counters()
+        result["counters"]["state"] = self.host.state_counters()
         return result
 
     async def flush(self, home_address: IPv4Address) -> JSONObject:
