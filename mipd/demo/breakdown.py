@@ -4,7 +4,8 @@ Each move is cut at milestones, each the first of its kind after the one before 
 wall clock of this one machine: the daemons stamp their events, the demo its link changes and pings):
 
     link down        the demo took the node's carrier down (the move's start, as for the handoff time)
-    link up          the demo's ``ip link set ... up`` returned (another bridge, carrier up)
+    link up          the demo's ``ip link set ... up`` returned (another bridge, carrier up), or the
+                     node's first milestone if that came sooner (ip(8) takes a while to exit)
     discovered       the node heard an agent (``agent.discovered``); for the co-located link, where no
                      agent advertises, the care-of address that appears instead (``movement.detected``)
     request sent     the node decided to register (``registration.sent``; it leaves after its commit)
@@ -53,11 +54,15 @@ def move_stages(*, down: float, up: float | None, end: float, first_answer: floa
                 node: Sequence[Mapping[str, Any]], home_agent: Sequence[Mapping[str, Any]],
                 foreign_agent: Sequence[Mapping[str, Any]] | None) -> dict[str, float]:
     """The stages of one move (milliseconds) that its events show, ``end`` the start of the next move."""
-    start = up if up is not None else down
+    # ip(8) returns a little after the carrier came up: the node may have heard an agent by then.
+    start = down
     discovered = _first(node, frozenset({EventName.AGENT_DISCOVERED}), start, end)
     sent = _first(node, frozenset({EventName.REGISTRATION_SENT}), start, end)
     if discovered is None or (sent is not None and discovered > sent):
         discovered = _first(node, frozenset({EventName.MOVEMENT_DETECTED, EventName.HOME_RETURNED}), start, end)
+    first = next((t for t in (discovered, sent) if t is not None), None)
+    if up is not None and first is not None:
+        up = min(up, first)
     milestones: list[tuple[str, float | None]] = [("link_change_ms", up), ("discovery_ms", discovered),
                                                   ("decision_ms", sent)]
     at = sent if sent is not None else start

@@ -82,7 +82,8 @@ class Session:
 
     def start_roles(self) -> str:
         profiles = write_profiles(self.directory, reverse_tunneling=self.options.reverse_tunneling,
-                                  registration_required=self.options.registration_required)
+                                  registration_required=self.options.registration_required,
+                                  debug_agents=self.options.breakdown is not None)
         for group in (("ha", "fa1", "fa2"), ("mn",)):  # the agents together, then the node
             for name in group:
                 self.progress(f"starting {name}: mipd run --profile {profiles[name]}")
