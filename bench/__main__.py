@@ -203,6 +203,7 @@ def summarize(details: dict[str, Any]) -> dict[str, Any]:
     if kern.get("guest_kernel"):
         summary["machine"]["guest_kernel"] = kern["guest_kernel"]
     summary["journal"] = bool(details.get("journal"))
+    summary["handoff_breakdown_ms"] = hand.get("breakdown")
     return summary
 
 

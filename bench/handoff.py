@@ -1,15 +1,20 @@
-"""Handoff: the roaming demo's tour (``mipd demo --moves N --interval-ms 10``), its table parsed.
+"""Handoff: the roaming demo's tour (``mipd demo --moves N --interval-ms 10 --breakdown F``), its table parsed.
 
 The demo prints a per-move table (columns found by their header names, cells by the header's
 underline of dashes, so added columns do not break the parse) and its summary line (docs/interfaces.md).
-Per move: handoff ms (link change to the first ping answered over the new path) and pings lost.
+Per move: handoff ms (link change to the first ping answered over the new path) and pings lost; and
+where the time went (the demo's ``--breakdown`` JSON, mipd/demo/breakdown.py): the median of each stage
+over the moves, and of each role's group commit, as ``breakdown`` (the bench's ``handoff_breakdown_ms``).
 """
 
 from __future__ import annotations
 
+import json
 import re
 import statistics
 import subprocess
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from bench.procs import Processes
@@ -50,12 +55,16 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 def run(processes: Processes, moves: int, interval_ms: int = 10, timeout: float = 300.0) -> dict[str, Any]:
-    argv = [venv_script("mipd"), "demo", "--moves", str(moves), "--interval-ms", str(interval_ms)]
-    process = processes.start(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        out, err = process.communicate(timeout=timeout)
-    finally:
-        processes.stop(process, timeout=60)  # the demo removes its namespaces on SIGTERM
+    with tempfile.TemporaryDirectory(prefix="mipd-bench-handoff-") as work:
+        found = Path(work) / "breakdown.json"
+        argv = [venv_script("mipd"), "demo", "--moves", str(moves), "--interval-ms", str(interval_ms),
+                "--breakdown", str(found)]
+        process = processes.start(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            out, err = process.communicate(timeout=timeout)
+        finally:
+            processes.stop(process, timeout=60)  # the demo removes its namespaces on SIGTERM
+        breakdown = json.loads(found.read_text()) if found.is_file() else {}
     text = out.decode(errors="replace")
     summary = next((m for line in text.splitlines() if (m := SUMMARY.match(line))), None)
     if process.returncode or summary is None:
@@ -71,4 +80,5 @@ def run(processes: Processes, moves: int, interval_ms: int = 10, timeout: float 
         "handoff_ms_p95": percentile(handoffs, 0.95) if handoffs else None,
         "lost_per_move_max": max(lost) if lost else None,
         "moves_without_handoff": len(rows) - len(handoffs),
+        "breakdown": breakdown.get("median_ms"), "breakdown_moves": breakdown.get("moves"),
     }

@@ -143,7 +143,29 @@ def _handoff_section(details: dict[str, Any]) -> list[str]:
             f"median {_fmt(handoff['handoff_ms_median'])} ms, p95 {_fmt(handoff['handoff_ms_p95'])} ms, "
             f"pings lost per move max {handoff['lost_per_move_max']} "
             f"(all moves: {handoff['lost']}/{handoff['sent']}), "
-            f"tcp survived: {'yes' if handoff['tcp_survived'] else 'no'}"]
+            f"tcp survived: {'yes' if handoff['tcp_survived'] else 'no'}", *_breakdown(handoff.get("breakdown"))]
+
+
+# The stages of mipd/demo/breakdown.py, in the order a handoff passes them.
+_STAGES = (("link_change_ms", "link change (the demo's ip link set down, master, up)"),
+           ("discovery_ms", "carrier up -> agent heard (netlink, solicitation, advertisement)"),
+           ("decision_ms", "agent heard -> registration decided"),
+           ("node_request_ms", "node: commit, request sent -> foreign agent (or home agent)"),
+           ("foreign_agent_relay_ms", "foreign agent relays -> home agent decides"),
+           ("home_agent_ms", "home agent: commit, data plane, reply -> foreign agent (or node)"),
+           ("foreign_agent_reply_ms", "foreign agent: commit, delivery, reply -> node"),
+           ("node_accept_ms", "node: commit, routes -> first ping answered"))
+
+
+def _breakdown(medians: dict[str, Any] | None) -> list[str]:
+    """The handoff's stages (medians over the moves that have them) and each role's commit time."""
+    if not medians:
+        return []
+    rows: list[tuple[str, ...]] = [("handoff stage (median)", "ms")]
+    rows += [(label, _fmt(medians[key], 2)) for key, label in _STAGES if key in medians]
+    commits = medians.get("commit_ms") or {}
+    rows += [(f"one group commit of {role}", _fmt(value, 2)) for role, value in sorted(commits.items())]
+    return _table(rows)
 
 
 def _throughput_section(details: dict[str, Any]) -> list[str]:

@@ -1,5 +1,5 @@
 """``mipd demo [--moves N] [--interval-ms MS] [--reverse-tunneling] [--registration-required] [--nat]
-[--keep] [--plot FILE.png]``:
+[--keep] [--plot FILE.png] [--breakdown FILE.json]``:
 the one-machine roaming demo."""
 
 from __future__ import annotations
@@ -45,6 +45,10 @@ come from the NAT's address, not the care-of address, and tunnels over UDP to th
 With --plot FILE.png it also draws the correspondent's ping round trips over time, each move and each
 lost ping, and the registration round trip of each move, into FILE.png (needs matplotlib: mipd[plot]).
 
+With --breakdown FILE.json it also writes where each move's handoff time went (discovery, the node's
+request, the foreign agent's relay, the home agent, the relayed reply, the node's routes; each role's
+commit time) and the median of each stage, as JSON (mipd(8), docs/interfaces.md).
+
 Everything (namespaces, links, processes, files) is removed at the end, on failure and on Ctrl-C.
 Exit status: 0 the tour completed, 1 it failed, 130 interrupted."""
 
@@ -85,6 +89,8 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     parser.add_argument("--plot", type=Path, metavar="FILE.png",
                         help="draw the ping round trips, moves, lost pings and registration round trips into "
                              "FILE.png (needs matplotlib: pip install 'mipd[plot]')")
+    parser.add_argument("--breakdown", type=Path, metavar="FILE.json",
+                        help="write each move's handoff stages and their medians, in milliseconds, to FILE.json")
     parser.set_defaults(handler=run)
 
 
@@ -99,7 +105,10 @@ def run(args: argparse.Namespace) -> int:
     if args.plot is not None and not args.plot.parent.is_dir():
         print(f"mipd demo: --plot {args.plot}: {args.plot.parent} is not a directory", file=sys.stderr)
         return 1
+    if args.breakdown is not None and not args.breakdown.parent.is_dir():
+        print(f"mipd demo: --breakdown {args.breakdown}: {args.breakdown.parent} is not a directory", file=sys.stderr)
+        return 1
     moves = args.moves if args.moves is not None else 5 if args.nat else 4
     return run_demo(Options(moves=moves, interval_ms=args.interval_ms, reverse_tunneling=args.reverse_tunneling,
                             registration_required=args.registration_required, nat=args.nat, keep=args.keep,
-                            plot=args.plot))
+                            plot=args.plot, breakdown=args.breakdown))

@@ -19,12 +19,14 @@ def _private(path: Path, text: str) -> Path:
     return path
 
 
-def write_profiles(directory: Path, *, reverse_tunneling: bool, registration_required: bool = False
-                   ) -> dict[str, Path]:
+def write_profiles(directory: Path, *, reverse_tunneling: bool, registration_required: bool = False,
+                   debug_agents: bool = False) -> dict[str, Path]:
     """Profiles for ``ha``, ``fa1``, ``fa2`` and ``mn`` in ``directory``; keys in ``directory/keys``.
 
     ``registration_required``: both foreign agents advertise R, and the node prefers a co-located care-of
     address (``care_of: colocated``), so that R is what sends it through the agents.
+    ``debug_agents``: the foreign agents journal at debug (``mipd demo --breakdown``): a visitor renewed, the
+    node back at an agent it left, is a debug event, and the breakdown times the relayed reply by it.
     """
     keys = directory / "keys"
     keys.mkdir(mode=0o700)
@@ -45,6 +47,7 @@ def write_profiles(directory: Path, *, reverse_tunneling: bool, registration_req
     }
     for n, address in ((1, FA1), (2, FA2)):
         texts[f"fa{n}"] = (f"role: foreign-agent\ninterface: visit0\ncare_of_address: {address}\n{ADVERTISEMENT}"
+                           f"{'log_level: debug' if debug_agents else ''}\n"
                            f"registration_required: {'true' if registration_required else 'false'}\n"
                            f"home_agents:\n  - {{address: {HA}, spi: {499 + n}, key_file: {key[f'fa{n}']}}}\n")
     return {name: _private(directory / f"{name}.yaml", text + common(name)) for name, text in texts.items()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -15,7 +16,7 @@ from pathlib import Path
 from types import FrameType
 
 from mipd.core.names import EventName
-from mipd.demo import processes, report
+from mipd.demo import breakdown, processes, report
 from mipd.demo.processes import Child, Journal
 from mipd.demo.profiles import write_profiles
 from mipd.demo.topology import CN, MN, Topology, TopologyError
@@ -47,6 +48,7 @@ class Options:
     registration_required: bool = False
     nat: bool = False  # mipd demo --nat: the tour ends on a visited network behind a NAT
     plot: Path | None = None  # mipd demo --plot FILE.png (mipd/demo/plot.py)
+    breakdown: Path | None = None  # mipd demo --breakdown FILE.json (mipd/demo/breakdown.py)
 
 
 @dataclass
@@ -80,7 +82,8 @@ class Session:
 
     def start_roles(self) -> str:
         profiles = write_profiles(self.directory, reverse_tunneling=self.options.reverse_tunneling,
-                                  registration_required=self.options.registration_required)
+                                  registration_required=self.options.registration_required,
+                                  debug_agents=self.options.breakdown is not None)
         for group in (("ha", "fa1", "fa2"), ("mn",)):  # the agents together, then the node
             for name in group:
                 self.progress(f"starting {name}: mipd run --profile {profiles[name]}")
@@ -119,7 +122,9 @@ class Session:
         node = self.daemons["mn"]
         tour = Tour(self.topology, self.directory / "mn.sock", node, self.helpers["pinger"], self.progress,
                     late_leases=("v1", "v2") if self.options.registration_required else (),
-                    timeout=self.move_timeout, dwell=self.dwell, on_move=self.on_move)
+                    timeout=self.move_timeout, dwell=self.dwell, on_move=self.on_move,
+                    stats_sockets={name: self.directory / f"{name}.sock" for name in self.daemons}
+                    if self.options.breakdown is not None else {})
         tour.wait_home()
         time.sleep(1.0)  # a second of pings at home first
         moves = tour.run(self.options.moves, self.tcp)
@@ -133,7 +138,25 @@ class Session:
                     and all(any(a < when <= b for when, _ in tcp.data) for a, b in windows))
         pings = Pings.parse(pinger)
         measure(moves, pings, node.events(), end)
+        if self.options.breakdown is not None:
+            self.write_breakdown(self.options.breakdown, moves, end)
         return moves, pings, survived
+
+    def write_breakdown(self, path: Path, moves: list[Move], end: float) -> None:
+        """Each move's stages and commit times, and their medians (mipd/demo/breakdown.py)."""
+        events = {name: child.events() for name, child in self.daemons.items()}
+        agents = {"v1": "fa1", "v2": "fa2"}
+        entries = []
+        for move, after in zip(moves, [m.at for m in moves[1:]] + [end], strict=True):
+            agent = agents.get(move.stop)
+            stages = breakdown.move_stages(down=move.at, up=move.up, end=after, first_answer=move.first_answer,
+                                           node=events["mn"], home_agent=events["ha"],
+                                           foreign_agent=events[agent] if agent is not None else None)
+            commits = {name: breakdown.commit_ms(a, b) for name, (a, b) in move.stats.items()}
+            entries.append({"move": move.number, "from": move.origin, "to": move.stop,
+                            "handoff_ms": move.handoff_ms, "lost": move.lost, "stages": stages,
+                            "commit_ms": {k: v for k, v in commits.items() if v is not None}})
+        path.write_text(json.dumps({"moves": entries, "median_ms": breakdown.medians(entries)}, indent=2) + "\n")
 
     def keep_instructions(self) -> str:
         t, d = self.topology, self.directory

@@ -22,6 +22,7 @@ from __future__ import annotations
 import ctypes
 import fcntl
 import os
+import select
 import shutil
 import socket
 import struct
@@ -45,6 +46,10 @@ LEASES = {"br-v1": ("10.2.0.50", FA1), "br-v2": ("10.3.0.50", FA2), "br-v3": (CO
           NAT_BRIDGE: (NAT_LEASE, NAT_ROUTER)}
 ROLES = ("sw", "cn", "ha", "fa1", "fa2", "mn")
 NODE_PORT = "mnp"
+# How long a move waits for the node's side to report the carrier down (see Topology.move).
+CARRIER_WAIT = 0.2
+_RTMGRP_LINK, _RTM_NEWLINK, _IFF_LOWER_UP = 0x1, 16, 0x10000
+_NLMSG_IFINFO = struct.Struct("=IHHIIBxHiII")  # nlmsghdr, then ifinfomsg: family, type, index, flags, change
 # The NAT's ruleset (nft -f): masquerade whatever leaves for the outside; the mappings it makes are the
 # only way in. A home router does the same.
 NAT_RULESET = """table ip mipdemo_nat {
@@ -109,6 +114,33 @@ def in_namespace(namespace: str, action: Callable[[], None]) -> None:
         raise failure[0]
 
 
+def _drain(sock: socket.socket) -> None:
+    while True:
+        try:
+            sock.recv(1 << 16)
+        except BlockingIOError:
+            return
+
+
+def _await_carrier_down(sock: socket.socket, index: int, deadline: float) -> bool:
+    """Whether a link notification for ``index`` without IFF_LOWER_UP came before ``deadline``."""
+    while (left := deadline - time.time()) > 0:
+        ready, _, _ = select.select([sock], [], [], left)
+        if not ready:
+            return False
+        try:
+            data = sock.recv(1 << 16)
+        except BlockingIOError:
+            continue
+        offset = 0
+        while offset + _NLMSG_IFINFO.size <= len(data):
+            length, kind, _, _, _, _, _, found, flags, _ = _NLMSG_IFINFO.unpack_from(data, offset)
+            if kind == _RTM_NEWLINK and found == index and not flags & _IFF_LOWER_UP:
+                return True
+            offset += max((length + 3) & ~3, _NLMSG_IFINFO.size)
+    return False
+
+
 def ip_path() -> str:
     found = shutil.which("ip") or shutil.which("ip", path="/usr/sbin:/sbin:/usr/bin:/bin")
     if found is None:
@@ -127,9 +159,11 @@ def nft_path() -> str:
     return found
 
 
-def ip(*args: str, check: bool = True) -> str:
-    """Run ``ip ARGS``; raises :class:`TopologyError` with its stderr if it fails and ``check``."""
-    out = subprocess.run([ip_path(), *args], capture_output=True, text=True, timeout=30, check=False)
+def ip(*args: str, check: bool = True, stdin: str | None = None) -> str:
+    """Run ``ip ARGS`` (``stdin``: for ``-batch -``); raises :class:`TopologyError` with its stderr if it
+    fails and ``check``."""
+    out = subprocess.run([ip_path(), *args], capture_output=True, text=True, timeout=30, check=False,
+                         input=stdin)
     if out.returncode and check:
         raise TopologyError(f"ip {' '.join(args)}: {out.stderr.strip()}")
     return out.stdout
@@ -142,6 +176,9 @@ class Topology:
     prefix: str = field(default_factory=lambda: "mipdemo-" + uuid.uuid4().hex[:6])
     created: list[str] = field(default_factory=list)
     bridge: str = "br-home"
+    up_at: float | None = None  # when the last move brought the carrier up (time.time())
+    # rtnetlink link notifications in the node's namespace, and its eth0's index (see move)
+    _carrier: tuple[socket.socket, int] | None = field(default=None, repr=False)
     nat: bool = False  # also the visited network behind a NAT (br-v4)
 
     def ns(self, role: str) -> str:
@@ -216,18 +253,25 @@ class Topology:
         Returns the time (``time.time()``) the carrier was down: nothing sent after it takes the old path.
         """
         sw = self.ns("sw")
+        carrier = self._carrier_socket()
+        _drain(carrier[0])
         ip("-n", sw, "link", "set", NODE_PORT, "down")
         down = time.time()
-        ip("-n", sw, "link", "set", NODE_PORT, "master", bridge)
-        ip("-n", sw, "link", "set", NODE_PORT, "up")
+        # The kernel reports a carrier change from a work queue: down and up again before it ran would
+        # be one notification, "up", and the node would never know it moved. Wait until the node's
+        # namespace was told (every subscriber gets the same message), as a real link change would be.
+        _await_carrier_down(*carrier, down + CARRIER_WAIT)
+        # One ip(8) for both (a process start is milliseconds of the handoff), the bridge before the carrier.
+        ip("-n", sw, "-batch", "-", stdin=f"link set {NODE_PORT} master {bridge}\nlink set {NODE_PORT} up\n")
+        self.up_at = time.time()  # the carrier is up again (mipd/demo/breakdown.py)
         self.bridge = bridge
         return down
 
     def dhcp(self, bridge: str) -> None:
         """What a DHCP client would do on visited link ``bridge``: its lease and a default route."""
         mn, (address, router) = self.ns("mn"), LEASES[bridge]
-        ip("-n", mn, "addr", "add", f"{address}/24", "dev", "eth0")
-        ip("-n", mn, "route", "replace", "default", "via", router, "dev", "eth0")
+        ip("-n", mn, "-batch", "-", stdin=f"addr add {address}/24 dev eth0\n"
+                                         f"route replace default via {router} dev eth0\n")
 
     def dhcp_release(self, bridge: str) -> None:
         """Leaving visited link ``bridge``: the lease goes, the home router is the default route again."""
@@ -242,7 +286,24 @@ class Topology:
             found += [int(p) for p in ip("netns", "pids", name, check=False).split() if p.isdigit()]
         return found
 
+    def _carrier_socket(self) -> tuple[socket.socket, int]:
+        if self._carrier is None:
+            made: list[tuple[socket.socket, int]] = []
+
+            def subscribe() -> None:
+                sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+                sock.bind((0, _RTMGRP_LINK))
+                sock.setblocking(False)
+                made.append((sock, socket.if_nametoindex("eth0")))
+
+            in_namespace(self.ns("mn"), subscribe)
+            self._carrier = made[0]
+        return self._carrier
+
     def close(self) -> None:
+        if self._carrier is not None:
+            self._carrier[0].close()
+            self._carrier = None
         for name in reversed(self.created):
             ip("netns", "del", name, check=False)
         self.created.clear()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,9 @@ class Move:
     sent: int = 0
     answered: int = 0
     registration_ms: float | None = None
+    up: float | None = None  # the carrier was up again on the new link (wall clock)
+    # ``mipctl stats`` of each daemon before the move and once it settled (mipd/demo/breakdown.py)
+    stats: dict[str, tuple[Any, Any]] = field(default_factory=dict)
 
     @property
     def handoff_ms(self) -> float | None:
@@ -104,6 +107,7 @@ class Tour:
     timeout: float = 20.0
     late_leases: tuple[str, ...] = ()
     on_move: Callable[[Move], None] | None = None
+    stats_sockets: dict[str, Path] = field(default_factory=dict)  # daemons whose stats frame each move
 
     def _leased(self, stop: str) -> bool:
         return stop in LEASED or stop in self.late_leases
@@ -117,7 +121,9 @@ class Tour:
 
     def make(self, number: int, origin: str, stop: str, tcp_check: Callable[[float], bool]) -> Move:
         bridge, label, _ = STOPS[stop]
+        before = {name: mipctl(sock, "stats") for name, sock in self.stats_sockets.items()}
         move = Move(number, origin, stop, self.topology.move(bridge))
+        move.up = self.topology.up_at
         if self._leased(origin):
             self.topology.dhcp_release(STOPS[origin][0])
         if stop in LEASED:
@@ -138,6 +144,7 @@ class Tour:
                           f"{'pings answered' if move.first_answer else 'waiting for pings'}")
             time.sleep(0.05)
         self.progress(f"move {number}: {STOPS[origin][1]} -> {label}: handoff {move.handoff_ms:.1f} ms")
+        move.stats = {name: (before[name], mipctl(sock, "stats")) for name, sock in self.stats_sockets.items()}
         if stop in self.late_leases and stop not in LEASED:
             self.topology.dhcp(bridge)
         if self.on_move is not None:

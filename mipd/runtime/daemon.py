@@ -68,6 +68,9 @@ class Daemon:
         self._shed = DropReport(DROP_REPORT_INTERVAL)  # registration requests shed under overload
         self._status = ""
         self.commit_failures = 0
+        self.commits = 0  # group commits that wrote something, and the time they took (mipctl stats: state)
+        self.commit_seconds = 0.0
+        self.commit_seconds_max = 0.0
         self.metrics: metrics.Metrics | None = None  # the Prometheus endpoint (mipd/obs/metrics.py)
 
     @property
@@ -276,6 +279,7 @@ class Daemon:
         self._persist, self._pending, self._flushed = [], [], []
         committed = True
         if persist and self.store is not None:
+            started = time.perf_counter()
             try:
                 self.store.commit(persist)
             except CommitError as exc:
@@ -284,6 +288,10 @@ class Daemon:
                 self.commit_failures += 1
                 self.events.logger().error(EventName.STATE_COMMIT_FAILED, message=f"state commit failed: {exc}",
                                            reason=str(exc))
+            took = time.perf_counter() - started
+            self.commits += 1
+            self.commit_seconds += took
+            self.commit_seconds_max = max(self.commit_seconds_max, took)
         follow_ups: list[Action] = []
         if pending and self.role is not None:
             # Data plane first (a node told it is registered finds its tunnel in place), then datagrams.
@@ -316,6 +324,11 @@ class Daemon:
         if self._flush_handle is None:
             self._flush_handle = self._loop.call_soon(self._flush)
         await waiter
+
+    def state_counters(self) -> dict[str, int | float | str]:
+        """``mipctl stats``' ``state``: the group commits so far and the time they took (mipctl(8))."""
+        return {"commits": self.commits, "commit_ms_total": round(self.commit_seconds * 1000, 3),
+                "commit_ms_max": round(self.commit_seconds_max * 1000, 3), "failures": self.commit_failures}
 
     # --- the one timer ---
 

@@ -253,6 +253,7 @@ class ForeignAgentControl(HostControl):
         counters["relay"] = self.runtime.relay.counters()
         if self.runtime.advertising is not None:
             counters["advertisements"] = self.runtime.advertising.counters()
+        counters["state"] = self.host.state_counters()
         return result
 
     async def flush(self, home_address: IPv4Address) -> JSONObject:

@@ -238,6 +238,7 @@ class HomeAgentControl(HostControl):
         result["counters"]["data_plane"] = self.runtime.dataplane.counters()
         if self.runtime.advertising is not None:
             result["counters"]["advertisements"] = self.runtime.advertising.counters()
+        result["counters"]["state"] = self.host.state_counters()
         return result
 
     async def flush(self, home_address: IPv4Address) -> JSONObject:

@@ -103,6 +103,10 @@ class Host(Protocol):
         """Execute ``actions`` and wait until this turn is committed and carried out."""
         ...
 
+    def state_counters(self) -> dict[str, int | float | str]:
+        """The group commits so far, their time and failures (``mipctl stats``: ``state``)."""
+        ...
+
     async def reload(self) -> JSONObject:
         """Re-read the profile and hand it to the role (mipctl reload, SIGHUP)."""
         ...

@@ -14,7 +14,7 @@ from mipd.adapters.link.mobile import HeardAdvertisement, MobileLink
 from mipd.adapters.link.mobile_routing import MobileRouting
 from mipd.adapters.netlink.monitor import LinkMonitor
 from mipd.adapters.state.store import StateStore
-from mipd.adapters.tunnel.backend import BackendKind
+from mipd.adapters.tunnel.backend import BackendError, BackendKind
 from mipd.adapters.udp import NodeSocket
 from mipd.config import AnyProfile, MobileNodeProfile, mobile_node_settings
 from mipd.control.handler import ControlError, ControlHandler
@@ -111,12 +111,17 @@ class MobileNodeRuntime:
     def _route(self, action: MobilePlane) -> None:
         try:
             self.routing.apply(action)
-        except OSError as exc:
+        except (BackendError, OSError) as exc:
             self.host.events.logger().error(EventName.DATAPLANE_FAILED, message=f"routing failed: {exc}",
                                             reason=str(exc))
 
     def settled(self) -> None:
-        """Nothing to re-check after a turn."""
+        """After a turn's datagrams: what the routing left for then (MobileRouting.settle)."""
+        try:
+            self.routing.settle()
+        except (BackendError, OSError) as exc:
+            self.host.events.logger().error(EventName.DATAPLANE_FAILED, message=f"routing failed: {exc}",
+                                            reason=str(exc))
 
     def started(self) -> tuple[str, str, dict[str, str]]:
         assert self.engine is not None
@@ -220,6 +225,7 @@ class MobileNodeControl(HostControl):
         result = stats_json(engine.counters)
         result["counters"]["routing"] = self.runtime.routing.counters()
         result["counters"]["link"] = self.runtime.link.counters()
+        result["counters"]["state"] = self.host.state_counters()
         return result
 
     async def flush(self, home_address: IPv4Address) -> JSONObject:

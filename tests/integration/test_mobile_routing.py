@@ -172,6 +172,46 @@ def test_with_a_foreign_agent_the_node_sends_via_the_agent_and_never_arps(
     assert all(f.dst == agent_mac for f in frames if IP in f and f.src == node_mac)
 
 
+def test_from_one_agent_to_another_ends_as_a_fresh_start_there(net: Topology, driver: Node) -> None:
+    """Moving between foreign agents changes only the agent's parts (mobile_routing's docstring); what
+    the node then has is exactly what a node that came straight from home to the second agent has, and
+    it reaches the correspondent through that agent."""
+    node, agent = net.ns("node"), net.ns("agent")
+    agent_mac, second = mac_of(agent, "link0"), "10.2.0.2"
+    ip("-n", agent, "addr", "add", f"{second}/24", "dev", "link0")
+    try:
+        driver.apply("home")
+        driver.apply("foreign-agent", agent=second, agent_link_address=agent_mac)
+        fresh = node_state(node)
+        driver.apply("home")
+        driver.apply("foreign-agent", agent=AGENT, agent_link_address=agent_mac)
+        driver.apply("foreign-agent", agent=second, agent_link_address=agent_mac)
+        assert node_state(node) == fresh
+        assert mipd_owned(node)["neighbours"] == [second]
+        assert ping(node, CN) == 0, "the correspondent's replies did not reach the node via the second agent"
+        driver.apply("foreign-agent", agent=second, agent_link_address=agent_mac)  # the same plane again
+        assert node_state(node) == fresh
+    finally:
+        ip("-n", agent, "addr", "del", f"{second}/24", "dev", "link0")
+
+
+@pytest.mark.usefixtures("visiting")
+def test_from_colocated_to_an_agent_the_tunnel_goes_and_the_agent_is_used(net: Topology, driver: Node) -> None:
+    """Leaving a co-located care-of address for an agent: mipm0 goes (after the turn, MobileRouting.settle),
+    and the node ends as one that came from home to that agent."""
+    node, agent_mac = net.ns("node"), mac_of(net.ns("agent"), "link0")
+    driver.apply("home")
+    driver.apply("foreign-agent", agent=AGENT, agent_link_address=agent_mac)
+    fresh = node_state(node)
+    driver.apply("home")
+    driver.apply("colocated", care_of_address=COA)
+    assert "mipm0" in mipd_owned(node)["links"]
+    driver.apply("foreign-agent", agent=AGENT, agent_link_address=agent_mac)
+    assert node_state(node) == fresh
+    assert mipd_owned(node)["links"] == []
+    assert ping(node, CN) == 0, "the correspondent's replies did not reach the node via the agent"
+
+
 def test_unknown_location_keeps_arp_off_and_no_mipd_routes(net: Topology, driver: Node) -> None:
     node = net.ns("node")
     driver.apply("foreign-agent", agent=AGENT, agent_link_address=mac_of(net.ns("agent"), "link0"))

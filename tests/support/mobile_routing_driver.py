@@ -53,6 +53,7 @@ class Session:
         assert self.routing is not None, "start first"
         if op == "apply":
             self.routing.apply(plane(request["plane"]))
+            self.routing.settle()  # as the runtime does once the turn's datagrams are sent
         elif op == "announce":
             self.routing.announce_home(AnnounceHome(IPv4Address(request["home_address"])))
         elif op == "counters":

@@ -42,6 +42,18 @@ them (if start found none, it added H/32 and takes it away again). What start fi
 restores: after a crash while away that is NOARP and H/32, until the engine applies ``home``.
 The kernel uses the larger of ``all`` and the interface's ``arp_ignore``/``arp_announce``, so
 stricter host-wide values are kept.
+
+Each netlink call costs about a millisecond, and a handoff waits for the routing twice: before the
+request leaves, and after the reply (the event loop, which also carries the co-located tunnel, is
+busy meanwhile). So :meth:`MobileRouting.apply` remembers the last plane it applied in full: the same
+plane again changes nothing; from one foreign agent to another, NOARP, H/32, the closed tunnel and the
+two rules are already there, and only the agent's neighbour entry and the default route change (and
+the old agent's entry goes); coming from a place without an agent (home, co-located, unknown) there
+are no agent rules, route or entries to remove, and from anywhere but co-located no tunnel to close.
+Any failure forgets the plane, so that the next apply does everything. Closing the co-located tunnel
+deletes ``mipm0``, which takes the kernel some 20 ms: leaving a co-located care-of address without a
+reverse tunnel (nothing from H is routed into ``mipm0`` then), H is on IF first and the tunnel is closed
+by :meth:`MobileRouting.settle`, which the runtime calls once the turn's request has been sent.
 """
 
 from __future__ import annotations
@@ -97,6 +109,8 @@ class MobileRouting:
         self._mac = b""
         self._sock: socket.socket | None = None
         self._timers: list[asyncio.TimerHandle] = []
+        self._applied: MobilePlane | None = None  # the last plane applied in full (see the module docstring)
+        self._close_later = False  # the co-located tunnel waits for settle() to be closed
 
     # --- what is ours ---------------------------------------------------------------------------
 
@@ -147,34 +161,43 @@ class MobileRouting:
             raise BackendError(f"unknown location {plane.location!r}")
         if plane.home_address != self.home_address:
             raise BackendError(f"home address {plane.home_address} is not {self.home_address}")
+        self.settle()
+        previous, self._applied = self._applied, None
+        if plane == previous:
+            self._applied = plane
+            return
         with _errors(f"mobile routing for {plane.location}"):
             if plane.location == Location.HOME:
-                self._at_home()
+                self._at_home(previous)
             elif plane.location == Location.COLOCATED:
-                self._colocated(plane)
+                self._colocated(plane, previous)
             else:
-                self._away(plane)
+                self._away(plane, previous)
         self.location = plane.location
+        self._applied = plane
 
-    def _at_home(self) -> None:
+    def _at_home(self, previous: MobilePlane | None) -> None:
         # 4.6 step 1: ARP (and with it the replies for H) back on, H with its home prefix.
-        self._remove_agent()
+        self._remove_agent(previous)
         netlink_mobile.set_link_arp(self.interface, True)
         self._restore_sysctls()
         prefixed = [a for a in self._found_home if a.interface.network.prefixlen == self.home_network.prefixlen]
         home = prefixed[0] if prefixed else Address(IPv4Interface(f"{self.home_address}/{self.home_network.prefixlen}"),
                                                     self.home_network.broadcast_address)
         self._home_on_interface([home])
-        self.tunnel.close()
+        self._close_tunnel(previous)
 
-    def _away(self, plane: MobilePlane) -> None:
-        # NOARP first: from here on no ARP leaves the node, whatever changes next (4.6).
-        netlink_mobile.set_link_arp(self.interface, False)
-        self._home_on_interface([Address(IPv4Interface(self.home_address))])
-        self.tunnel.close()
-        self._restore_sysctls()
+    def _away(self, plane: MobilePlane, previous: MobilePlane | None) -> None:
+        # Already away (with an agent or none): NOARP, H/32, no tunnel and the sysctls are in place.
+        away = previous is not None and previous.location in (Location.FOREIGN_AGENT, Location.UNKNOWN)
+        if not away:
+            # NOARP first: from here on no ARP leaves the node, whatever changes next (4.6).
+            netlink_mobile.set_link_arp(self.interface, False)
+            self._home_on_interface([Address(IPv4Interface(self.home_address))])
+            self._close_tunnel(previous)
+            self._restore_sysctls()
         if plane.location == Location.UNKNOWN:
-            self._remove_agent()
+            self._remove_agent(previous)
             return
         if plane.agent is None or plane.agent_link_address is None:
             raise BackendError("a foreign-agent plane needs the agent's address and link-layer address")
@@ -182,13 +205,18 @@ class MobileRouting:
         netlink_policy.replace_static_neighbour(plane.agent, plane.agent_link_address, self.interface)
         netlink_mobile.replace_gateway_route(DEFAULT, plane.agent, device=self.interface, table=AGENT_TABLE,
                                              source=self.home_address)
-        for rule in self.agent_rules():
-            netlink_policy.add_rule(rule)
-        for entry in netlink_policy.owned_neighbours():  # an earlier agent's entry
-            if entry.device == self.interface and entry.address != plane.agent:
-                netlink_policy.delete_neighbour(entry.address, entry.device)
+        with_agent = previous is not None and previous.location == Location.FOREIGN_AGENT
+        if not with_agent:
+            for rule in self.agent_rules():
+                netlink_policy.add_rule(rule)
+        if previous is None:
+            for entry in netlink_policy.owned_neighbours():  # an earlier agent's entry, of whatever came before
+                if entry.device == self.interface and entry.address != plane.agent:
+                    netlink_policy.delete_neighbour(entry.address, entry.device)
+        elif with_agent and previous.agent is not None and previous.agent != plane.agent:
+            netlink_policy.delete_neighbour(previous.agent, self.interface)  # the agent left behind
 
-    def _colocated(self, plane: MobilePlane) -> None:
+    def _colocated(self, plane: MobilePlane, previous: MobilePlane | None) -> None:
         if plane.care_of_address is None:
             raise BackendError("a colocated plane needs the care-of address")
         # arp_ignore/arp_announce before ARP comes back on, H off the interface before that too.
@@ -197,7 +225,7 @@ class MobileRouting:
         self.tunnel.apply(Colocation(plane.home_address, plane.home_agent, plane.care_of_address,
                                     plane.encapsulation, plane.reverse, plane.udp_tunnel))
         self._home_on_interface([])
-        self._remove_agent()  # before ARP is back: nothing may ARP for the old agent
+        self._remove_agent(previous)  # before ARP is back: nothing may ARP for the old agent
         netlink_mobile.set_link_arp(self.interface, True)
 
     def _home_on_interface(self, wanted: list[Address]) -> None:
@@ -209,7 +237,27 @@ class MobileRouting:
             if present.interface not in keep:
                 netlink_mobile.delete_address(present.interface, self.interface)
 
-    def _remove_agent(self) -> None:
+    def _close_tunnel(self, previous: MobilePlane | None) -> None:
+        """Close the co-located tunnel, unless the last plane applied shows there is none; with no
+        reverse tunnel, in :meth:`settle` (the caller has put H on IF)."""
+        if previous is not None and previous.location == Location.COLOCATED and not previous.reverse:
+            self._close_later = True
+        elif previous is None or previous.location == Location.COLOCATED:
+            self.tunnel.close()
+
+    def settle(self) -> None:
+        """What :meth:`apply` left for after the turn's datagrams: closing the co-located tunnel.
+        Raises BackendError."""
+        if self._close_later:
+            self._close_later = False
+            with _errors("closing the co-located tunnel"):
+                self.tunnel.close()
+
+    def _remove_agent(self, previous: MobilePlane | None = None) -> None:
+        """Remove the agent's rules, route and neighbour entries, unless the last plane applied shows
+        there are none (home, co-located, unknown: each removed them)."""
+        if previous is not None and previous.location != Location.FOREIGN_AGENT:
+            return
         for rule in self.agent_rules():
             netlink_policy.delete_rule(rule)
         netlink_policy.delete_table_route(DEFAULT, AGENT_TABLE)
@@ -278,6 +326,7 @@ class MobileRouting:
                     netlink_mobile.delete_address(IPv4Interface(self.home_address), self.interface)
                     self._added_home = False
         finally:
+            self._close_later = False
             self.tunnel.close()
             self.location = None
 
