@@ -19,6 +19,7 @@ from mipd.config.security import AgentAssociation, AssociationFields, NodeAssoci
 from mipd.config.types import (
     Cidr,
     Count,
+    Durability,
     Flag,
     ForeignNatTraversal,
     HomeNatTraversal,
@@ -58,6 +59,7 @@ class Common(Strict):
 
     log_level: LogLevel = "info"
     state_directory: Path = Path("/var/lib/mip")
+    durability: Durability = "power-loss"
     control_socket: Path | None = None
     metrics: Metrics | None = None
     _instance: str = PrivateAttr(default="")

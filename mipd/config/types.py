@@ -54,6 +54,8 @@ Flag = Annotated[bool, Strict()]
 InterfaceName = Annotated[str, Strict(), AfterValidator(_check_interface)]
 Cidr = Annotated[IPv4Interface, BeforeValidator(_require_prefix)]
 LogLevel = Literal["debug", "info", "notice", "warning", "error"]
+# What a commit of the state file survives before the reply that announces it (mip.yaml(5) durability).
+Durability = Literal["power-loss", "process-crash"]
 
 
 def _off_is_not_false(value: object) -> object:

@@ -128,7 +128,7 @@ class Daemon:
     async def _start(self, profile: AnyProfile) -> None:
         assert self._loop is not None
         try:
-            store = self.store = StateStore(profile.state_directory / f"{self.instance}.db")
+            store = self.store = StateStore(profile.state_directory / f"{self.instance}.db", profile.durability)
         except (StateError, OSError) as exc:
             raise StartError(f"state file: {exc}") from exc
         role = self.role = runtime_for(self, profile)
@@ -232,6 +232,8 @@ class Daemon:
         finally:
             notify.ready(self.role.status_line())
         self.events.set_level(profile.log_level)
+        if self.store is not None and profile.durability != self.store.durability:
+            self.store.set_durability(profile.durability)  # the next commit on
         if (profile.metrics and profile.metrics.listen) != (self.metrics and self.metrics.listen):  # what runs
             restart_needed = [*restart_needed, "metrics"]
         self.profile = profile
@@ -327,7 +329,8 @@ class Daemon:
 
     def state_counters(self) -> dict[str, int | float | str]:
         """``mipctl stats``' ``state``: the group commits so far and the time they took (mipctl(8))."""
-        return {"commits": self.commits, "commit_ms_total": round(self.commit_seconds * 1000, 3),
+        return {"durability": self.store.durability if self.store is not None else "",
+                "commits": self.commits, "commit_ms_total": round(self.commit_seconds * 1000, 3),
                 "commit_ms_max": round(self.commit_seconds_max * 1000, 3), "failures": self.commit_failures}
 
     # --- the one timer ---

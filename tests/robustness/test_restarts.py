@@ -156,3 +156,31 @@ def test_control_socket_removed(home_agent: HomeAgentDaemon, peer: Peer) -> None
     assert home_agent.wait() == 0  # and it still stops cleanly
     with contextlib.suppress(FileNotFoundError):
         assert not home_agent.socket.exists()
+
+
+def test_process_crash_durability_keeps_every_acknowledged_binding_across_kill_9(
+        home_agent: HomeAgentDaemon, peer: Peer) -> None:
+    """``durability: process-crash`` (mip.yaml(5)): a commit is written, not flushed to the disk, before
+    the reply; a kill -9 right after a reply still finds what it announced on restart."""
+    home_agent.signal(signal.SIGTERM)
+    assert home_agent.wait() == 0
+    home_agent.write_profile(durability="process-crash")
+    home_agent.start()
+    assert home_agent.json("stats")["counters"]["state"]["durability"] == "process-crash"
+    told: dict[str, int] = {}
+    for n, home in enumerate(HOMES):
+        _, ident, code = register(peer, home, 300 + 30 * n)
+        assert code == 0
+        told[home] = ident
+    home_agent.kill9()  # right after the last reply
+    home_agent.start()
+    after = {b["home_address"]: b for b in home_agent.json("bindings")["bindings"]}
+    assert sorted(after) == sorted(HOMES)
+    for home, ident in told.items():
+        assert int(after[home]["identification"], 16) == ident, home
+    _, ident, code = register(peer, HOMES[0], 600)  # a renewal, and the kill at once after its reply
+    assert code == 0
+    home_agent.kill9()
+    home_agent.start()
+    binding = next(b for b in home_agent.json("bindings")["bindings"] if b["home_address"] == HOMES[0])
+    assert (int(binding["identification"], 16), binding["lifetime_granted"]) == (ident, 600)

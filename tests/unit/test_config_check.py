@@ -189,6 +189,10 @@ INVALID: list[tuple[str, str | None, int, dict[str, tuple[str, int]], list[str]]
      ["{P}:8: algorithm: Input should be 'hmac-md5' or 'keyed-md5' (got 'sha256')"]),
     ("unknown log level", "log_level: loud\n" + MOBILE_NODE, 0o600, {},
      ["{P}:1: log_level: Input should be 'debug', 'info', 'notice', 'warning' or 'error' (got 'loud')"]),
+    ("unknown durability", HOME_AGENT + "durability: fsync-sometimes\n", 0o600, {},
+     ["{P}:9: durability: Input should be 'power-loss' or 'process-crash' (got 'fsync-sometimes')"]),
+    ("durability not a word", "durability: [process-crash]\n" + FOREIGN_AGENT, 0o600, {},
+     ["{P}:1: durability: Input should be 'power-loss' or 'process-crash'"]),
 ]
 
 
@@ -214,6 +218,16 @@ def valid_profiles(directory: Path) -> list[Path]:
     write(directory / "fa-ha.key", KEY + "\n")
     return [write(directory / "ha.yaml", HOME_AGENT), write(directory / "fa.yaml", FOREIGN_AGENT, 0o644),
             write(directory / "mn.yaml", MOBILE_NODE)]
+
+
+def test_each_durability_of_each_role_is_ok(tmp_path: Path) -> None:
+    write(tmp_path / "fa-ha.key", KEY + "\n")
+    paths = [write(tmp_path / f"{n}-{value}.yaml", f"durability: {value}\n" + text)
+             for n, text in enumerate((HOME_AGENT, FOREIGN_AGENT, MOBILE_NODE))
+             for value in ("power-loss", "process-crash")]
+    result = mipd("check", *map(str, paths))
+    assert result.stdout.splitlines() == [f"{path}: ok" for path in paths]
+    assert result.returncode == 0, result.stderr
 
 
 def test_valid_profiles_of_all_three_roles_are_ok(tmp_path: Path) -> None:

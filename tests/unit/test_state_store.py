@@ -48,6 +48,20 @@ def test_round_trip_with_wall_clock_expiry(tmp_path: Path) -> None:
     assert os.stat(path.parent).st_mode & 0o777 == 0o700
 
 
+@pytest.mark.parametrize(("durability", "synchronous"), [("power-loss", 2), ("process-crash", 0)])
+def test_durability_sets_how_a_commit_reaches_the_disk(tmp_path: Path, durability: str, synchronous: int) -> None:
+    """power-loss: synchronous=FULL (2), the commit waits for the disk; process-crash: OFF (0), it is
+    written to the file but not flushed (mip.yaml(5) durability). Either way it is in the file at once."""
+    path = tmp_path / "ha.db"
+    store = StateStore(path, durability)
+    assert store._db.execute("PRAGMA synchronous").fetchone()[0] == synchronous
+    store.commit([PersistNode(HOME, (binding(),), ReplayState(1, None), wall_offset=0.0)])
+    assert [r.home_address for r in StateStore(path).load()] == [HOME]  # another connection reads it
+    store.set_durability("power-loss" if durability == "process-crash" else "process-crash")
+    assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2 - synchronous
+    store.close()
+
+
 def test_one_commit_keeps_the_last_word_per_node_and_deletes_empty_nodes(tmp_path: Path) -> None:
     store = StateStore(tmp_path / "ha.db")
     store.commit([PersistNode(HOME, (binding(),), ReplayState(1, None), 0.0)])

@@ -1,7 +1,11 @@
 """Durable state: ``<state_directory>/<instance>.db`` (docs/interfaces.md, "Durability").
 
-SQLite from the standard library, in WAL mode with ``synchronous=FULL``: a commit returns only
-once it is on disk. The runtime calls :meth:`StateStore.commit` once per turn of the event loop
+SQLite from the standard library, in WAL mode. The profile's ``durability`` (mip.yaml(5)) says what a
+commit survives once it returned: ``power-loss`` (``synchronous=FULL``) waits until it is on the disk,
+so it survives a power cut or a kernel crash; ``process-crash`` (``synchronous=OFF``) returns once it is
+written to the file, that is to the kernel's page cache, so it survives the process being killed
+(kill -9, a crash of mipd) but not a power cut or a kernel crash, and costs no disk flush.
+The runtime calls :meth:`StateStore.commit` once per turn of the event loop
 with every node that changed in that turn (group commit), and sends the replies only after it
 returns. ``PRAGMA user_version`` carries the format version (mipd.adapters.state.schema): an
 older file is migrated in place, a newer one or a foreign one is refused rather than guessed at.
@@ -62,11 +66,16 @@ def _hex(value: int | None) -> str | None:
     return None if value is None else f"{value:016x}"
 
 
+# mip.yaml(5) durability -> SQLite's synchronous setting (in WAL mode).
+SYNCHRONOUS = {"power-loss": "FULL", "process-crash": "OFF"}
+
+
 class StateStore:
     """The instance's state file: load it once at start, then commit changes per loop turn."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, durability: str = "power-loss") -> None:
         self.path = path
+        self.durability = durability
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         if not path.exists():
             # Created private: it holds Identifications, which a replay attacker would like.
@@ -74,7 +83,7 @@ class StateStore:
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
+            self.set_durability(durability)
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.DatabaseError as exc:
             raise StateError(f"{path}: not a mipd state file ({exc})") from exc
@@ -87,6 +96,11 @@ class StateStore:
             raise StateError(f"{path}: state format version {version}, this mipd reads {FORMAT_VERSION}")
         elif version < FORMAT_VERSION:
             self._migrate(version)
+
+    def set_durability(self, durability: str) -> None:
+        """What a commit survives from now on (``power-loss`` or ``process-crash``, see above)."""
+        self._db.execute(f"PRAGMA synchronous={SYNCHRONOUS[durability]}")
+        self.durability = durability
 
     def _migrate(self, version: int) -> None:
         """Bring a file of an older format version up to date, in place and in one transaction."""
