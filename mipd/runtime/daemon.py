@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import os
 import signal
 import sys
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +40,19 @@ from mipd.runtime.role import Role
 
 # The data plane's drops go to the journal as packet.dropped, each reason at most this often (seconds).
 DROP_REPORT_INTERVAL = 10.0
+
+
+SWITCH_INTERVAL = 0.0005  # seconds (sys.setswitchinterval)
+
+
+def _fsync(fd: int | None) -> None:
+    """The group commit's flush, in the daemon's sync thread (CommitError if the disk refuses)."""
+    if fd is None:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        raise CommitError(f"state file: {exc.strerror or exc}") from exc
 
 
 class Daemon:
@@ -68,6 +84,11 @@ class Daemon:
         self._shed = DropReport(DROP_REPORT_INTERVAL)  # registration requests shed under overload
         self._status = ""
         self.commit_failures = 0
+        self._syncing: asyncio.Future[None] | None = None  # the group's flush to the disk, in _syncer
+        self._syncer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mipd-sync")
+        # The sync thread, its fsync done, needs the GIL back to report it; a busy loop hands the GIL
+        # over only every switch interval (5 ms by default), which every reply of the group would wait.
+        sys.setswitchinterval(SWITCH_INTERVAL)
         self.commits = 0  # group commits that wrote something, and the time they took (mipctl stats: state)
         self.commit_seconds = 0.0
         self.commit_seconds_max = 0.0
@@ -197,8 +218,10 @@ class Daemon:
         if self.control is not None:
             await self.control.close()
         if self.store is not None:
+            await self._flushes_done()
             self._flush_at_once()
             self.store.close()
+        self._syncer.shutdown(wait=True)
         if self.role is not None:
             self.role.close()
 
@@ -275,25 +298,65 @@ class Daemon:
             return []
         return list(row.handler(action) or ())
 
-    def _flush(self) -> None:
+    def _flush(self, at_once: bool = False) -> None:
+        """End of a turn: write its state changes as one group, flush them to the disk, then carry
+        out its APPLY and ANNOUNCE actions. The flush (an fsync, durability power-loss) runs in
+        another thread while the loop goes on reading and deciding (docs/interfaces.md
+        "Durability"): what later turns decide waits, with its replies, for the next group, which
+        starts as soon as this one is on the disk. So the loop never waits for the disk, and the
+        busier the agent, the larger each group. ``at_once`` (start, shutdown): all in this thread."""
         self._flush_handle = None
+        if self._syncing is not None:
+            return  # the flush in flight flushes again when it is done: these join the next group
         persist, pending, waiters = self._persist, self._pending, self._flushed
         self._persist, self._pending, self._flushed = [], [], []
-        committed = True
-        if persist and self.store is not None:
-            started = time.perf_counter()
-            try:
-                self.store.commit(persist)
-            except CommitError as exc:
-                # A reply must not announce what a crash could lose: hold them back; nodes retransmit.
-                committed = False
-                self.commit_failures += 1
-                self.events.logger().error(EventName.STATE_COMMIT_FAILED, message=f"state commit failed: {exc}",
-                                           reason=str(exc))
-            took = time.perf_counter() - started
-            self.commits += 1
-            self.commit_seconds += took
-            self.commit_seconds_max = max(self.commit_seconds_max, took)
+        store = self.store
+        if not persist or store is None:
+            self._carry_out_turn(pending, waiters, committed=True)
+            return
+        started = time.perf_counter()
+        try:
+            written = store.write(persist)
+            if not written or not store.syncs or at_once or self._loop is None:
+                store.sync()
+            else:
+                # One system call in the other thread (the GIL released while the disk works).
+                self._syncing = self._loop.run_in_executor(self._syncer, _fsync, store.prepare_sync())
+                self._syncing.add_done_callback(functools.partial(self._synced, pending, waiters, started))
+                return
+        except CommitError as exc:
+            self._commit_failed(exc)
+            self._count_commit(started)
+            self._carry_out_turn(pending, waiters, committed=False)
+            return
+        self._count_commit(started)
+        self._carry_out_turn(pending, waiters, committed=True)
+
+    def _synced(self, pending: list[Action], waiters: list[asyncio.Future[None]], started: float,
+                done: asyncio.Future[None]) -> None:
+        """The flush in the other thread ended: carry out its turns, start the next group."""
+        self._syncing = None
+        self._count_commit(started)
+        error = CommitError("the flush was cancelled") if done.cancelled() else done.exception()
+        if error is not None:
+            self._commit_failed(error)
+        self._carry_out_turn(pending, waiters, committed=error is None)
+        if (self._persist or self._pending or self._flushed) and self._flush_handle is None and self._loop:
+            self._flush_handle = self._loop.call_soon(self._flush)
+
+    def _commit_failed(self, exc: BaseException) -> None:
+        # A reply must not announce what a crash could lose: hold them back; nodes retransmit.
+        self.commit_failures += 1
+        self.events.logger().error(EventName.STATE_COMMIT_FAILED, message=f"state commit failed: {exc}",
+                                   reason=str(exc))
+
+    def _count_commit(self, started: float) -> None:
+        took = time.perf_counter() - started
+        self.commits += 1
+        self.commit_seconds += took
+        self.commit_seconds_max = max(self.commit_seconds_max, took)
+
+    def _carry_out_turn(self, pending: list[Action], waiters: list[asyncio.Future[None]], committed: bool) -> None:
         follow_ups: list[Action] = []
         if pending and self.role is not None:
             # Data plane first (a node told it is registered finds its tunnel in place), then datagrams.
@@ -312,9 +375,16 @@ class Daemon:
             self.execute(follow_ups)
 
     def _flush_at_once(self) -> None:
+        """Everything staged, committed and carried out now (start; shutdown, once no flush is in flight)."""
         if self._flush_handle is not None:
             self._flush_handle.cancel()
-        self._flush()
+        self._flush(at_once=True)
+
+    async def _flushes_done(self) -> None:
+        """Wait until no flush is in flight (shutdown)."""
+        while self._syncing is not None:
+            await asyncio.wait([self._syncing])
+            await asyncio.sleep(0)  # its done callback (which may start the next group) runs first
 
     async def commit(self, actions: Iterable[Action] = ()) -> None:
         """Execute actions from outside a datagram (mipctl flush, a stopping node) and wait until

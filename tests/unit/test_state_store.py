@@ -48,17 +48,22 @@ def test_round_trip_with_wall_clock_expiry(tmp_path: Path) -> None:
     assert os.stat(path.parent).st_mode & 0o777 == 0o700
 
 
-@pytest.mark.parametrize(("durability", "synchronous"), [("power-loss", 2), ("process-crash", 0)])
+@pytest.mark.parametrize(("durability", "synchronous"), [("power-loss", 1), ("process-crash", 0)])
 def test_durability_sets_how_a_commit_reaches_the_disk(tmp_path: Path, durability: str, synchronous: int) -> None:
-    """power-loss: synchronous=FULL (2), the commit waits for the disk; process-crash: OFF (0), it is
-    written to the file but not flushed (mip.yaml(5) durability). Either way it is in the file at once."""
+    """power-loss: SQLite writes with synchronous=NORMAL (1) and the store fsyncs the WAL file (and
+    its directory, once) before the commit is complete; process-crash: synchronous=OFF (0) and no
+    fsync, the commit is written to the file but not flushed (mip.yaml(5) durability). Either way it
+    is in the file at once."""
     path = tmp_path / "ha.db"
     store = StateStore(path, durability)
     assert store._db.execute("PRAGMA synchronous").fetchone()[0] == synchronous
+    assert store.syncs is (durability == "power-loss")
     store.commit([PersistNode(HOME, (binding(),), ReplayState(1, None), wall_offset=0.0)])
+    wal = os.stat(path.with_name(path.name + "-wal")).st_ino
+    assert store._synced_wal == (wal if durability == "power-loss" else None)
     assert [r.home_address for r in StateStore(path).load()] == [HOME]  # another connection reads it
     store.set_durability("power-loss" if durability == "process-crash" else "process-crash")
-    assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2 - synchronous
+    assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 1 - synchronous
     store.close()
 
 

@@ -1,14 +1,18 @@
 """Durable state: ``<state_directory>/<instance>.db`` (docs/interfaces.md, "Durability").
 
-SQLite from the standard library, in WAL mode. The profile's ``durability`` (mip.yaml(5)) says what a
-commit survives once it returned: ``power-loss`` (``synchronous=FULL``) waits until it is on the disk,
-so it survives a power cut or a kernel crash; ``process-crash`` (``synchronous=OFF``) returns once it is
-written to the file, that is to the kernel's page cache, so it survives the process being killed
-(kill -9, a crash of mipd) but not a power cut or a kernel crash, and costs no disk flush.
-The runtime calls :meth:`StateStore.commit` once per turn of the event loop
-with every node that changed in that turn (group commit), and sends the replies only after it
-returns. ``PRAGMA user_version`` carries the format version (mipd.adapters.state.schema): an
-older file is migrated in place, a newer one or a foreign one is refused rather than guessed at.
+SQLite from the standard library, in WAL mode. A commit is two steps: :meth:`StateStore.write` runs
+the transaction (``synchronous=NORMAL``: SQLite writes the WAL but does not flush it), and
+:meth:`StateStore.sync` flushes the WAL file to the disk (fsync), which is what ``synchronous=FULL``
+would do inside the commit. The profile's ``durability`` (mip.yaml(5)) says whether the second step is
+taken: ``power-loss`` (default) syncs, so a commit survives a power cut or a kernel crash;
+``process-crash`` does not (and SQLite runs ``synchronous=OFF``), so a commit is in the kernel's page
+cache once written: it survives the process being killed (kill -9, a crash of mipd), not a power cut
+or a kernel crash, and costs no disk flush. Split so, the daemon writes in its event loop and waits
+for the flush in another thread, reading and deciding the next requests meanwhile (mipd/runtime/daemon.py).
+The runtime commits once per group of loop turns with every node that changed in them (group commit),
+and sends their replies only after the commit is complete. ``PRAGMA user_version`` carries the
+format version (mipd.adapters.state.schema): an older file is migrated in place, a newer one or a
+foreign one is refused rather than guessed at.
 
 A home agent's nodes (:class:`PersistNode`) and a foreign agent's current visitors
 (:class:`PersistVisitor`, RFC 5944 3.7.1) share the file and the transaction of a turn. Expiry is
@@ -66,8 +70,8 @@ def _hex(value: int | None) -> str | None:
     return None if value is None else f"{value:016x}"
 
 
-# mip.yaml(5) durability -> SQLite's synchronous setting (in WAL mode).
-SYNCHRONOUS = {"power-loss": "FULL", "process-crash": "OFF"}
+# mip.yaml(5) durability -> SQLite's synchronous setting (in WAL mode); power-loss adds sync().
+SYNCHRONOUS = {"power-loss": "NORMAL", "process-crash": "OFF"}
 
 
 class StateStore:
@@ -76,6 +80,8 @@ class StateStore:
     def __init__(self, path: Path, durability: str = "power-loss") -> None:
         self.path = path
         self.durability = durability
+        self._synced_wal: int | None = None  # the inode of the WAL file last synced, its directory with it
+        self._wal_fd: int | None = None  # that file, open for fsync
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         if not path.exists():
             # Created private: it holds Identifications, which a replay attacker would like.
@@ -101,6 +107,54 @@ class StateStore:
         """What a commit survives from now on (``power-loss`` or ``process-crash``, see above)."""
         self._db.execute(f"PRAGMA synchronous={SYNCHRONOUS[durability]}")
         self.durability = durability
+
+    @property
+    def syncs(self) -> bool:
+        """Whether a commit needs :meth:`sync` after :meth:`write` (durability ``power-loss``)."""
+        return self.durability == "power-loss"
+
+    def sync(self) -> None:
+        """Flush what :meth:`write` wrote to the disk (durability power-loss; else nothing):
+        :meth:`prepare_sync`, then fsync. CommitError if the disk refuses."""
+        fd = self.prepare_sync()
+        if fd is not None:
+            try:
+                os.fsync(fd)
+            except OSError as exc:
+                raise CommitError(f"{self.path}-wal: {exc.strerror or exc}") from exc
+
+    def prepare_sync(self) -> int | None:
+        """The file descriptor whose fsync completes the commits written so far (the WAL file's,
+        kept open), or None when commits need no flush. The first time, and whenever SQLite made
+        the WAL file anew, the directory is flushed too (here), so that the file itself survives.
+        The fsync itself may run in another thread: it is one system call, during which the
+        next :meth:`write` may go on (the kernel flushes whatever it has of the file by then)."""
+        if not self.syncs:
+            return None
+        wal = self.path.with_name(self.path.name + "-wal")
+        try:
+            inode = os.stat(wal).st_ino
+            if self._wal_fd is None or inode != self._synced_wal:
+                if self._wal_fd is not None:
+                    os.close(self._wal_fd)
+                    self._wal_fd = None
+                self._wal_fd = os.open(wal, os.O_RDONLY | os.O_CLOEXEC)
+                directory = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                try:
+                    os.fsync(directory)
+                finally:
+                    os.close(directory)
+                self._synced_wal = inode
+        except OSError as exc:
+            raise CommitError(f"{wal}: {exc.strerror or exc}") from exc
+        return self._wal_fd
+
+    def commit(self, changes: Iterable[StateChange]) -> int:
+        """:meth:`write`, then :meth:`sync`: the whole commit in this thread."""
+        written = self.write(changes)
+        if written:
+            self.sync()
+        return written
 
     def _migrate(self, version: int) -> None:
         """Bring a file of an older format version up to date, in place and in one transaction."""
@@ -154,9 +208,10 @@ class StateStore:
             raise StateError(f"{self.path}: the mobile node's state is not a JSON object")
         return mobile_json.from_json(state, home_agent)
 
-    def commit(self, changes: Iterable[StateChange]) -> int:
+    def write(self, changes: Iterable[StateChange]) -> int:
         """Write the latest state of each changed node, visitor and the mobile node in one
-        transaction; returns the number of records written. The last word on each wins.
+        transaction (not yet flushed to the disk: :meth:`sync`); returns the number of records
+        written. The last word on each wins.
         CommitError if it could not be written; any other error (a state with no stored form)
         rolls the transaction back too, so that nothing of it is written."""
         latest: dict[tuple[type, object], StateChange] = {}
@@ -234,6 +289,9 @@ class StateStore:
         self._db.execute("INSERT OR REPLACE INTO mobile (key, value) VALUES (?, ?)", (_MOBILE_KEY, stored))
 
     def close(self) -> None:
+        if self._wal_fd is not None:
+            os.close(self._wal_fd)
+            self._wal_fd = None
         self._db.close()
 
 
