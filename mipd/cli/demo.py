@@ -49,6 +49,9 @@ With --breakdown FILE.json it also writes where each move's handoff time went (d
 request, the foreign agent's relay, the home agent, the relayed reply, the node's routes; each role's
 commit time) and the median of each stage, as JSON (mipd(8), docs/interfaces.md).
 
+The daemons' state goes with the demo's directory, so their profiles say durability: process-crash
+(mip.yaml(5)): no commit waits for the disk.
+
 Everything (namespaces, links, processes, files) is removed at the end, on failure and on Ctrl-C.
 Exit status: 0 the tour completed, 1 it failed, 130 interrupted."""
 

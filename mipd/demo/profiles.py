@@ -33,7 +33,9 @@ def write_profiles(directory: Path, *, reverse_tunneling: bool, registration_req
     key = {name: _private(keys / f"{name}.key", secrets.token_hex(16) + "\n") for name in ("mn-ha", "fa1", "fa2")}
 
     def common(name: str) -> str:
-        return f"state_directory: {directory / 'state' / name}\ncontrol_socket: {directory / (name + '.sock')}\n"
+        # The state goes with the demo's directory at the end: it need not survive a power cut (mip.yaml(5)).
+        return (f"state_directory: {directory / 'state' / name}\ncontrol_socket: {directory / (name + '.sock')}\n"
+                "durability: process-crash\n")
 
     texts = {
         "ha": f"role: home-agent\ninterface: home0\naddress: {HA}\nhome_network: {HOME_NETWORK}\n{ADVERTISEMENT}"

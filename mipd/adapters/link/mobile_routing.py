@@ -261,6 +261,9 @@ class MobileRouting:
         for rule in self.agent_rules():
             netlink_policy.delete_rule(rule)
         netlink_policy.delete_table_route(DEFAULT, AGENT_TABLE)
+        if previous is not None and previous.agent is not None:
+            netlink_policy.delete_neighbour(previous.agent, self.interface)  # the one entry it made
+            return
         for entry in netlink_policy.owned_neighbours():
             if entry.device == self.interface:
                 netlink_policy.delete_neighbour(entry.address, entry.device)
