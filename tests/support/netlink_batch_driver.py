@@ -21,7 +21,8 @@ from mipd.core.wire.tunnel import Encapsulation
 
 
 def ip_json(*args: str) -> list[dict[str, object]]:
-    out = subprocess.run([shutil.which("ip") or "/usr/sbin/ip", "-j", *args], capture_output=True, text=True, timeout=60, check=True)
+    out = subprocess.run([shutil.which("ip") or "/usr/sbin/ip", "-j", *args], capture_output=True, text=True,
+                         timeout=60, check=True)
     return json.loads(out.stdout or "[]")  # type: ignore[no-any-return]
 
 
