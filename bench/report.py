@@ -14,7 +14,7 @@ SUMMARY_KEYS = (
     "registrations_per_s", "c_floor_per_s", "python_floor_per_s", "p50_ms_at_50pct", "p99_ms_at_50pct",
     "bytes_per_binding_1m", "expire_s_per_100k", "route_installs_per_s", "handoff_ms_median", "handoff_ms_p95",
     "lost_per_move_max", "ready_s", "idle_rss_mib", "idle_cpu_pct", "udp_tunnel_mbit_s", "ipip_userspace_mbit_s",
-    "ipip_kernel_mbit_s",
+    "ipip_kernel_mbit_s", "first_registrations_per_s", "restart_100k_ready_s",
 )
 
 
@@ -180,6 +180,19 @@ def _footprint_section(summary: dict[str, Any], details: dict[str, Any]) -> list
             f"idle CPU {_fmt(summary['idle_cpu_pct'], 3)} % of one core over {foot['window_s']:.0f} s"]
 
 
+def _restart_section(details: dict[str, Any]) -> list[str]:
+    result = details.get("restart")
+    if not result:
+        error = details.get("restart_error")
+        return ["", f"Restart with live bindings: not measured: {error[:500]}"] if error else []
+    first = result.get("first_registrations") or {}
+    return ["", f"Restart with {result['bindings']:,} live bindings ({result['backend']} backend, host kernel; "
+                "netlink in batches)",
+            f"start to READY=1 {_fmt(result['ready_s'], 2)} s with {result['routes']:,} routes and "
+            f"{result['proxies']:,} proxy entries back (empty state: {_fmt(result['empty_ready_s'], 2)} s); "
+            f"their first registrations: {_fmt(first.get('rate'), 0)}/s"]
+
+
 def render(summary: dict[str, Any], details: dict[str, Any]) -> str:
     """The readable table of one run."""
     m = summary["machine"]
@@ -191,4 +204,5 @@ def render(summary: dict[str, Any], details: dict[str, Any]) -> str:
     out += _throughput_section(details)
     out += _handoff_section(details)
     out += _footprint_section(summary, details)
+    out += _restart_section(details)
     return "\n".join(out)

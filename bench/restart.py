@@ -1,0 +1,79 @@
+"""A home agent restarted with many live bindings: seconds from ``mipd run`` to READY=1 with every
+route and proxy entry back in place (``restart_100k_ready_s``), and the first registrations that
+made those bindings (``first_registrations_at_scale``, in the details).
+
+In the rate bench's namespaces (bench/rate.py: ``ha`` with home link ``home0``, the C load generator
+in ``gen``), with its own N-node mobile_nodes_file and state directory:
+
+1. ``mipd run`` (the userspace tunnel backend: the host kernel has no ipip); the load generator
+   registers all N nodes for the first time (closed loop), so that N bindings are live in the state
+   file and N host routes (``proto 77 dev mip0``) and N proxy entries (``home0``) exist;
+2. SIGTERM: the daemon stops and removes its routes and proxy entries (the TUN device goes, and
+   the home link's proxies with it) -- the bindings stay on record;
+3. ``mipd run`` again, timed from the process start to READY=1 (sd_notify; the daemon signals it
+   after restoring the bindings and reinstalling their data plane); then the routes and proxy entries
+   are counted, and must be N each.
+
+Why the userspace backend: the kernel backend needs ipip/gre, which only the guest kernel of
+bench/kernel.py has, and a user-mode Linux guest takes minutes to register 100,000 nodes; both
+backends reinstall through the same netlink batches (mipd.adapters.netlink.batch), and the kernel
+backend's encap routes are measured there (``route_installs_per_s``, tests/support/kernel_checks.py).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from bench import rate
+from bench.build import Programs
+from bench.procs import Processes
+from tests.support.journal import MountNamespace
+from tests.support.netns import Topology
+from tests.support.tools import tool
+
+FULL = 100_000
+QUICK = 2_000
+
+
+def _count(ns: str, *args: str) -> int:
+    out = subprocess.run([tool("ip"), "-n", ns, *args], capture_output=True, text=True, timeout=120, check=True)
+    return len(out.stdout.splitlines())
+
+
+def installed(topo: Topology) -> tuple[int, int]:
+    """mipd's routes and the proxy entries on the home link, in the ``ha`` namespace."""
+    ns = topo.ns("ha")
+    return _count(ns, "route", "show", "proto", "77"), _count(ns, "neigh", "show", "proxy", "dev", "home0")
+
+
+def run(topo: Topology, *, work: Path, programs: Programs, processes: Processes, quiet: MountNamespace,
+        config: rate.RateConfig, count: int, progress: Callable[[str], None]) -> dict[str, Any]:
+    here = work / "restart"
+    here.mkdir(exist_ok=True)
+    bench = rate.Bench(topo, here, programs, processes, replace(config, nodes=count, window=256))
+    progress(f"restart: registering {count:,} nodes for the first time")
+    process, first_ready = bench.start_mipd("mipd-restart", quiet)
+    try:
+        bench.wait_answering(process)
+        first = bench.loadgen("closed", max(60.0, count / 500), window=256, until_accepted=count)
+    finally:
+        processes.stop(process)
+    if first["accepted"] < count:
+        raise RuntimeError(f"only {first['accepted']} of {count} first registrations accepted: {first}")
+    left = installed(topo)
+    progress(f"restart: mipd run with {count:,} live bindings in its state file")
+    process, ready_s = bench.start_mipd("mipd-restart", quiet)
+    try:
+        routes, proxies = installed(topo)
+    finally:
+        processes.stop(process)
+    if routes < count or proxies < count:
+        raise RuntimeError(f"READY after {ready_s:.2f} s with {routes} routes and {proxies} proxy entries "
+                           f"of {count}")
+    return {"bindings": count, "ready_s": ready_s, "empty_ready_s": first_ready, "routes": routes,
+            "proxies": proxies, "left_after_stop": {"routes": left[0], "proxies": left[1]},
+            "first_registrations": first, "backend": "userspace"}
