@@ -102,6 +102,7 @@ class HomeAgentDataPlane:
         to_backend = [classic for plane, classic, udp in parts
                       if classic.away or plane.home_address in self._classic or not udp.away]
         failed = self.backend.apply_many(to_backend)
+        udp_parts = []
         for plane, classic, udp in parts:
             home = plane.home_address
             if home in failed:
@@ -111,13 +112,12 @@ class HomeAgentDataPlane:
                 self._classic.add(home)
             else:
                 self._classic.discard(home)
-            try:
-                if not self.udp_unavailable:
-                    self.udp.apply(udp)
-                elif udp.away:
-                    raise BackendError(f"no UDP tunnel plane for {home}: {self.udp_unavailable}")
-            except (OSError, BackendError) as exc:
-                errors[home].append(f"{home}: {exc}")
+            if not self.udp_unavailable:
+                udp_parts.append(udp)
+            elif udp.away:
+                errors[home].append(f"{home}: no UDP tunnel plane for {home}: {self.udp_unavailable}")
+        for home, error in self.udp.apply_many(udp_parts).items():
+            errors[home].append(f"{home}: {error}")
 
     def apply(self, planes: Iterable[DataPlane]) -> list[str]:
         """Apply changes in order, the netlink work of each run of distinct home addresses in one
