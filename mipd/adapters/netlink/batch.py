@@ -86,15 +86,25 @@ def _u32(kind: int, value: int) -> bytes:
     return _attr(kind, struct.pack("=I", value))
 
 
-def _route_header(destination: IPv4Network, table: int, protocol: int, scope: int, kind: int) -> bytes:
-    return _RTMSG.pack(_AF_INET, destination.prefixlen, 0, 0, table if table < 256 else 252, protocol, scope, kind, 0)
+Destination = IPv4Network | IPv4Address  # an address: its /32
 
 
-def route_message(destination: IPv4Network, oif: int, *, protocol: int = RTPROT_MIPD, table: int = MAIN_TABLE,
+def _packed(destination: Destination) -> tuple[bytes, int]:
+    if isinstance(destination, IPv4Address):
+        return destination.packed, 32
+    return destination.network_address.packed, destination.prefixlen
+
+
+def _route_header(prefixlen: int, table: int, protocol: int, scope: int, kind: int) -> bytes:
+    return _RTMSG.pack(_AF_INET, prefixlen, 0, 0, table if table < 256 else 252, protocol, scope, kind, 0)
+
+
+def route_message(destination: Destination, oif: int, *, protocol: int = RTPROT_MIPD, table: int = MAIN_TABLE,
                   mtu: int | None = None, encap: Encap | None = None) -> bytes:
     """The body of ``ip route replace DEST dev OIF scope link proto P [mtu M] [encap ip ...]``."""
-    body = (_route_header(destination, table, protocol, _RT_SCOPE_LINK, _RTN_UNICAST)
-            + _attr(_RTA_DST, destination.network_address.packed) + _u32(_RTA_OIF, oif) + _u32(_RTA_TABLE, table))
+    packed, prefixlen = _packed(destination)
+    body = (_route_header(prefixlen, table, protocol, _RT_SCOPE_LINK, _RTN_UNICAST)
+            + _attr(_RTA_DST, packed) + _u32(_RTA_OIF, oif) + _u32(_RTA_TABLE, table))
     if mtu is not None:
         body += _attr(_RTA_METRICS, _u32(_RTAX_MTU, mtu))
     if encap is not None:  # no LWTUNNEL_IP_ID: see calls.replace_encap_route
@@ -108,11 +118,12 @@ def route_message(destination: IPv4Network, oif: int, *, protocol: int = RTPROT_
     return body
 
 
-def delete_route_message(destination: IPv4Network, oif: int | None, *, protocol: int = RTPROT_MIPD,
+def delete_route_message(destination: Destination, oif: int | None, *, protocol: int = RTPROT_MIPD,
                          table: int = MAIN_TABLE) -> bytes:
     """The body of RTM_DELROUTE for the ``protocol`` route to ``destination`` (through ``oif``), any scope."""
-    body = _route_header(destination, table, protocol, _RT_SCOPE_NOWHERE, 0) + _attr(
-        _RTA_DST, destination.network_address.packed) + _u32(_RTA_TABLE, table)
+    packed, prefixlen = _packed(destination)
+    body = _route_header(prefixlen, table, protocol, _RT_SCOPE_NOWHERE, 0) + _attr(
+        _RTA_DST, packed) + _u32(_RTA_TABLE, table)
     if oif is not None:
         body += _u32(_RTA_OIF, oif)
     return body
@@ -260,13 +271,13 @@ class Batch(Generic[Tag]):
     def __len__(self) -> int:
         return len(self._requests)
 
-    def replace_route(self, tag: Tag, destination: IPv4Network, *, device: str, protocol: int = RTPROT_MIPD,
+    def replace_route(self, tag: Tag, destination: Destination, *, device: str, protocol: int = RTPROT_MIPD,
                       table: int = MAIN_TABLE, mtu: int | None = None, encap: Encap | None = None) -> None:
         """``ip route replace DEST [encap ip ...] dev DEVICE scope link proto P [mtu M]``."""
         self._requests.append(_Request(tag, _RTM_NEWROUTE, _NLM_F_CREATE | _NLM_F_REPLACE, device,
                                        ("route", (destination, protocol, table, mtu, encap)), False))
 
-    def delete_route(self, tag: Tag, destination: IPv4Network, *, device: str | None = None,
+    def delete_route(self, tag: Tag, destination: Destination, *, device: str | None = None,
                      protocol: int = RTPROT_MIPD, table: int = MAIN_TABLE) -> None:
         """Delete the ``protocol`` route to ``destination`` (through ``device``) in ``table``; no
         error if there is none (or the device is gone, and its routes with it)."""
@@ -396,19 +407,22 @@ class Route:
     table: int
 
 
-def owned_routes(protocol: int = RTPROT_MIPD) -> list[Route]:
-    """The IPv4 routes marked with ``protocol``, in every table (one dump, parsed with struct)."""
+def owned_routes(protocol: int = RTPROT_MIPD, *, oif: int | None = None) -> list[Route]:
+    """The IPv4 routes marked with ``protocol``, in every table (one dump, parsed with struct);
+    only those through link ``oif`` if given."""
     out = []
     for payload in list(_dump(_RTM_GETROUTE, _RTMSG.pack(_AF_INET, 0, 0, 0, 0, 0, 0, 0, 0))):
         family, dst_len, _, _, table, proto, _, _, _ = _RTMSG.unpack_from(payload, 0)
         if family != _AF_INET or proto != protocol:
             continue
         attrs = _attrs(payload, _RTMSG.size)
-        dst = attrs.get(_RTA_DST, bytes(4))
-        oif = struct.unpack("=I", attrs[_RTA_OIF])[0] if _RTA_OIF in attrs else None
+        out_if = struct.unpack("=I", attrs[_RTA_OIF])[0] if _RTA_OIF in attrs else None
+        if oif is not None and out_if != oif:
+            continue
         if _RTA_TABLE in attrs:
             table = struct.unpack("=I", attrs[_RTA_TABLE])[0]
-        out.append(Route(IPv4Network((IPv4Address(dst), dst_len)), oif, table))
+        dst = attrs.get(_RTA_DST, bytes(4))
+        out.append(Route(IPv4Network((IPv4Address(dst), dst_len)), out_if, table))
     return out
 
 

@@ -141,7 +141,6 @@ class KernelBackend:
         batch: netlink_batch.Batch[IPv4Address] = netlink_batch.Batch()
         installs: dict[IPv4Address, Endpoint | None] = {}
         for home, change in home_routes(changes).items():
-            destination = IPv4Network(home)
             endpoint = next((e for e in change.endpoints if e.encapsulation in DEVICES), None)
             if endpoint is None:
                 if change.endpoints:
@@ -149,14 +148,14 @@ class KernelBackend:
                         f"{home}: no endpoint with an encapsulation this backend carries "
                         f"({', '.join(sorted(e.value for e in DEVICES))})")
                     continue
-                batch.delete_route(home, destination)
+                batch.delete_route(home, home)
                 installs[home] = None
                 continue
             if self._routes.get(home) == endpoint:
                 continue
             encap = netlink.Encap(destination=endpoint.care_of_address, source=endpoint.source, ttl=OUTER_TTL,
                                   tos=netlink.TOS_INHERIT, dont_fragment=True)
-            batch.replace_route(home, destination, device=DEVICES[endpoint.encapsulation], encap=encap)
+            batch.replace_route(home, home, device=DEVICES[endpoint.encapsulation], encap=encap)
             installs[home] = endpoint
         failures = batch.send()
         for home, endpoint in installs.items():

@@ -28,7 +28,7 @@ import asyncio
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address
 from pathlib import Path
 
 from mipd.adapters.netlink import batch as netlink_batch
@@ -180,9 +180,9 @@ class UdpTunnelPlane:
             had = home in self.table.endpoints
             self.table.set(change)
             if home in self.table.endpoints:
-                batch.replace_route(home, IPv4Network(home), device=self.device)
+                batch.replace_route(home, home, device=self.device)
             elif had:
-                batch.delete_route(home, IPv4Network(home), device=self.device)
+                batch.delete_route(home, home, device=self.device)
         return {home: BackendError(f"route {home}/32 dev {self.device}: {failure}")
                 for home, failure in batch.send().items()}
 
@@ -194,7 +194,7 @@ class UdpTunnelPlane:
             self.table.set(change)
         try:
             index = netlink_batch.link_index(self.device)
-            stale = [route for route in netlink_batch.owned_routes() if route.oif == index and (
+            stale = [route for route in netlink_batch.owned_routes(oif=index) if (
                 route.destination.prefixlen != 32 or route.destination.network_address not in self.table.endpoints)]
             failed = netlink_batch.delete_routes(stale)
         except OSError as exc:
@@ -203,7 +203,7 @@ class UdpTunnelPlane:
             raise BackendError(f"cannot reconcile the routes of {self.device}: {next(iter(failed.values()))}")
         batch: netlink_batch.Batch[IPv4Address] = netlink_batch.Batch()
         for home in self.table.endpoints:
-            batch.replace_route(home, IPv4Network(home), device=self.device)
+            batch.replace_route(home, home, device=self.device)
         errors = batch.send()
         if errors:
             shown = "; ".join(f"{home}: {error}" for home, error in list(errors.items())[:5])

@@ -27,7 +27,7 @@ import socket
 import struct
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address
 from pathlib import Path
 
 from mipd.adapters.netlink import batch as netlink_batch
@@ -284,9 +284,9 @@ class UserspaceBackend:
         for home, change in home_routes(changes).items():
             self.table.set(change)
             if change.away:
-                batch.replace_route(home, IPv4Network(home), device=self.device)
+                batch.replace_route(home, home, device=self.device)
             else:
-                batch.delete_route(home, IPv4Network(home), device=self.device)
+                batch.delete_route(home, home, device=self.device)
         return {home: BackendError(f"route {home}/32 dev {self.device}: {failure}")
                 for home, failure in batch.send().items()}
 
@@ -298,7 +298,7 @@ class UserspaceBackend:
         try:
             netlink_batch.forget_links()
             index = netlink_batch.link_index(self.device)
-            stale = [route for route in netlink_batch.owned_routes() if route.oif == index and (
+            stale = [route for route in netlink_batch.owned_routes(oif=index) if (
                 route.destination.prefixlen != 32 or route.destination.network_address not in wanted)]
             failed = netlink_batch.delete_routes(stale)
         except OSError as exc:
