@@ -22,9 +22,12 @@ backend's encap routes are measured there (``route_installs_per_s``, tests/suppo
 
 from __future__ import annotations
 
+import os
+import secrets
 import subprocess
 from collections.abc import Callable
 from dataclasses import replace
+from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +40,18 @@ from tests.support.tools import tool
 
 FULL = 100_000
 QUICK = 2_000
+# 100,000 home addresses do not fit the rate bench's 10.1.0.0/16 from 10.1.1.0 on: this run's home
+# network is 10.0.0.0/15 (the agent's 10.1.0.1 inside it), its nodes from 10.0.1.0 on, 10.1.0.0/24 skipped.
+HOME_NETWORK = "10.0.0.0/15"
+
+
+def write_nodes(path: Path, count: int) -> None:
+    """A mobile_nodes_file of ``count`` nodes in HOME_NETWORK (mode 0600: it holds keys)."""
+    first, skip = int(IPv4Address("10.0.1.0")), IPv4Network("10.1.0.0/24")
+    addresses = (IPv4Address(first + i) for i in range(count + 256))
+    chosen = [a for a in addresses if a not in skip][:count]
+    path.write_text("".join(f"{a} {rate.FIRST_SPI + i} {secrets.token_hex(16)}\n" for i, a in enumerate(chosen)))
+    os.chmod(path, 0o600)
 
 
 def _count(ns: str, *args: str) -> int:
@@ -54,9 +69,10 @@ def run(topo: Topology, *, work: Path, programs: Programs, processes: Processes,
         config: rate.RateConfig, count: int, progress: Callable[[str], None]) -> dict[str, Any]:
     here = work / "restart"
     here.mkdir(exist_ok=True)
-    bench = rate.Bench(topo, here, programs, processes, replace(config, nodes=count, window=256))
+    bench = rate.Bench(topo, here, programs, processes, replace(config, nodes=1, window=256))
+    write_nodes(bench.nodes_file, count)
     progress(f"restart: registering {count:,} nodes for the first time")
-    process, first_ready = bench.start_mipd("mipd-restart", quiet)
+    process, first_ready = bench.start_mipd("mipd-restart", quiet, home_network=HOME_NETWORK)
     try:
         bench.wait_answering(process)
         first = bench.loadgen("closed", max(60.0, count / 500), window=256, until_accepted=count)
@@ -66,7 +82,7 @@ def run(topo: Topology, *, work: Path, programs: Programs, processes: Processes,
         raise RuntimeError(f"only {first['accepted']} of {count} first registrations accepted: {first}")
     left = installed(topo)
     progress(f"restart: mipd run with {count:,} live bindings in its state file")
-    process, ready_s = bench.start_mipd("mipd-restart", quiet)
+    process, ready_s = bench.start_mipd("mipd-restart", quiet, home_network=HOME_NETWORK)
     try:
         routes, proxies = installed(topo)
     finally:
