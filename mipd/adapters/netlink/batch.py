@@ -167,7 +167,7 @@ class _Socket:
                 with contextlib.suppress(OSError):  # older kernels: plain acknowledgements
                     sock.setsockopt(_SOL_NETLINK, option, 1)
             sock.bind((0, 0))
-            sock.settimeout(10)
+            sock.settimeout(1.0)  # the kernel queues every acknowledgement within sendmsg: silence is loss
             room = min(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF),
                        sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) // 2)
             self.chunk = max(16, min(MAX_CHUNK, room // ACK_COST))
