@@ -7,6 +7,7 @@ with ``ip -j`` in tests/support/netlink_batch_driver.py, which runs inside the n
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,7 +19,8 @@ import pytest
 from tests.support.netns import Topology, ip
 from tests.support.tools import tool
 
-DRIVER = Path(__file__).resolve().parents[1] / "support" / "netlink_batch_driver.py"
+REPOSITORY = Path(__file__).resolve().parents[2]
+DRIVER = REPOSITORY / "tests" / "support" / "netlink_batch_driver.py"
 COUNT = 3000  # more than one chunk of requests per sendmsg for the smallest receive buffer
 
 
@@ -32,8 +34,8 @@ def report() -> Iterator[dict[str, Any]]:
         ip("-n", ns, "link", "set", "up1", "up")
         ip("-n", ns, "link", "add", "down0", "type", "veth", "peer", "name", "down1")
         out = subprocess.run([tool("ip"), "netns", "exec", ns, sys.executable, str(DRIVER), str(COUNT)],
-                             capture_output=True, text=True, timeout=120, check=False,
-                             cwd=Path(__file__).resolve().parents[2])
+                             capture_output=True, text=True, timeout=120, check=False, cwd=REPOSITORY,
+                             env={**os.environ, "PYTHONPATH": str(REPOSITORY)})
         assert out.returncode == 0, out.stderr
         yield json.loads(out.stdout)
     finally:

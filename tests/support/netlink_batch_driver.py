@@ -9,7 +9,6 @@ scope-link route through it, ENETDOWN, "Device for nexthop is not up").
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from ipaddress import IPv4Address, IPv4Network
@@ -18,11 +17,11 @@ from mipd.adapters.link.home import HomeLink
 from mipd.adapters.netlink import batch
 from mipd.core.planes import DataPlane, Endpoint
 from mipd.core.wire.tunnel import Encapsulation
+from tests.support.tools import tool
 
 
 def ip_json(*args: str) -> list[dict[str, object]]:
-    out = subprocess.run([shutil.which("ip") or "/usr/sbin/ip", "-j", *args], capture_output=True, text=True,
-                         timeout=60, check=True)
+    out = subprocess.run([tool("ip"), "-j", *args], capture_output=True, text=True, timeout=60, check=True)
     return json.loads(out.stdout or "[]")  # type: ignore[no-any-return]
 
 
