@@ -2,11 +2,13 @@
 
 Runs, in order: the registration rate against the C floor, the Python floor and mipd with and
 without journald (bench/rate.py); the daemon's footprint (start to READY=1 over sd_notify, idle
-RSS and CPU); binding scale at engine level (bench/scale.py, one process per size); the kernel
-data path under a real kernel (bench/kernel.py); iperf3 TCP through the home agent's tunnels
-(bench/throughput.py: IP-in-IP on the userspace backend, RFC 3519's UDP tunnel, and IP-in-IP on the
-kernel backend under a real kernel, which the quick run leaves out); handoff over the demo tour (bench/handoff.py);
-two processes flooding a home agent with forged requests, from one source and from spoofed ones (bench/flood.py).
+RSS and CPU); a restart with 100,000 live bindings (bench/restart.py); binding scale at engine
+level (bench/scale.py, one process per size); the kernel data path under a real kernel
+(bench/kernel.py); iperf3 TCP through the home agent's tunnels (bench/throughput.py: IP-in-IP on
+the userspace backend, RFC 3519's UDP tunnel, and IP-in-IP on the kernel backend under a real
+kernel, which the quick run leaves out); handoff over the demo tour (bench/handoff.py); two
+processes flooding a home agent with forged requests, from one source and from spoofed ones
+(bench/flood.py).
 Writes the JSON of docs/interfaces.md ("Benchmark results") to bench/results/latest.json (quick:
 quick.json), the per-part details next to it (``*-details.json``), and prints a readable table.
 Needs root (namespaces, a guest kernel).
@@ -34,7 +36,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import flood, handoff, kernel, rate, throughput
+from bench import flood, handoff, kernel, rate, restart, throughput
 from bench.build import Programs, compile_all
 from bench.procs import Processes
 from bench.report import SUMMARY_KEYS, machine, number, render
@@ -42,7 +44,8 @@ from tests.support.journal import private_namespace, running_journald
 from tests.support.netns import Topology
 
 RESULTS = Path(__file__).resolve().parent / "results"
-PARTS = frozenset({"rate", "scale", "kernel", "handoff", "throughput"})  # the footprint is measured with the rate
+# The footprint is measured with the rate.
+PARTS = frozenset({"rate", "restart", "scale", "kernel", "handoff", "throughput"})
 
 
 class Plan:
@@ -54,6 +57,7 @@ class Plan:
         self.rate = rate.QUICK if quick else rate.FULL
         self.scale_sizes = (5_000,) if quick else (10_000, 100_000, 1_000_000)
         self.kernel_routes = 20 if quick else 200
+        self.restart_bindings = restart.QUICK if quick else restart.FULL
         self.moves = 1 if quick else 20
         self.idle_window_s = 2.0 if quick else 30.0
         self.iperf_seconds = 3 if quick else 10
@@ -96,7 +100,7 @@ def run(plan: Plan, processes: Processes, stack: contextlib.ExitStack) -> tuple[
     log("compiling bench/c (gcc) and checking its HMAC-MD5 against Python's")
     programs = compile_all(work)
 
-    if "rate" in plan.parts:
+    if plan.parts & {"rate", "restart"}:
         namespaced(plan, details, processes, programs, work=work, stack=stack)
     stack.close()  # namespaces and journald are no longer needed
 
@@ -146,18 +150,24 @@ def namespaced(plan: Plan, details: dict[str, Any], processes: Processes, progra
         journal = stack.enter_context(running_journald(work))
     except RuntimeError as exc:
         details["journald_error"] = str(exc)
-    bench = rate.Bench(topo, work, programs, processes, plan.rate)
-    started = time.monotonic()
-    results, received = rate.run_rates(bench, journal, quiet, plan.idle_window_s, log)
-    details["rate"] = {name: r.as_json() for name, r in results.items()}
-    details["journal"] = received
-    details["footprint"] = next((r.footprint for r in results.values() if r.footprint), None)
-    details.setdefault("part_seconds", {})["rate"] = round(time.monotonic() - started, 1)
+    if "rate" in plan.parts:
+        bench = rate.Bench(topo, work, programs, processes, plan.rate)
+        started = time.monotonic()
+        results, received = rate.run_rates(bench, journal, quiet, plan.idle_window_s, log)
+        details["rate"] = {name: r.as_json() for name, r in results.items()}
+        details["journal"] = received
+        details["footprint"] = next((r.footprint for r in results.values() if r.footprint), None)
+        details.setdefault("part_seconds", {})["rate"] = round(time.monotonic() - started, 1)
+    if "restart" in plan.parts:
+        attempt(details, "restart", lambda: restart.run(topo, work=work, programs=programs, processes=processes,
+                                                        quiet=quiet, config=plan.rate, count=plan.restart_bindings,
+                                                        progress=log))
     if journal is None:
         details["flood_error"] = "no journald to receive the home agent's events"
         return
-    log(f"flood: two processes flooding forged requests for {plan.flood_seconds:g} s, one source then spoofed")
-    attempt(details, "flood", lambda: flood.run(journal, work, plan.flood_seconds))
+    if "rate" in plan.parts:
+        log(f"flood: two processes flooding forged requests for {plan.flood_seconds:g} s, one source then spoofed")
+        attempt(details, "flood", lambda: flood.run(journal, work, plan.flood_seconds))
 
 
 def summarize(details: dict[str, Any]) -> dict[str, Any]:
@@ -175,6 +185,7 @@ def summarize(details: dict[str, Any]) -> dict[str, Any]:
     kern = details.get("kernel") or {}
     hand = details.get("handoff") or {}
     foot = details.get("footprint") or {}
+    restarted = details.get("restart") or {}
     values = {
         "registrations_per_s": sat(headline),
         "c_floor_per_s": sat("c_floor"),
@@ -188,6 +199,10 @@ def summarize(details: dict[str, Any]) -> dict[str, Any]:
         "bytes_per_binding_1m": (scale.get(1_000_000) or {}).get("bytes_per_binding"),
         "expire_s_per_100k": (scale.get(100_000) or {}).get("expire_s"),
         "route_installs_per_s": kern.get("tunnel_install_per_s"),
+        "first_registrations_per_s": ((rates.get(headline) or {}).get("warmup") or {}).get("rate")
+        if not (rates.get(headline) or {}).get("error") else None,
+        # Only a run of 100,000 bindings (the quick run restarts with 2,000: in the details and the table).
+        "restart_100k_ready_s": restarted.get("ready_s") if restarted.get("bindings") == restart.FULL else None,
         "handoff_ms_median": hand.get("handoff_ms_median"),
         "handoff_ms_p95": hand.get("handoff_ms_p95"),
         "lost_per_move_max": hand.get("lost_per_move_max"),

@@ -99,11 +99,11 @@ def build_topology(topo: Topology) -> None:
     ip("-n", topo.ns("gen"), "route", "add", "default", "via", "10.2.0.1")
 
 
-def profile(work: Path, instance: str, nodes_file: Path) -> Path:
+def profile(work: Path, instance: str, nodes_file: Path, home_network: str = "10.1.0.0/16") -> Path:
     path = work / f"{instance}.yaml"
     path.write_text(
         "role: home-agent\ninterface: home0\n"
-        f"address: {HA}\nhome_network: 10.1.0.0/16\n"
+        f"address: {HA}\nhome_network: {home_network}\n"
         f"state_directory: {work / ('state-' + instance)}\ncontrol_socket: {work / (instance + '.sock')}\n"
         "max_lifetime: 1800\nadvertise: false\n"
         f"mobile_nodes_file: {nodes_file}\n")
@@ -163,10 +163,11 @@ class Bench:
             log.close()
 
     def start_mipd(self, instance: str, namespace: MountNamespace, *, cpu: int | None = SERVER_CPU,
-                   nodes_file: Path | None = None) -> tuple[subprocess.Popen[Any], float]:
+                   nodes_file: Path | None = None, home_network: str = "10.1.0.0/16"
+                   ) -> tuple[subprocess.Popen[Any], float]:
         """``mipd run`` in the ``ha`` network namespace and ``namespace``'s mount namespace; the
         process and the seconds from its start to READY=1 on NOTIFY_SOCKET (None: no READY)."""
-        path = profile(self.work, instance, nodes_file or self.nodes_file)
+        path = profile(self.work, instance, nodes_file or self.nodes_file, home_network)
         listener = NotifyListener(self.work / f"{instance}.notify")
         try:
             argv = [tool("ip"), "netns", "exec", self.topo.ns("ha"), tool("nsenter"), "-t", str(namespace.pid),

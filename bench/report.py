@@ -15,7 +15,7 @@ SUMMARY_KEYS = (
     "bytes_per_binding_1m", "expire_s_per_100k", "route_installs_per_s", "handoff_ms_median", "handoff_ms_p95",
     "lost_per_move_max", "ready_s", "idle_rss_mib", "idle_cpu_pct", "udp_tunnel_mbit_s", "ipip_userspace_mbit_s",
     "ipip_kernel_mbit_s", "p99_ms_at_90pct", "flood_legit_answered_pct", "flood_spoofed_legit_answered_pct",
-    "flood_discard_per_s",
+    "flood_discard_per_s", "first_registrations_per_s", "restart_100k_ready_s",
 )
 
 
@@ -218,6 +218,22 @@ def _flood_section(details: dict[str, Any]) -> list[str]:
     return out + _table(rows)
 
 
+def _restart_section(details: dict[str, Any]) -> list[str]:
+    result = details.get("restart")
+    if not result:
+        error = details.get("restart_error")
+        return ["", f"Restart with live bindings: not measured: {error[:500]}"] if error else []
+    first = result.get("first_registrations") or {}
+    floor = result.get("kernel_floor") or {}
+    return ["", f"Restart with {result['bindings']:,} live bindings ({result['backend']} backend, host kernel; "
+                "netlink in batches)",
+            f"start to READY=1 {_fmt(result['ready_s'], 2)} s with {result['routes']:,} routes and "
+            f"{result['proxies']:,} proxy entries back (empty state: {_fmt(result['empty_ready_s'], 2)} s); "
+            f"their first registrations: {_fmt(first.get('rate'), 0)}/s",
+            f"of which the kernel's own share, measured alone: {_fmt(floor.get('routes_s'), 2)} s for the routes, "
+            f"{_fmt(floor.get('proxies_s'), 2)} s for the proxy entries (its proxy-neighbour table is 16 hash chains)"]
+
+
 def render(summary: dict[str, Any], details: dict[str, Any]) -> str:
     """The readable table of one run."""
     m = summary["machine"]
@@ -230,4 +246,5 @@ def render(summary: dict[str, Any], details: dict[str, Any]) -> str:
     out += _handoff_section(details)
     out += _flood_section(details)
     out += _footprint_section(summary, details)
+    out += _restart_section(details)
     return "\n".join(out)

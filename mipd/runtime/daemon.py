@@ -362,10 +362,18 @@ class Daemon:
             # Data plane first (a node told it is registered finds its tunnel in place), then datagrams.
             phases = (Phase.APPLY, Phase.ANNOUNCE) if committed else (Phase.APPLY,)
             for phase in phases:
+                gathered: dict[On, list[Action]] = {}  # rows that take a turn's actions at once
                 for action in pending:
                     row = self._row(action)
-                    if row.phase is phase:
+                    if row.phase is not phase:
+                        continue
+                    if row.many is not None:
+                        gathered.setdefault(row, []).append(action)
+                    else:
                         follow_ups += self._carry_out(row, action)
+                for row, actions in gathered.items():
+                    assert row.many is not None
+                    follow_ups += list(row.many(actions) or ())
             self.role.settled()
         self._update_status()
         for waiter in waiters:

@@ -60,7 +60,7 @@ class HomeAgentRuntime:
             on(SendIcmp, Phase.NOW, self._advertise),  # announces no state: not held back for the commit
             on(DropSource, Phase.NOW, self._drop_source),  # a repeat offender, dropped in the kernel
             on(AdmitSources, Phase.NOW, self._admit),  # under a flood from spoofed sources
-            on(DataPlane, Phase.APPLY, self._apply),
+            on(DataPlane, Phase.APPLY, self._apply, many=self._apply_many),  # a turn's changes: one batch
             on(SendDatagram, Phase.ANNOUNCE, self.udp.send),
         ])
 
@@ -146,8 +146,12 @@ class HomeAgentRuntime:
             self.advertising.send(action)
 
     def _apply(self, plane: DataPlane) -> None:
-        """A failure is reported, never raised (the next change, and the next start's reconciliation, run)."""
-        for error in self.dataplane.apply([plane]):
+        self._apply_many([plane])
+
+    def _apply_many(self, planes: list[DataPlane]) -> None:
+        """A turn's data plane changes, their netlink work batched. A failure is reported per binding,
+        never raised (the next change, and the next start's reconciliation, run)."""
+        for error in self.dataplane.apply(planes):
             self.host.events.logger().error(EventName.DATAPLANE_FAILED, message=f"data plane change failed: {error}",
                                             reason=error)
 

@@ -28,6 +28,20 @@ from mipd.core.planes import DataPlane
 from mipd.core.wire.tunnel import Encapsulation
 
 
+def _distinct_runs(planes: list[DataPlane]) -> list[list[DataPlane]]:
+    """``planes`` cut, in order, into runs in which no home address appears twice (a batch applies
+    one change per node; a second change for a node waits for the next run)."""
+    runs: list[list[DataPlane]] = []
+    seen: set[IPv4Address] = set()
+    for plane in planes:
+        if not runs or plane.home_address in seen:
+            runs.append([])
+            seen = set()
+        runs[-1].append(plane)
+        seen.add(plane.home_address)
+    return runs
+
+
 class HomeAgentDataPlane:
     """Everything that makes bindings carry traffic, for one home agent."""
 
@@ -79,39 +93,54 @@ class HomeAgentDataPlane:
         for classic, _ in parts:
             self.broadcast.update(classic)
 
-    def _apply_tunnels(self, plane: DataPlane) -> None:
-        """The backend's part, then the UDP plane's. A backend is told about a node it held a route
-        for and no longer does, never about one whose route the UDP plane holds (it would delete it)."""
+    def _apply_tunnels(self, planes: list[DataPlane], errors: dict[IPv4Address, list[str]]) -> None:
+        """The backend's part (one batch), then the UDP plane's. A backend is told about a node it held
+        a route for and no longer does, never about one whose route the UDP plane holds (it would
+        delete it). A node whose backend part failed goes no further."""
         assert self.backend is not None
-        classic, udp = plane.split()
-        if classic.away or plane.home_address in self._classic or not udp.away:
-            self.backend.apply(classic)
-        if classic.away:
-            self._classic.add(plane.home_address)
-        else:
-            self._classic.discard(plane.home_address)
-        if not self.udp_unavailable:
-            self.udp.apply(udp)
-        elif udp.away:
-            raise BackendError(f"no UDP tunnel plane for {plane.home_address}: {self.udp_unavailable}")
-
-    def _broadcast(self, plane: DataPlane) -> None:
-        """Home-link broadcasts go only through classic tunnels (B, RFC 5944 4.3)."""
-        self.broadcast.update(plane.split()[0])
+        parts = [(plane, *plane.split()) for plane in planes]
+        to_backend = [classic for plane, classic, udp in parts
+                      if classic.away or plane.home_address in self._classic or not udp.away]
+        failed = self.backend.apply_many(to_backend)
+        udp_parts = []
+        for plane, classic, udp in parts:
+            home = plane.home_address
+            if home in failed:
+                errors[home].append(f"{home}: {failed[home]}")
+                continue
+            if classic.away:
+                self._classic.add(home)
+            else:
+                self._classic.discard(home)
+            if not self.udp_unavailable:
+                udp_parts.append(udp)
+            elif udp.away:
+                errors[home].append(f"{home}: no UDP tunnel plane for {home}: {self.udp_unavailable}")
+        for home, error in self.udp.apply_many(udp_parts).items():
+            errors[home].append(f"{home}: {error}")
 
     def apply(self, planes: Iterable[DataPlane]) -> list[str]:
-        """Apply changes in order; a failure is reported, never raised (the next change, and
-        the next start's reconciliation, still run)."""
+        """Apply changes in order, the netlink work of each run of distinct home addresses in one
+        batch (a turn's first registrations); a failure is reported per binding
+        ("<home_address>: <error>"), never raised (the next change, and the next start's
+        reconciliation, still run)."""
         assert self.backend is not None
-        errors: list[str] = []
-        for plane in planes:
-            for part in (self._apply_tunnels, self.home_link.apply, self._broadcast):
-                try:
-                    part(plane)
-                except (OSError, BackendError) as exc:
-                    self.failures += 1
-                    errors.append(f"{plane.home_address}: {exc}")
-        return errors
+        out: list[str] = []
+        for run in _distinct_runs(list(planes)):
+            errors: dict[IPv4Address, list[str]] = {plane.home_address: [] for plane in run}
+            self._apply_tunnels(run, errors)
+            try:
+                linked = self.home_link.apply_many(run)
+            except OSError as exc:  # not per node: every node of the run
+                linked = {plane.home_address: exc for plane in run}
+            for plane in run:
+                home = plane.home_address
+                if home in linked:
+                    errors[home].append(f"{home}: {linked[home]}")
+                self.broadcast.update(plane.split()[0])  # home-link broadcasts: classic tunnels only (B, 4.3)
+                out += errors[home]
+        self.failures += len(out)
+        return out
 
     def counters(self) -> dict[str, int]:
         counters = dict(self.backend.counters()) if self.backend is not None else {}

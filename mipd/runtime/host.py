@@ -53,18 +53,22 @@ FollowUps = Iterable[Action] | None
 
 @dataclass(frozen=True, slots=True)
 class On:
-    """One row of an action table: the phase, and the handler (None for COMMIT: the state store)."""
+    """One row of an action table: the phase, and the handler (None for COMMIT: the state store).
+    ``many``, if given, takes all of a turn's actions of the row at once, in order, instead of
+    ``handler`` one by one (the home agent batches a turn's data plane changes)."""
 
     phase: Phase
     handler: Callable[[Any], FollowUps] | None = None
+    many: Callable[[list[Any]], FollowUps] | None = None
 
 
 ActionTable = Mapping[type, On]
 
 
-def on(kind: type[A], phase: Phase, handler: Callable[[A], FollowUps] | None = None) -> tuple[type, On]:
+def on(kind: type[A], phase: Phase, handler: Callable[[A], FollowUps] | None = None, *,
+       many: Callable[[list[A]], FollowUps] | None = None) -> tuple[type, On]:
     """A typed row: ``dict([on(SendDatagram, Phase.ANNOUNCE, udp.send), ...])``."""
-    return kind, On(phase, handler)
+    return kind, On(phase, handler, many)
 
 
 class Timed(Protocol):

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network
 
+from mipd.adapters.netlink import batch as netlink_batch
 from mipd.adapters.netlink import calls as netlink
 from mipd.core.planes import DataPlane
 from mipd.core.wire.arp import ETH_P_ARP, gratuitous_arp, mac_bytes
@@ -48,46 +49,86 @@ class HomeLink:
 
     def reconcile(self, desired: Iterable[DataPlane]) -> None:
         """Proxy exactly the away nodes of ``desired`` (announcing any that were missing) and
-        drop proxy entries for other home addresses, left by a crash."""
+        drop proxy entries for other home addresses, left by a crash; in netlink batches
+        (mipd.adapters.netlink.batch). NetlinkError names the entries that could not be made."""
         away = {plane.home_address for plane in desired if plane.away}
-        for stale in netlink.proxies(self.interface):
-            if stale in self.home_network and stale not in away:
-                netlink.delete_proxy(stale, self.interface)
-        existing = set(netlink.proxies(self.interface))
-        for home in sorted(away):
-            self.proxied.add(home)
-            if home not in existing:
-                netlink.add_proxy(home, self.interface)
-                self._announce(home, self._mac)
+        existing = set(netlink_batch.proxies(self.interface))
+        batch: netlink_batch.Batch[IPv4Address] = netlink_batch.Batch()
+        for stale in sorted(existing - away):
+            if stale in self.home_network:
+                batch.delete_proxy(stale, stale, self.interface)
+        missing = sorted(away - existing)
+        for home in missing:
+            batch.add_proxy(home, home, self.interface)
+        failures = batch.send()
+        self.proxied.update(home for home in away if home not in failures)
+        self._announce_many([(home, self._mac) for home in missing if home not in failures])
+        if failures:
+            shown = "; ".join(f"{home}: {error}" for home, error in list(failures.items())[:5])
+            raise netlink.NetlinkError(next(iter(failures.values())).errno,
+                                       f"{len(failures)} proxy entries not made or removed: {shown}")
 
     def apply(self, change: DataPlane) -> None:
-        home = change.home_address
-        if change.away and home not in self.proxied:
-            # Leaving home: remember the node's own address, then intercept (4.6).
-            known = netlink.neighbor_address(home, self.interface)
-            if known is not None:
-                self.node_macs[home] = mac_bytes(known)
-            netlink.add_proxy(home, self.interface)
-            self.proxied.add(home)
-            self._announce(home, self._mac)
-        elif not change.away and home in self.proxied:
-            # Back home (or gone): stop proxying, then give the link the node's address back.
-            netlink.delete_proxy(home, self.interface)
-            self.proxied.discard(home)
-            node_mac = self.node_macs.pop(home, None)
-            if node_mac is not None:
-                self._announce(home, node_mac)
+        error = self.apply_many([change]).get(change.home_address)
+        if error is not None:
+            raise error
 
-    def _announce(self, address: IPv4Address, mac: bytes) -> None:
-        # The Ethernet source is always our interface, whoever's address the ARP announces.
-        frame = replace(gratuitous_arp(mac, address), source_mac=self._mac).encode()
-        self._send(frame)
+    def apply_many(self, changes: Sequence[DataPlane]) -> dict[IPv4Address, OSError]:
+        """:meth:`apply` for each of ``changes`` (one per home address), the proxy entries made
+        and removed in one netlink batch, the nodes' own addresses read in one neighbour dump;
+        what failed, by home address."""
+        leaving = [c.home_address for c in changes if c.away and c.home_address not in self.proxied]
+        returning = [c.home_address for c in changes if not c.away and c.home_address in self.proxied]
+        errors: dict[IPv4Address, OSError] = {}
+        if leaving:  # leaving home: remember the nodes' own addresses, then intercept (4.6)
+            try:
+                known = netlink_batch.neighbours(self.interface)
+            except OSError as exc:
+                errors.update((home, exc) for home in leaving)
+                leaving = []
+                known = {}
+            for home in leaving:
+                if home in known:
+                    self.node_macs[home] = mac_bytes(known[home])
+        batch: netlink_batch.Batch[IPv4Address] = netlink_batch.Batch()
+        for home in leaving:
+            batch.add_proxy(home, home, self.interface)
+        for home in returning:  # back home (or gone): stop proxying, then give the link its address back
+            batch.delete_proxy(home, home, self.interface)
+        failures = batch.send()
+        errors.update(failures)
+        announce = []
+        for home in leaving:
+            if home not in failures:
+                self.proxied.add(home)
+                announce.append((home, self._mac))
+        for home in returning:
+            if home not in failures:
+                self.proxied.discard(home)
+                node_mac = self.node_macs.pop(home, None)
+                if node_mac is not None:
+                    announce.append((home, node_mac))
+        self._announce_many(announce)
+        return errors
+
+    def _announce_many(self, announcements: list[tuple[IPv4Address, bytes]]) -> None:
+        """Gratuitous ARPs for many addresses: each sent now, then repeated by one timer per repeat."""
+        if not announcements:
+            return
+        frames = [replace(gratuitous_arp(mac, address), source_mac=self._mac).encode()
+                  for address, mac in announcements]
+        for frame in frames:
+            self._send(frame)
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return
         for i in range(1, REPEATS):
-            self._timers.append(loop.call_later(i * SPACING, self._send, frame))
+            self._timers.append(loop.call_later(i * SPACING, self._send_all, frames))
+
+    def _send_all(self, frames: list[bytes]) -> None:
+        for frame in frames:
+            self._send(frame)
 
     def _send(self, frame: bytes) -> None:
         if self._sock is None:
@@ -102,9 +143,13 @@ class HomeLink:
         """Stop proxying for every node (mipd made those entries) and close the socket."""
         for timer in self._timers:
             timer.cancel()
+        batch: netlink_batch.Batch[IPv4Address] = netlink_batch.Batch()
         for home in sorted(self.proxied):
-            netlink.delete_proxy(home, self.interface)
+            batch.delete_proxy(home, home, self.interface)
+        failures = batch.send()
         self.proxied.clear()
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+        if failures:
+            raise next(iter(failures.values()))

@@ -18,7 +18,7 @@ what it did not create.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from enum import StrEnum
 from ipaddress import IPv4Address
 from typing import Protocol
@@ -58,6 +58,11 @@ class TunnelBackend(Protocol):
 
     def apply(self, change: DataPlane) -> None:
         """Make one node's forwarding state match ``change`` (idempotent)."""
+        ...
+
+    def apply_many(self, changes: Sequence[DataPlane]) -> dict[IPv4Address, BackendError]:
+        """:meth:`apply` for many nodes at once (a turn's first registrations), the netlink work in
+        batches; what failed, by home address. The rest is applied."""
         ...
 
     def counters(self) -> dict[str, int]:

@@ -47,13 +47,14 @@ duplicates.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
+from mipd.adapters.netlink import batch as netlink_batch
 from mipd.adapters.netlink import calls as netlink
 from mipd.adapters.netlink.calls import RTPROT_MIPD
-from mipd.adapters.tunnel.backend import BackendError, BackendKind
+from mipd.adapters.tunnel.backend import BackendError, BackendKind, home_routes
 from mipd.core.planes import DataPlane, Endpoint
 from mipd.core.wire.tunnel import Encapsulation
 
@@ -98,6 +99,7 @@ class KernelBackend:
         if not available:
             raise BackendError(f"kernel tunnels unavailable: {why}")
         self._local = local
+        netlink_batch.forget_links()
         try:
             for kind, device in DEVICES.items():
                 netlink.add_external_tunnel(device, kind.value)
@@ -108,37 +110,64 @@ class KernelBackend:
 
     def reconcile(self, desired: Iterable[DataPlane]) -> None:
         """Delete every mipd route (proto 77) that no away node in ``desired`` needs, then apply
-        each of ``desired``. Routes of other protocols are never touched."""
-        wanted = {change.home_address: change for change in desired}
+        each of ``desired``, all in netlink batches (mipd.adapters.netlink.batch). Routes of other
+        protocols are never touched. BackendError names the bindings that could not be installed."""
+        wanted = home_routes(desired)
         needed = {IPv4Network(home) for home, change in wanted.items() if change.away}
-        for destination, device in netlink.owned_routes(RTPROT_MIPD):
-            if destination not in needed:
-                netlink.delete_route(destination, device=device or None, table=None)
+        try:
+            stale = [route for route in netlink_batch.owned_routes(RTPROT_MIPD) if route.destination not in needed]
+            failed = netlink_batch.delete_routes(stale)
+        except netlink.NetlinkError as exc:
+            raise BackendError(f"cannot remove stale mipd routes: {exc}") from exc
+        if failed:
+            raise BackendError(f"cannot remove stale mipd routes: {next(iter(failed.values()))}")
         self._routes.clear()
-        for change in wanted.values():
-            self.apply(change)
+        errors = self.apply_many(list(wanted.values()))
+        if errors:
+            shown = "; ".join(f"{home}: {error}" for home, error in list(errors.items())[:5])
+            raise BackendError(f"{len(errors)} of {len(wanted)} bindings not installed: {shown}")
 
     def apply(self, change: DataPlane) -> None:
         """Route ``change.home_address`` into the tunnel to its first usable endpoint, or remove
         its route when it has none (at home / deregistered)."""
-        destination = IPv4Network(change.home_address)
-        endpoint = next((e for e in change.endpoints if e.encapsulation in DEVICES), None)
-        if endpoint is None:
-            if change.endpoints:
-                raise BackendError(f"{change.home_address}: no endpoint with an encapsulation this backend "
-                                   f"carries ({', '.join(sorted(e.value for e in DEVICES))})")
-            netlink.delete_route(destination)
-            self._routes.pop(change.home_address, None)
-            return
-        if self._routes.get(change.home_address) == endpoint:
-            return
-        encap = netlink.Encap(destination=endpoint.care_of_address, source=endpoint.source, ttl=OUTER_TTL,
-                              tos=netlink.TOS_INHERIT, dont_fragment=True)
-        try:
-            netlink.replace_encap_route(destination, encap, device=DEVICES[endpoint.encapsulation])
-        except netlink.NetlinkError as exc:
-            raise BackendError(f"cannot route {change.home_address} to {endpoint.care_of_address}: {exc}") from exc
-        self._routes[change.home_address] = endpoint
+        error = self.apply_many([change]).get(change.home_address)
+        if error is not None:
+            raise error
+
+    def apply_many(self, changes: Sequence[DataPlane]) -> dict[IPv4Address, BackendError]:
+        """:meth:`apply` for each of ``changes`` (the last word on each home address counts), the
+        route changes sent in netlink batches; what failed, by home address (the rest is applied)."""
+        errors: dict[IPv4Address, BackendError] = {}
+        batch: netlink_batch.Batch[IPv4Address] = netlink_batch.Batch()
+        installs: dict[IPv4Address, Endpoint | None] = {}
+        for home, change in home_routes(changes).items():
+            endpoint = next((e for e in change.endpoints if e.encapsulation in DEVICES), None)
+            if endpoint is None:
+                if change.endpoints:
+                    errors[home] = BackendError(
+                        f"{home}: no endpoint with an encapsulation this backend carries "
+                        f"({', '.join(sorted(e.value for e in DEVICES))})")
+                    continue
+                batch.delete_route(home, home)
+                installs[home] = None
+                continue
+            if self._routes.get(home) == endpoint:
+                continue
+            encap = netlink.Encap(destination=endpoint.care_of_address, source=endpoint.source, ttl=OUTER_TTL,
+                                  tos=netlink.TOS_INHERIT, dont_fragment=True)
+            batch.replace_route(home, home, device=DEVICES[endpoint.encapsulation], encap=encap)
+            installs[home] = endpoint
+        failures = batch.send()
+        for home, endpoint in installs.items():
+            failure = failures.get(home)
+            if failure is not None:
+                errors[home] = (BackendError(f"cannot remove the route of {home}: {failure}") if endpoint is None else
+                                BackendError(f"cannot route {home} to {endpoint.care_of_address}: {failure}"))
+            elif endpoint is None:
+                self._routes.pop(home, None)
+            else:
+                self._routes[home] = endpoint
+        return errors
 
     def counters(self) -> dict[str, int]:
         """Packets (and bytes) the devices sent (encapsulated) and received (decapsulated), and their drops."""
@@ -148,4 +177,5 @@ class KernelBackend:
         """Delete both devices; the kernel deletes their routes with them."""
         for device in DEVICES.values():
             netlink.delete_link(device)
+        netlink_batch.forget_links()
         self._routes.clear()

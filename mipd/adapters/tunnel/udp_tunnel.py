@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address
 from pathlib import Path
 
+from mipd.adapters.netlink import batch as netlink_batch
 from mipd.adapters.netlink import calls as netlink
-from mipd.adapters.tunnel.backend import BackendError
+from mipd.adapters.tunnel.backend import BackendError, home_routes
 from mipd.adapters.tunnel.userspace import close_tun, ipv4_only, open_tun, read_tun, write_into_tun
 from mipd.core.planes import HALF_BOUND, DataPlane, Endpoint, UdpTunnelEndpoint
 from mipd.core.wire import ipv4
@@ -165,31 +166,48 @@ class UdpTunnelPlane:
 
     def apply(self, change: DataPlane) -> None:
         """Update the node's UDP endpoints and its host route through ``mipu0`` (idempotent)."""
-        self.table.set(change)
-        destination = IPv4Network(f"{change.home_address}/32")
-        try:
-            if change.home_address in self.table.endpoints:
-                netlink.replace_route(destination, device=self.device)
-            else:
-                netlink.delete_route(destination, device=self.device)
-        except OSError as exc:
-            raise BackendError(f"route {destination} dev {self.device}: {exc}") from exc
+        error = self.apply_many([change]).get(change.home_address)
+        if error is not None:
+            raise error
+
+    def apply_many(self, changes: Sequence[DataPlane]) -> dict[IPv4Address, BackendError]:
+        """:meth:`apply` for each of ``changes`` (the last word on each home address counts), the host
+        routes in netlink batches; what failed, by home address. A node the table did not hold has
+        no route here (``mipu0`` is new at each start and :meth:`reconcile` leaves only the table's
+        routes), so a classic binding costs no netlink request at all."""
+        batch: netlink_batch.Batch[IPv4Address] = netlink_batch.Batch()
+        for home, change in home_routes(changes).items():
+            had = home in self.table.endpoints
+            self.table.set(change)
+            if home in self.table.endpoints:
+                batch.replace_route(home, home, device=self.device)
+            elif had:
+                batch.delete_route(home, home, device=self.device)
+        return {home: BackendError(f"route {home}/32 dev {self.device}: {failure}")
+                for home, failure in batch.send().items()}
 
     def reconcile(self, desired: Iterable[DataPlane]) -> None:
-        """Routes on ``mipu0`` exactly for the UDP-tunnelled nodes of ``desired``."""
-        wanted = {change.home_address: change for change in desired}
+        """Routes on ``mipu0`` exactly for the UDP-tunnelled nodes of ``desired``, in netlink batches."""
+        wanted = home_routes(desired)
         self.table.endpoints.clear()
         for change in wanted.values():
             self.table.set(change)
         try:
-            for destination, device in netlink.owned_routes():
-                if device == self.device and (destination.prefixlen != 32
-                                              or destination.network_address not in self.table.endpoints):
-                    netlink.delete_route(destination, device=self.device, table=None)
+            index = netlink_batch.link_index(self.device)
+            stale = [route for route in netlink_batch.owned_routes(oif=index) if (
+                route.destination.prefixlen != 32 or route.destination.network_address not in self.table.endpoints)]
+            failed = netlink_batch.delete_routes(stale)
         except OSError as exc:
             raise BackendError(f"cannot reconcile the routes of {self.device}: {exc}") from exc
-        for change in wanted.values():
-            self.apply(change)
+        if failed:
+            raise BackendError(f"cannot reconcile the routes of {self.device}: {next(iter(failed.values()))}")
+        batch: netlink_batch.Batch[IPv4Address] = netlink_batch.Batch()
+        for home in self.table.endpoints:
+            batch.replace_route(home, home, device=self.device)
+        errors = batch.send()
+        if errors:
+            shown = "; ".join(f"{home}: {error}" for home, error in list(errors.items())[:5])
+            raise BackendError(f"{len(errors)} UDP-tunnelled bindings not installed: {shown}")
 
     def receive(self, payload: bytes, source: IPv4Address, port: int) -> None:
         """A Tunnel Data message that arrived on UDP port 434: its inner packet into ``mipu0``."""

@@ -26,10 +26,11 @@ import os
 import socket
 import struct
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
-from ipaddress import IPv4Address, IPv4Network
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from ipaddress import IPv4Address
 from pathlib import Path
 
+from mipd.adapters.netlink import batch as netlink_batch
 from mipd.adapters.netlink import calls as netlink
 from mipd.adapters.tunnel.backend import BackendError, BackendKind, home_routes
 from mipd.core.planes import DataPlane, Endpoint
@@ -270,41 +271,45 @@ class UserspaceBackend:
         for receiver in self._receivers:
             self._loop.add_reader(receiver.fileno(), self._drain_tunnel, receiver)
 
-    def _route(self, home: IPv4Address, present: bool) -> None:
-        destination = IPv4Network(f"{home}/32")
-        try:
-            if present:
-                netlink.replace_route(destination, device=self.device)
-            else:
-                netlink.delete_route(destination, device=self.device)
-        except OSError as exc:
-            raise BackendError(f"route {destination} dev {self.device}: {exc}") from exc
-
     def apply(self, change: DataPlane) -> None:
         """Update the node's endpoints and its host route through ``mip0`` (idempotent)."""
-        self.table.set(change)
-        self._route(change.home_address, change.away)
+        error = self.apply_many([change]).get(change.home_address)
+        if error is not None:
+            raise error
+
+    def apply_many(self, changes: Sequence[DataPlane]) -> dict[IPv4Address, BackendError]:
+        """:meth:`apply` for each of ``changes`` (the last word on each home address counts), the
+        host routes sent in netlink batches; what failed, by home address (the rest is applied)."""
+        batch: netlink_batch.Batch[IPv4Address] = netlink_batch.Batch()
+        for home, change in home_routes(changes).items():
+            self.table.set(change)
+            if change.away:
+                batch.replace_route(home, home, device=self.device)
+            else:
+                batch.delete_route(home, home, device=self.device)
+        return {home: BackendError(f"route {home}/32 dev {self.device}: {failure}")
+                for home, failure in batch.send().items()}
 
     def reconcile(self, desired: Iterable[DataPlane]) -> None:
         """Routes on ``mip0`` exactly for the away nodes of ``desired``: stale mipd routes (protocol
-        77) there are deleted, routes of other protocols or devices are left alone."""
+        77) there are deleted, routes of other protocols or devices are left alone; in netlink
+        batches. BackendError names the bindings that could not be installed."""
         wanted = {home: change for home, change in home_routes(desired).items() if change.away}
         try:
-            owned = netlink.owned_routes()
+            netlink_batch.forget_links()
+            index = netlink_batch.link_index(self.device)
+            stale = [route for route in netlink_batch.owned_routes(oif=index) if (
+                route.destination.prefixlen != 32 or route.destination.network_address not in wanted)]
+            failed = netlink_batch.delete_routes(stale)
         except OSError as exc:
             raise BackendError(f"cannot list mipd routes: {exc}") from exc
-        for destination, device in owned:
-            if device == self.device and (destination.prefixlen != 32 or destination.network_address not in wanted):
-                self._route_delete(destination)
+        if failed:
+            raise BackendError(f"cannot remove stale mipd routes on {self.device}: {next(iter(failed.values()))}")
         self.table.endpoints.clear()
-        for change in wanted.values():
-            self.apply(change)
-
-    def _route_delete(self, destination: IPv4Network) -> None:
-        try:
-            netlink.delete_route(destination, device=self.device, table=None)  # a stale one, wherever it is
-        except OSError as exc:
-            raise BackendError(f"route {destination} dev {self.device}: {exc}") from exc
+        errors = self.apply_many(list(wanted.values()))
+        if errors:
+            shown = "; ".join(f"{home}: {error}" for home, error in list(errors.items())[:5])
+            raise BackendError(f"{len(errors)} of {len(wanted)} bindings not installed: {shown}")
 
     def counters(self) -> dict[str, int]:
         """Every counter of :data:`COUNTERS`, zero or not."""
