@@ -71,6 +71,12 @@ def source_address(host: str) -> IPv4Address:
     return IPv4Address(host)
 
 
+@functools.lru_cache(maxsize=1 << 14)
+def address_text(address: IPv4Address) -> str:
+    """``str(address)`` for a reply's destination, cached like :func:`source_address`."""
+    return str(address)
+
+
 def offender_filter(sources: list[IPv4Address], known: list[IPv4Address] = (),  # type: ignore[assignment]
                     fraction: float = 1.0) -> bytes:
     """A classic BPF program (struct sock_filter[]): load the IP source address; drop it if it is
@@ -257,7 +263,7 @@ class RegistrationEndpoints:
         """Send from the socket bound to ``action.source``, else from the first one."""
         sock = self._sockets.get(action.source) or next(iter(self._sockets.values()))
         try:
-            sock.sendto(action.payload, (str(action.destination), action.destination_port))
+            sock.sendto(action.payload, (address_text(action.destination), action.destination_port))
         except OSError as exc:
             # UDP: an unreachable peer or a full buffer loses this reply, and the node retransmits;
             # counted and remembered, never fatal.
