@@ -26,6 +26,7 @@ the same NAT mapping.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -64,6 +65,12 @@ class CommitError(StateError):
 
 StateChange = PersistNode | PersistVisitor | PersistMobile
 C = TypeVar("C", PersistNode, PersistVisitor, PersistMobile)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _text(address: IPv4Address) -> str:
+    """``str(address)``, cached: a saturated home agent writes the same nodes' addresses again and again."""
+    return str(address)
 
 
 def _hex(value: int | None) -> str | None:
@@ -241,15 +248,15 @@ class StateStore:
         statements (executemany): a statement per node showed in the profile of a saturated
         home agent (bench/)."""
         db = self._db
-        keys = [(str(change.home_address),) for change in changes]
+        keys = [(_text(change.home_address),) for change in changes]
         db.executemany("DELETE FROM bindings WHERE home_address = ?", keys)
         db.executemany(
             "INSERT INTO bindings (home_address, care_of_address, lifetime_granted, expires, identification, flags,"
             " spi, foreign_agent, outer_address, outer_port) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(key, str(b.care_of_address), b.lifetime_granted,
+            [(key, _text(b.care_of_address), b.lifetime_granted,
               None if math.isinf(b.expires) else b.expires + change.wall_offset,
               _hex(b.identification), int(b.flags), b.spi,
-              None if b.foreign_agent is None else str(b.foreign_agent),
+              None if b.foreign_agent is None else _text(b.foreign_agent),
               None if b.outer is None else str(b.outer.address), None if b.outer is None else b.outer.port)
              for (key,), change in zip(keys, changes, strict=True) for b in change.bindings],
         )
