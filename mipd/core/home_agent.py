@@ -195,9 +195,13 @@ class HomeAgent:
         wall_clock: Callable[[], float],
         random32: Callable[[], int],
         fast_path: bool = True,
+        debug_events: Callable[[], bool] = lambda: True,
     ) -> None:
         self.settings = settings
         self.fast_path = fast_path  # try :meth:`_renew_fast` first (off: the full engine decides all)
+        # Whether debug-level events are written at all (the runtime's log level): a pure renewal's
+        # two debug events are not built when they are not (mipd(8) JOURNAL).
+        self._debug_events = debug_events
         self.bindings = BindingTable()
         self.counters = Counters()
         self.budget = SourceBudget()  # authentication failures per source: shed before any HMAC
@@ -360,19 +364,20 @@ class HomeAgent:
         if pure_renewal:
             self.counters.renewals += 1
         priority = Priority.DEBUG if pure_renewal else Priority.INFO
-        actions: list[Action] = [self._binding_event(EventName.BINDING_RENEWED, binding, now, priority=priority)]
         planes = self._planes.get(node)
-        if count != 1 or not planes or planes[0].source != s.address:
-            # One binding's endpoint depends on its care-of address, flags and outer endpoint,
-            # which a renewal keeps, and on our address, which a reload may change. Several: the
-            # renewed one moves to the end of the node's list, and so of its endpoints.
-            actions += self._data_plane(node)
+        # One binding's endpoint depends on its care-of address, flags and outer endpoint, which a
+        # renewal keeps, and on our address, which a reload may change. Several: the renewed one
+        # moves to the end of the node's list, and so of its endpoints.
+        plane = self._data_plane(node) if count != 1 or not planes or planes[0].source != s.address else []
         self.counters.accepted += 1
         self.flood.accepted(_text(datagram.source))
         code = (ReplyCode.ACCEPTED_SIMULTANEOUS_BINDINGS_UNSUPPORTED if f & _S and s.max_bindings_per_node == 1
                 else ReplyCode.ACCEPTED)  # _success_code
-        actions.append(self._accepted_event(node, coa, s.address, code=code, granted=granted, spi=sa.spi,
-                                            priority=priority))
+        # A debug event nobody reads is not built.
+        actions: list[Action] = [
+            self._binding_event(EventName.BINDING_RENEWED, binding, now, priority=priority), *plane,
+            self._accepted_event(node, coa, s.address, code=code, granted=granted, spi=sa.spi, priority=priority),
+        ] if not pure_renewal or self._debug_events() else plane
         if nonce:
             fresh = self._random32() & ident.LOW32
             self._replay[node] = ReplayState(state.last_identification, fresh)
@@ -600,15 +605,18 @@ class HomeAgent:
             pure_renewal = previous is not None and _only_lifetime_differs(previous, binding)
             if pure_renewal:
                 self.counters.renewals += 1
-            priority = Priority.DEBUG if pure_renewal else Priority.INFO
-            actions.append(self._binding_event(EventName.BINDING_RENEWED if previous else EventName.BINDING_ADDED,
-                                               binding, now, priority=priority))
+            if not pure_renewal or self._debug_events():
+                actions.append(self._binding_event(EventName.BINDING_RENEWED if previous else EventName.BINDING_ADDED,
+                                                   binding, now, priority=Priority.DEBUG if pure_renewal
+                                                   else Priority.INFO))
         actions += self._data_plane(node)
         self.counters.accepted += 1
         self.flood.accepted(_text(datagram.source))
         code = ReplyCode(self._success_code(request.flags))
-        actions.append(self._accepted_event(x.reply_home_address, coa, request.home_agent, code=code, granted=granted,
-                                            spi=sa.spi, priority=Priority.DEBUG if pure_renewal else Priority.INFO))
+        if not pure_renewal or self._debug_events():
+            actions.append(self._accepted_event(x.reply_home_address, coa, request.home_agent, code=code,
+                                                granted=granted, spi=sa.spi,
+                                                priority=Priority.DEBUG if pure_renewal else Priority.INFO))
         return actions + self._reply(x, code, granted, udp)
 
     def _accepted_event(self, home: IPv4Address, coa: IPv4Address, agent: IPv4Address, *, code: ReplyCode,

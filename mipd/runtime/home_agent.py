@@ -15,7 +15,7 @@ from mipd.config import AnyProfile, HomeAgentProfile, home_agent_settings
 from mipd.control.handler import ControlError, ControlHandler
 from mipd.control.protocol import JSONObject
 from mipd.control.shapes import bindings_json, flush_json, stats_json, status_json
-from mipd.core.actions import AdmitSources, Datagram, DropSource, SendDatagram, SendIcmp
+from mipd.core.actions import AdmitSources, Datagram, DropSource, Priority, SendDatagram, SendIcmp
 from mipd.core.advertiser import AdvertiserConfig, home_agent_advertisement
 from mipd.core.home_agent import HomeAgent, HomeAgentSettings
 from mipd.core.names import DiscardReason, EventName
@@ -80,7 +80,8 @@ class HomeAgentRuntime:
                     if r.replay.last_identification is not None]
         host.time_of_day.at_least(max(accepted, default=0.0))
         engine = self.engine = HomeAgent(self._settings(profile), wall_clock=host.time_of_day,
-                                         random32=lambda: secrets.randbits(32))
+                                         random32=lambda: secrets.randbits(32),
+                                         debug_events=lambda: host.events.enabled(Priority.DEBUG))
         self.timed.append(engine)
         host.execute(engine.restore(records, host.now()))
         try:

@@ -130,13 +130,14 @@ class Counting(HomeAgent):
 
 
 def pair(max_bindings: int, reverse: ReverseTunneling, nat: str, max_lifetime: int,
-         reply_burst: int | None = None) -> Pair:
+         reply_burst: int | None = None, debug: bool = True) -> Pair:
     """The two engines; with ``reply_burst``, a reply limit (mipd/core/reply_limit.py) that short
-    sequences do exhaust: that many 131 and 133 replies back to back, one more per 2 s."""
+    sequences do exhaust: that many 131 and 133 replies back to back, one more per 2 s; without
+    ``debug``, debug-level events are not wanted (a log level above debug)."""
     clock = Clock()
     s = ha_settings(max_bindings, reverse, nat, max_lifetime)
-    p = Pair(clock, Counting(s, wall_clock=clock.wall, random32=Nonces()),
-             HomeAgent(s, wall_clock=clock.wall, random32=Nonces(), fast_path=False))
+    p = Pair(clock, Counting(s, wall_clock=clock.wall, random32=Nonces(), debug_events=lambda: debug),
+             HomeAgent(s, wall_clock=clock.wall, random32=Nonces(), fast_path=False, debug_events=lambda: debug))
     if reply_burst is not None:
         p.fast.replies, p.full.replies = ReplyLimit(reply_burst, 0.5), ReplyLimit(reply_burst, 0.5)
     return p
@@ -241,11 +242,11 @@ def run(p: Pair, sequence: list[object]) -> None:
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from((1, 2)), st.sampled_from((ReverseTunneling.ALLOWED,) * 4 + tuple(ReverseTunneling)),
        st.sampled_from(("allowed", "allowed", "required", "off")), st.sampled_from((1800, 120, 0xFFFF)),
-       st.sampled_from((None, 1, 3)), st.lists(requests, min_size=5, max_size=40))
+       st.sampled_from((None, 1, 3)), st.booleans(), st.lists(requests, min_size=5, max_size=40))
 def test_fast_path_gives_what_the_engine_gives(max_bindings: int, reverse: ReverseTunneling, nat: str,
-                                               max_lifetime: int, reply_burst: int | None,
+                                               max_lifetime: int, reply_burst: int | None, debug: bool,
                                                sequence: list[object]) -> None:
-    p = pair(max_bindings, reverse, nat, max_lifetime, reply_burst)
+    p = pair(max_bindings, reverse, nat, max_lifetime, reply_burst, debug)
     run(p, sequence)
     event(f"fast path decided {min(p.fast.hits, 3)}+ requests")
     event(f"fast path left {min(p.fast.unanswered, 2)}+ forgeries unanswered")

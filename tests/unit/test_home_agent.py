@@ -10,7 +10,7 @@ import pytest
 
 from mipd.core.actions import Datagram, Emit, PersistNode, ReplayState, SendDatagram
 from mipd.core.bindings import Binding, BindingTable
-from mipd.core.home_agent import NodeRecord
+from mipd.core.home_agent import HomeAgent, NodeRecord
 from mipd.core.planes import DataPlane, Endpoint
 from mipd.core.security import ReverseTunneling, SecurityAssociation
 from mipd.core.wire import identification as ident
@@ -32,6 +32,7 @@ from tests.support.registration import (
     MN,
     MN2,
     Clock,
+    Nonces,
     datagram,
     engine,
     events,
@@ -393,6 +394,24 @@ def test_a_renewal_changing_only_the_lifetime_is_a_counter_and_debug_events(cloc
     assert priorities(renewed) == {"binding.renewed": 7, "registration.accepted": 7}
     assert ha.counters.renewals == 1 and ha.counters.accepted == 2
     assert only_reply(renewed)[1].lifetime == 200
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_without_debug_events_a_pure_renewal_builds_none_and_other_changes_still_do(clock: Clock,
+                                                                                     fast_path: bool) -> None:
+    """At a log level above debug the runtime says debug events are not wanted: a renewal that only
+    extends the lifetime is then a counter, a commit and a reply, and no event at all; a change of
+    the binding list still gives its info events."""
+    ha = HomeAgent(settings(), wall_clock=clock.wall, random32=Nonces(), fast_path=fast_path,
+                   debug_events=lambda: False)
+    assert events(ha.receive(datagram(request(clock)), clock.now)) == ["binding.added", "registration.accepted"]
+    clock.now += 10
+    renewed = ha.receive(datagram(request(clock)), clock.now)
+    assert events(renewed) == [] and only_reply(renewed)[1].code == 0 and persisted(renewed)
+    assert ha.counters.renewals == 1
+    clock.now += 10
+    assert events(ha.receive(datagram(request(clock, flags=F.T)), clock.now)) == ["binding.renewed",
+                                                                                 "registration.accepted"]
 
 
 def test_a_renewal_that_changes_the_flags_stays_an_info_entry(clock: Clock) -> None:
