@@ -32,7 +32,9 @@ class HomeLink:
     def __init__(self, interface: str, home_network: IPv4Network) -> None:
         self.interface = interface
         self.home_network = home_network
-        self.proxied: set[IPv4Address] = set()
+        # In the order the entries were made: the kernel chains each new proxy entry at the head of
+        # one of only 16 hash chains (pneigh_create), so removing them newest first finds each at once.
+        self.proxied: dict[IPv4Address, None] = {}
         self.node_macs: dict[IPv4Address, bytes] = {}
         self.sent = 0
         self.errors = 0
@@ -52,17 +54,20 @@ class HomeLink:
         drop proxy entries for other home addresses, left by a crash; in netlink batches
         (mipd.adapters.netlink.batch). NetlinkError names the entries that could not be made."""
         away = {plane.home_address for plane in desired if plane.away}
-        existing = set(netlink_batch.proxies(self.interface))
+        dumped = netlink_batch.proxies(self.interface)  # each hash chain newest first
+        existing = set(dumped)
         batch: netlink_batch.Batch[IPv4Address] = netlink_batch.Batch()
-        for stale in sorted(existing - away):
-            if stale in self.home_network:
+        for stale in dumped:  # in dump order, each is at the head of its chain when its turn comes
+            if stale not in away and stale in self.home_network:
                 batch.delete_proxy(stale, stale, self.interface)
         missing = sorted(away - existing)
         for home in missing:
             batch.add_proxy(home, home, self.interface)
         failures = batch.send()
-        self.proxied.update(home for home in away if home not in failures)
-        self._announce_many([(home, self._mac) for home in missing if home not in failures])
+        made = [home for home in missing if home not in failures]
+        self.proxied.update(dict.fromkeys(home for home in reversed(dumped) if home in away))
+        self.proxied.update(dict.fromkeys(made))
+        self._announce_many([(home, self._mac) for home in made])
         if failures:
             shown = "; ".join(f"{home}: {error}" for home, error in list(failures.items())[:5])
             raise netlink.NetlinkError(next(iter(failures.values())).errno,
@@ -100,11 +105,11 @@ class HomeLink:
         announce = []
         for home in leaving:
             if home not in failures:
-                self.proxied.add(home)
+                self.proxied[home] = None
                 announce.append((home, self._mac))
         for home in returning:
             if home not in failures:
-                self.proxied.discard(home)
+                self.proxied.pop(home, None)
                 node_mac = self.node_macs.pop(home, None)
                 if node_mac is not None:
                     announce.append((home, node_mac))
@@ -144,7 +149,7 @@ class HomeLink:
         for timer in self._timers:
             timer.cancel()
         batch: netlink_batch.Batch[IPv4Address] = netlink_batch.Batch()
-        for home in sorted(self.proxied):
+        for home in reversed(self.proxied):  # newest first: see __init__
             batch.delete_proxy(home, home, self.interface)
         failures = batch.send()
         self.proxied.clear()

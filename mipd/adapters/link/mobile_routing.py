@@ -53,7 +53,9 @@ are no agent rules, route or entries to remove, and from anywhere but co-located
 Any failure forgets the plane, so that the next apply does everything. Closing the co-located tunnel
 deletes ``mipm0``, which takes the kernel some 20 ms: leaving a co-located care-of address without a
 reverse tunnel (nothing from H is routed into ``mipm0`` then), H is on IF first and the tunnel is closed
-by :meth:`MobileRouting.settle`, which the runtime calls once the turn's request has been sent.
+by :meth:`MobileRouting.settle`, which the runtime calls once the turn's request has been sent. Leaving
+home likewise: NOARP, H/32 and the agent's route come first, and H/P (harmless meanwhile: nothing ARPs,
+and the agent's address is not on the home prefix) is deleted in :meth:`MobileRouting.settle`.
 """
 
 from __future__ import annotations
@@ -111,6 +113,7 @@ class MobileRouting:
         self._timers: list[asyncio.TimerHandle] = []
         self._applied: MobilePlane | None = None  # the last plane applied in full (see the module docstring)
         self._close_later = False  # the co-located tunnel waits for settle() to be closed
+        self._trim_later = False  # H/P waits for settle() to be deleted (H/32 is on the interface)
 
     # --- what is ours ---------------------------------------------------------------------------
 
@@ -193,7 +196,11 @@ class MobileRouting:
         if not away:
             # NOARP first: from here on no ARP leaves the node, whatever changes next (4.6).
             netlink_mobile.set_link_arp(self.interface, False)
-            self._home_on_interface([Address(IPv4Interface(self.home_address))])
+            if previous is not None and previous.location == Location.HOME:
+                netlink_mobile.add_address(Address(IPv4Interface(self.home_address)), self.interface)
+                self._trim_later = True
+            else:
+                self._home_on_interface([Address(IPv4Interface(self.home_address))])
             self._close_tunnel(previous)
             self._restore_sysctls()
         if plane.location == Location.UNKNOWN:
@@ -246,8 +253,12 @@ class MobileRouting:
             self.tunnel.close()
 
     def settle(self) -> None:
-        """What :meth:`apply` left for after the turn's datagrams: closing the co-located tunnel.
-        Raises BackendError."""
+        """What :meth:`apply` left for after the turn's datagrams: H/P off the interface, the co-located
+        tunnel closed. Raises BackendError."""
+        if self._trim_later:
+            self._trim_later = False
+            with _errors("removing the home prefix's form of the home address"):
+                self._home_on_interface([Address(IPv4Interface(self.home_address))])
         if self._close_later:
             self._close_later = False
             with _errors("closing the co-located tunnel"):
@@ -329,7 +340,7 @@ class MobileRouting:
                     netlink_mobile.delete_address(IPv4Interface(self.home_address), self.interface)
                     self._added_home = False
         finally:
-            self._close_later = False
+            self._close_later = self._trim_later = False
             self.tunnel.close()
             self.location = None
 
