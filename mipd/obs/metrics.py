@@ -145,7 +145,8 @@ def _sections(counters: dict[str, Any]) -> Iterator[Metric]:
         name, documentation = SECTIONS.get(section, (f"mipd_{section}", f"mipctl stats {section}"))
         family = CounterMetricFamily(name, documentation, labels=["counter"])
         for key, value in entries.items():
-            family.add_metric([key], value)
+            if isinstance(value, int | float) and not isinstance(value, bool):  # a setting's name is no count
+                family.add_metric([key], value)
         yield family
 
 

@@ -35,7 +35,8 @@ def test_quick_bench_writes_every_key(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr[-3000:]
     assert "Registration rate" in run.stdout, run.stdout
     summary = json.loads(output.read_text())
-    assert set(summary) == {*SUMMARY_KEYS, "machine", "journal"}
+    assert set(summary) == {*SUMMARY_KEYS, "machine", "journal", "handoff_breakdown_ms"}
+    assert isinstance(summary["handoff_breakdown_ms"], dict), summary["handoff_breakdown_ms"]
     for key in SUMMARY_KEYS:
         value = summary[key]
         assert value is None or (isinstance(value, int | float) and not isinstance(value, bool)), (key, value)

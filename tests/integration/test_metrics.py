@@ -93,6 +93,8 @@ def expected_samples(counters: dict[str, Any]) -> dict[tuple[str, frozenset[tupl
         if not isinstance(entries, dict) or section in ("denied", "dropped"):
             continue
         for name, count in entries.items():
+            if not isinstance(count, int | float) or isinstance(count, bool):
+                continue  # a setting (state.durability), not a count: not a metric
             if section != "data_plane":
                 out[key(f"mipd_{section}_total", counter=name)] = count
             elif name in ("encapsulated", "decapsulated", "reverse_tunnelled"):
