@@ -139,7 +139,10 @@ def test_legitimate_nodes_are_served_during_a_flood(home_agent: HomeAgentDaemon,
         assert rss_after - rss_before < 20 * 1024, figures  # nothing kept per hostile datagram
         # A burst of 10 then 10 per second per event name, over the probe and the flood (< 15 s).
         assert len(denied) <= 10 + 10 * 15 and len(dropped) <= 10 + 10 * 15, figures
-        assert figures["journal_suppressed"] > 0
+        # Not one entry per hostile datagram: most of the flood is shed before it makes an event at
+        # all (the source's budget, the socket filter, the 131/133 reply limit: mipd(8) "Overload
+        # protection"), and what remains is rate-limited.
+        assert len(denied) + len(dropped) < result["sent"] / 10, figures
         assert home_agent.process and home_agent.process.poll() is None
         [binding] = [b for b in home_agent.json("bindings")["bindings"] if b["home_address"] == MN2]
         assert binding["care_of_address"] == COLOCATED
