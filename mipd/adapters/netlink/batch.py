@@ -347,22 +347,31 @@ def _exchange(chunk: list[_Request], failures: dict[Hashable, NetlinkError], *,
                      + body)
     if not parts:
         return results
-    sock = _socket.sock()
-    sock.sendall(b"".join(parts))  # netlink takes it as one message batch
-    waiting = len(by_seq)
+    answers, error = _acked(parts)
+    if error is not None and error.errno != errno.ENOBUFS and not isinstance(error, TimeoutError):
+        raise NetlinkError(error.errno or errno.EIO, str(error)) from None
+    # an overrun (or silence): what is still waiting is _LOST and is retried alone
+    for seq, position in by_seq.items():
+        results[position] = answers[seq]
+    return results
+
+
+def _acked(parts: list[bytes]) -> tuple[dict[int, object], OSError | None]:
+    """Send ``parts`` (requests with NLM_F_ACK, each its own sequence number) in one sendmsg and
+    collect the acknowledgements: per sequence number None (done), a NetlinkError, or _LOST when
+    none came before the socket failed; and that failure (an overrun, a timeout), if any."""
+    waiting = {_HEADER.unpack_from(part)[3]: True for part in parts}
+    answers: dict[int, object] = dict.fromkeys(waiting, _LOST)
+    _socket.sock().sendall(b"".join(parts))  # netlink takes it as one message batch
     try:
         while waiting:
             for kind, flags, seq, payload in _socket.receive():
-                position_or_none = by_seq.pop(seq, None)
-                if position_or_none is None or kind != _NLMSG_ERROR:
+                if kind != _NLMSG_ERROR or waiting.pop(seq, None) is None:
                     continue
-                results[position_or_none] = _error(payload, flags)
-                waiting -= 1
+                answers[seq] = _error(payload, flags)
     except OSError as exc:
-        if exc.errno != errno.ENOBUFS and not isinstance(exc, TimeoutError):
-            raise NetlinkError(exc.errno or errno.EIO, str(exc)) from None
-        # overrun (or silence): what is still waiting is _LOST and is retried alone
-    return results
+        return answers, exc
+    return answers, None
 
 
 # --- dumps ----------------------------------------------------------------------------------------
@@ -450,28 +459,20 @@ def _send_raw(parts: list[tuple[Hashable, bytes]]) -> dict[Hashable, NetlinkErro
     """RTM_DELROUTE bodies already built (no device to resolve): absent counts as done."""
     failures: dict[Hashable, NetlinkError] = {}
     with _socket.lock:
-        sock = _socket.sock()
         for start in range(0, len(parts), _socket.chunk):
-            chunk = parts[start:start + _socket.chunk]
             by_seq = {}
             data = []
-            for tag, body in chunk:
+            for tag, body in parts[start:start + _socket.chunk]:
                 seq = _socket.next_seq()
                 by_seq[seq] = tag
                 data.append(_HEADER.pack(16 + len(body), _RTM_DELROUTE, _NLM_F_REQUEST | _NLM_F_ACK, seq, 0) + body)
-            sock.sendall(b"".join(data))
-            try:
-                while by_seq:
-                    for kind, flags, seq, payload in _socket.receive():
-                        tag = by_seq.pop(seq, None)
-                        if tag is None or kind != _NLMSG_ERROR:
-                            continue
-                        failure = _error(payload, flags)
-                        if failure is not None and failure.errno not in _ABSENT:
-                            failures.setdefault(tag, failure)
-            except OSError as exc:
-                for tag in by_seq.values():
-                    failures.setdefault(tag, NetlinkError(exc.errno or errno.EIO, str(exc)))
+            answers, error = _acked(data)
+            for seq, tag in by_seq.items():
+                answer = answers[seq]
+                if answer is _LOST:
+                    failures.setdefault(tag, NetlinkError(getattr(error, "errno", None) or errno.EIO, str(error)))
+                elif isinstance(answer, NetlinkError) and answer.errno not in _ABSENT:
+                    failures.setdefault(tag, answer)
     return failures
 
 
