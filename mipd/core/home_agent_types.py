@@ -29,6 +29,12 @@ class HomeAgentSettings:
     encapsulations: frozenset[Encapsulation] = frozenset({Encapsulation.IPIP})
     nat_traversal: Literal["allowed", "required", "off"] = "allowed"  # RFC 3519, mip.yaml(5)
     keepalive_interval: int = 110  # seconds, in every assenting UDP Tunnel Reply (RFC 3519 3.2)
+    # RFC 5177 6.2.2, the Prefix Table: by home address, the Mobile Network Prefixes that node may
+    # serve as a mobile router (mip.yaml(5) mobile_networks). A node not listed is no router (148).
+    mobile_networks: Mapping[IPv4Address, tuple[IPv4Network, ...]] = field(default_factory=dict)
+    # Whether the data plane can route prefixes through a foreign agent's care-of address (nested
+    # IP-in-IP, first to the router's home address): the userspace backend can, the kernel one cannot.
+    nested_mobile_networks: bool = True
 
 
 @dataclass(frozen=True, slots=True)

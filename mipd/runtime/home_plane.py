@@ -64,6 +64,12 @@ class HomeAgentDataPlane:
     def name(self) -> BackendKind:
         return self.backend.name if self.backend is not None else BackendKind.NONE
 
+    @property
+    def nests_mobile_networks(self) -> bool:
+        """Whether the running backend routes mobile networks through a foreign agent's care-of
+        address (nested IP-in-IP, RFC 5177): the userspace backend does, the kernel one does not."""
+        return bool(getattr(self.backend, "nests_mobile_networks", False))
+
     def encapsulations(self, wanted: Iterable[Encapsulation]) -> frozenset[Encapsulation]:
         """The profile's encapsulations that the running backend can carry."""
         can = self.backend.encapsulations if self.backend is not None else frozenset()

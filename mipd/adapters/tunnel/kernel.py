@@ -39,6 +39,17 @@ source is not matched to that node's registered care-of address (the userspace b
 that); any host that can send ipip/gre to the agent can inject a datagram claiming an away home
 address as its source.
 
+Mobile networks (RFC 5177): each accepted prefix P of a mobile router registered with a
+co-located care-of address gets the same kind of route, ``P encap ip dst <care-of> src <agent>
+... dev mipip0|mipgre0 proto 77``; strict rp_filter then accepts reverse-tunnelled datagrams from
+inside P, whose route points back through the device. Through a foreign agent's care-of address
+a prefix needs two IP-in-IP headers (first to the router's home address), and the kernel's
+external device refuses to encapsulate into a route through itself (ip_md_tunnel_xmit: "if
+(rt->dst.dev == dev)" counts a collision and drops); so this backend says it does not nest
+(``nests_mobile_networks``), the engine acknowledges such prefixes with code 3
+(MOBNET_FWDING_SETUP_FAILED, RFC 5177 6.3), and should one reach it anyway it is not routed and
+the node's change reports an error naming the userspace backend, which nests.
+
 Limitation: simultaneous bindings (RFC 5944 3.8.2.2 / 4.2.3: a copy to each care-of address).
 IPv4 multipath routes with per-nexthop encap exist, but they pick ONE nexthop per flow (ECMP),
 they do not copy; so this backend tunnels to the first endpoint only. The userspace backend
@@ -86,11 +97,13 @@ class KernelBackend:
 
     name = BackendKind.KERNEL
     encapsulations = frozenset(DEVICES)
+    nests_mobile_networks = False  # see the module docstring: the engine answers MOBNET_FWDING_SETUP_FAILED
 
     def __init__(self, proc: Path = PROC) -> None:
         self._proc = proc
         self._local: IPv4Address | None = None
         self._routes: dict[IPv4Address, Endpoint] = {}
+        self._prefixes: dict[IPv4Address, tuple[IPv4Network, ...]] = {}  # RFC 5177: routed per home address
 
     def start(self, local: IPv4Address) -> None:
         """Create mipip0 and mipgre0 (external, up, rp_filter strict). Raises BackendError if
@@ -114,6 +127,7 @@ class KernelBackend:
         protocols are never touched. BackendError names the bindings that could not be installed."""
         wanted = home_routes(desired)
         needed = {IPv4Network(home) for home, change in wanted.items() if change.away}
+        needed |= {prefix for change in wanted.values() if change.away for prefix in change.prefixes}
         try:
             stale = [route for route in netlink_batch.owned_routes(RTPROT_MIPD) if route.destination not in needed]
             failed = netlink_batch.delete_routes(stale)
@@ -122,6 +136,7 @@ class KernelBackend:
         if failed:
             raise BackendError(f"cannot remove stale mipd routes: {next(iter(failed.values()))}")
         self._routes.clear()
+        self._prefixes.clear()
         errors = self.apply_many(list(wanted.values()))
         if errors:
             shown = "; ".join(f"{home}: {error}" for home, error in list(errors.items())[:5])
@@ -140,6 +155,7 @@ class KernelBackend:
         errors: dict[IPv4Address, BackendError] = {}
         batch: netlink_batch.Batch[IPv4Address] = netlink_batch.Batch()
         installs: dict[IPv4Address, Endpoint | None] = {}
+        routed: dict[IPv4Address, tuple[IPv4Network, ...]] = {}
         for home, change in home_routes(changes).items():
             endpoint = next((e for e in change.endpoints if e.encapsulation in DEVICES), None)
             if endpoint is None:
@@ -149,24 +165,42 @@ class KernelBackend:
                         f"({', '.join(sorted(e.value for e in DEVICES))})")
                     continue
                 batch.delete_route(home, home)
-                installs[home] = None
+                for prefix in self._prefixes.get(home, ()):
+                    batch.delete_route(home, prefix)
+                installs[home], routed[home] = None, ()
                 continue
-            if self._routes.get(home) == endpoint:
+            prefixes = change.prefixes if endpoint.decapsulates else ()
+            if self._routes.get(home) == endpoint and self._prefixes.get(home, ()) == prefixes:
                 continue
             encap = netlink.Encap(destination=endpoint.care_of_address, source=endpoint.source, ttl=OUTER_TTL,
                                   tos=netlink.TOS_INHERIT, dont_fragment=True)
             batch.replace_route(home, home, device=DEVICES[endpoint.encapsulation], encap=encap)
-            installs[home] = endpoint
+            for prefix in prefixes:  # RFC 5177 6.1 step 4: the prefix via the same tunnel
+                batch.replace_route(home, prefix, device=DEVICES[endpoint.encapsulation], encap=encap)
+            for prefix in self._prefixes.get(home, ()):
+                if prefix not in prefixes:
+                    batch.delete_route(home, prefix)
+            installs[home], routed[home] = endpoint, prefixes
+            if change.prefixes and not endpoint.decapsulates:
+                errors[home] = BackendError(
+                    f"{home}: mobile networks {', '.join(map(str, change.prefixes))} through the foreign agent care-of "
+                    f"address {endpoint.care_of_address} need nested IP-in-IP, which the kernel backend cannot do; "
+                    "use tunnel backend userspace")
         failures = batch.send()
         for home, endpoint in installs.items():
             failure = failures.get(home)
             if failure is not None:
                 errors[home] = (BackendError(f"cannot remove the route of {home}: {failure}") if endpoint is None else
                                 BackendError(f"cannot route {home} to {endpoint.care_of_address}: {failure}"))
-            elif endpoint is None:
+                continue
+            if endpoint is None:
                 self._routes.pop(home, None)
             else:
                 self._routes[home] = endpoint
+            if routed[home]:
+                self._prefixes[home] = routed[home]
+            else:
+                self._prefixes.pop(home, None)
         return errors
 
     def counters(self) -> dict[str, int]:
@@ -179,3 +213,4 @@ class KernelBackend:
             netlink.delete_link(device)
         netlink_batch.forget_links()
         self._routes.clear()
+        self._prefixes.clear()
