@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from scapy.layers.inet import ICMP, IP
 
+from tests.integration import test_home_agent_udp_tunnel as udp
 from tests.integration.test_home_agent_daemon import D, parse_reply, rrq
 from tests.support import journal as journal_support
 from tests.support.daemon import COLOCATED, FA, HA, HomeAgentDaemon, Peer, build_topology
@@ -158,7 +159,12 @@ def home_agent(journald: Journald, topo: Topology, tmp_path_factory: pytest.Temp
 @pytest.fixture
 def deregistered(home_agent: HomeAgentDaemon, topo: Topology) -> Iterator[None]:
     yield
-    register(topo, lifetime=0, flags=D)
+    message, _ = rrq(ROUTER, coa=ROUTER, flags=D, lifetime=0, key=ROUTER_KEY, spi=ROUTER_SPI)  # all its bindings
+    peer = Peer(topo.ns("visited"), COLOCATED)
+    try:
+        assert peer.ask(message) is not None
+    finally:
+        peer.close()
 
 
 def test_an_accepted_prefix_is_routed_through_the_tunnel_to_the_colocated_router(
@@ -278,3 +284,36 @@ def test_a_restart_restores_the_prefix_routes(home_agent: HomeAgentDaemon, topo:
         router.close()
     (binding,) = [b for b in home_agent.json("bindings")["bindings"] if b["home_address"] == ROUTER]
     assert binding["mobile_networks"] == [LAN]
+
+
+def test_a_prefix_travels_through_the_udp_tunnel_of_a_router_behind_a_nat(
+        home_agent: HomeAgentDaemon, topo: Topology, deregistered: None) -> None:
+    """RFC 3519 with RFC 5177: the request comes from 10.2.0.50 for the care-of address 172.16.5.5
+    (a NAT, to the home agent); the prefix goes into Tunnel Data to that address and port, and the
+    LAN host's answers come back the same way."""
+    peer = Peer(topo.ns("visited"), COLOCATED)
+    try:
+        message, _ = rrq(ROUTER, coa=udp.PRIVATE, flags=D | T, key=ROUTER_KEY, spi=ROUTER_SPI,
+                         before=udp.UDP_TUNNEL_REQUEST + network_request(LAN))
+        answer = peer.ask(message)
+        assert answer is not None
+        assert parse_reply(answer[0], ROUTER_KEY)["code"] == 0 and acknowledgements(answer[0]) == [(1, 0, LAN)]
+        assert mipd_routes(topo).get(LAN) == "mipu0"
+        ping = subprocess.Popen([tool("ip"), "netns", "exec", topo.ns("far"), tool("ping"), "-n", "-c", "2", "-i",
+                                 "0.3", "-W", "2", LAN_HOST], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True)
+        try:
+            for _ in range(2):
+                request = udp.receive_tunnel_data(peer, lambda i: i.haslayer(ICMP) and i[ICMP].type == 8)
+                assert request.dst == LAN_HOST
+                response = IP(src=LAN_HOST, dst=request.src, ttl=64) / ICMP(
+                    type=0, id=request[ICMP].id, seq=request[ICMP].seq) / bytes(request[ICMP].payload)
+                peer.sock.sendto(udp.tunnel_data(bytes(response)), (HA, 434))
+            output, _ = ping.communicate(timeout=20)
+        finally:
+            if ping.poll() is None:
+                ping.kill()
+                ping.wait()
+        assert ping.returncode == 0, output
+    finally:
+        peer.close()
