@@ -479,8 +479,9 @@ class HomeAgent:
         if outer is not None:
             avoid.append(outer.address)
         nested = outer is None and not request.flags & RequestFlags.D  # a foreign agent's care-of address
+        tunnel = Endpoint.for_request(request.care_of_address, self.settings.address, request.flags).encapsulation
         return decide(requested(request.extensions[:mn_ha_index]), self.settings.mobile_networks.get(node, ()),
-                      avoid, forwarding=self.settings.nested_mobile_networks or not nested)
+                      avoid, forwarding=not nested or tunnel in self.settings.mobile_network_nesting)
 
     def _udp_tunnel(self, request: RegistrationRequest, datagram: Datagram, mn_ha_index: int) -> _UdpDecision:
         """RFC 3519 section 4 at the home agent: answer a UDP Tunnel Request, or deny (Denied)."""

@@ -32,9 +32,10 @@ class HomeAgentSettings:
     # RFC 5177 6.2.2, the Prefix Table: by home address, the Mobile Network Prefixes that node may
     # serve as a mobile router (mip.yaml(5) mobile_networks). A node not listed is no router (148).
     mobile_networks: Mapping[IPv4Address, tuple[IPv4Network, ...]] = field(default_factory=dict)
-    # Whether the data plane can route prefixes through a foreign agent's care-of address (nested
-    # IP-in-IP, first to the router's home address): the userspace backend can, the kernel one cannot.
-    nested_mobile_networks: bool = True
+    # The encapsulations of a binding to a foreign agent's care-of address through which the data
+    # plane can route a mobile router's prefixes (nested: first IP-in-IP to the router's home
+    # address, RFC 5177 7): the userspace backend every one, the kernel backend GRE only.
+    mobile_network_nesting: frozenset[Encapsulation] = frozenset(Encapsulation)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ entry of the Prefix Table (6.2.2: the prefixes configured for its home address, 
   binding's care-of address or outer (NAT) address, or the home agent's address, which cannot be
   routed through the tunnel to that very address (6.3: forwarding cannot be set up), and for every
   prefix when the data plane cannot route prefixes to this kind of binding (the kernel backend
-  with a foreign agent's care-of address, which needs nested IP-in-IP); 0 otherwise.
+  nests through a foreign agent's care-of address only when the binding is GRE); 0 otherwise.
 - none (implicit mode, 6.3 "pre-configured Mobile Network prefix information"): every configured
   prefix is used, each with an Implicit Mode Acknowledgement (sub-type 2), code 0 or 3 as above.
 - a node with no configured prefixes that sends some is no mobile router: 148,

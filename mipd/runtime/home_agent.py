@@ -130,7 +130,7 @@ class HomeAgentRuntime:
         without the UDP tunnel plane no UDP tunnelling is granted."""
         settings = home_agent_settings(profile)
         settings = replace(settings, encapsulations=self.dataplane.encapsulations(settings.encapsulations),
-                           nested_mobile_networks=self.dataplane.nests_mobile_networks)
+                           mobile_network_nesting=self.dataplane.mobile_network_nesting)
         if self.dataplane.udp_unavailable:  # no UDP tunnel plane: never assent to RFC 3519 tunnelling
             settings = replace(settings, nat_traversal="off")
         return settings

@@ -65,10 +65,10 @@ class HomeAgentDataPlane:
         return self.backend.name if self.backend is not None else BackendKind.NONE
 
     @property
-    def nests_mobile_networks(self) -> bool:
-        """Whether the running backend routes mobile networks through a foreign agent's care-of
-        address (nested IP-in-IP, RFC 5177): the userspace backend does, the kernel one does not."""
-        return bool(getattr(self.backend, "nests_mobile_networks", False))
+    def mobile_network_nesting(self) -> frozenset[Encapsulation]:
+        """The encapsulations through which the running backend routes mobile networks to a foreign
+        agent's care-of address (nested IP-in-IP, RFC 5177 7): userspace all, kernel GRE only."""
+        return frozenset(getattr(self.backend, "mobile_network_nesting", frozenset()))
 
     def encapsulations(self, wanted: Iterable[Encapsulation]) -> frozenset[Encapsulation]:
         """The profile's encapsulations that the running backend can carry."""

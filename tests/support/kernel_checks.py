@@ -12,8 +12,10 @@ runs even when an earlier one failed, so the pytest side can report each on its 
 Mobile networks (RFC 5177): ``mn1`` also holds a LAN host address 192.168.50.7 (its router's prefix
 192.168.50.0/24, routed by ``cn`` via the HA) on its tunnel device; the backend routes the prefix
 through the co-located care-of address, strict rp_filter on ``mipip0`` accepts the LAN host's
-replies, and a prefix nested through a foreign agent's care-of address is refused, as the kernel
-refuses to encapsulate into a route through the same external device (a collision is counted).
+replies; through a foreign agent's care-of address the prefix is nested for a GRE binding (the inner
+IP-in-IP header through mipip0, the outer by the home address's route through mipgre0) and refused
+for an IP-in-IP one, as the kernel refuses to encapsulate into a route through the same external
+device (a collision is counted).
 """
 
 from __future__ import annotations
@@ -222,6 +224,55 @@ def checks(backend: KernelBackend) -> None:
         ip("route", "del", str(LAN), "proto", "77")
         return not ok and after > before, {"ping": out, "collisions": [before, after]}
     run("nested_through_one_external_device_is_a_collision", nested_same_device)
+
+    def nested_other_device() -> tuple[bool, object]:
+        """What does work in the kernel, for the record (docs: the kernel backend module): the inner
+        header through the OTHER external device (GRE from the HA to the home address via mipgre0),
+        whose outer packet then follows the home address's own encap route (IP-in-IP via mipip0 to
+        the care-of address). The router decapsulates both (here: mn1's ipip ``tun`` and a gre
+        ``tun2`` from the HA to its home address) and answers back nested the same way, which
+        strict rp_filter accepts on mipgre0, the prefix's device. The backend does not use it: the
+        inner header is GRE, not the IP-in-IP a router expects (RFC 5177 section 7, docs)."""
+        backend.apply(DataPlane(HOME, (colocated,)))
+        ip("-n", "mn1", "link", "add", "tun2", "type", "gre", "local", str(HOME), "remote", str(HA), "ttl", "64")
+        ip("-n", "mn1", "link", "set", "tun2", "up")
+        ip("-n", "mn1", "route", "add", "10.1.0.10/32", "dev", "tun2", "src", str(LAN_HOST))
+        ip("route", "replace", str(LAN), "encap", "ip", "dst", str(HOME), "src", str(HA), "ttl", "64",
+           "dev", "mipgre0", "proto", "77")
+        try:
+            capture = outer_headers("ha-v1", 4)
+            ok, out = ping("cn", LAN_HOST)
+            sent = [h for h in capture() if h[3] == str(HA)]
+        finally:
+            ip("route", "del", str(LAN), "proto", "77", check=False)
+            ip("-n", "mn1", "route", "del", "10.1.0.10/32", check=False)
+            ip("-n", "mn1", "link", "del", "tun2", check=False)
+        return ok and bool(sent) and all(h[4] == str(COA1) for h in sent), {"ping": out, "outer": sent[:2]}
+    run("nested_through_the_other_external_device_works", nested_other_device)
+
+    def nested_gre_binding() -> tuple[bool, object]:
+        """The backend's own nesting (RFC 5177 7) for a GRE binding to a foreign agent's care-of
+        address, 10.3.0.2 (``mn2`` plays agent and router: its gre ``tun`` takes the outer header, an
+        ipip ``tun2`` from the HA to the home address the inner one; LAN host 192.168.50.8)."""
+        lan_host = IPv4Address("192.168.50.8")
+        ip("-n", "mn2", "addr", "add", f"{lan_host}/32", "dev", "tun")
+        ip("-n", "mn2", "link", "add", "tun2", "type", "ipip", "local", str(HOME), "remote", str(HA), "ttl", "64")
+        ip("-n", "mn2", "link", "set", "tun2", "up")
+        ip("-n", "mn2", "route", "add", "10.1.0.10/32", "dev", "tun2", "src", str(lan_host))
+        try:
+            errors = backend.apply_many([DataPlane(HOME, (gre,), (LAN,))])
+            text = route_text(str(LAN))
+            capture = outer_headers("ha-v2", 47)
+            ok, out = ping("cn", lan_host)
+            sent = [h for h in capture() if h[3] == str(HA)]
+        finally:
+            ip("-n", "mn2", "route", "del", "10.1.0.10/32", check=False)
+            ip("-n", "mn2", "link", "del", "tun2", check=False)
+            ip("-n", "mn2", "addr", "del", f"{lan_host}/32", "dev", "tun", check=False)
+        record("nested_gre_binding_route", not errors and f"dst {HOME}" in text and "dev mipip0" in text,
+               {"route": text, "errors": {str(k): str(v) for k, v in errors.items()}})
+        return ok and bool(sent) and all(h[4] == str(COA2) for h in sent), {"ping": out, "outer": sent[:2]}
+    run("ping_mobile_network_nested_through_a_gre_binding", nested_gre_binding)
 
     def foreign_agent_prefix() -> tuple[bool, object]:
         errors = backend.apply_many([DataPlane(HOME, (ipip,), (LAN,))])  # ipip: D clear, a FA care-of address

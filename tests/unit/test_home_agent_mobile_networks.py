@@ -14,6 +14,7 @@ from mipd.core.wire.auth import verify
 from mipd.core.wire.codes import ReplyCode
 from mipd.core.wire.mobile_network import MobileNetworkAcknowledgement, MobileNetworkRequest
 from mipd.core.wire.registration import RegistrationReply, RequestFlags
+from mipd.core.wire.tunnel import Encapsulation
 from tests.support.registration import (
     COA,
     COA2,
@@ -303,10 +304,13 @@ def test_the_home_agents_own_address_can_never_be_in_a_routed_prefix(clock: Cloc
 
 
 def test_without_nesting_a_foreign_agent_care_of_address_gets_mobnet_fwding_setup_failed(clock: Clock) -> None:
-    # The kernel backend cannot nest IP-in-IP (mipd/adapters/tunnel/kernel.py): 6.3, forwarding setup fails.
-    ha = router(clock, nested_mobile_networks=False)
+    # The kernel backend nests through GRE only (mipd/adapters/tunnel/kernel.py): 6.3, forwarding setup fails.
+    ha = router(clock, mobile_network_nesting=frozenset({Encapsulation.GRE}),
+                encapsulations=frozenset({Encapsulation.IPIP, Encapsulation.GRE}))
     reply = register(ha, clock, LAN, flags=F.T, coa=FA, source=FA, fa_ha=(300, FA_KEY))
     assert reply.code == 147 and acks(reply) == [(EXPLICIT, FORWARDING_FAILED, "192.168.50.0/24")]
+    reply = register(ha, clock, LAN, flags=F.T | F.G, coa=FA, source=FA, fa_ha=(300, FA_KEY))
+    assert reply.code == 0 and acks(reply) == [(EXPLICIT, SUCCESS, "192.168.50.0/24")]  # GRE to the FA: nests
     assert register(ha, clock, LAN).code == 0  # co-located: no nesting needed
 
 

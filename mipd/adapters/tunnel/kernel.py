@@ -43,12 +43,18 @@ Mobile networks (RFC 5177): each accepted prefix P of a mobile router registered
 co-located care-of address gets the same kind of route, ``P encap ip dst <care-of> src <agent>
 ... dev mipip0|mipgre0 proto 77``; strict rp_filter then accepts reverse-tunnelled datagrams from
 inside P, whose route points back through the device. Through a foreign agent's care-of address
-a prefix needs two IP-in-IP headers (first to the router's home address), and the kernel's
-external device refuses to encapsulate into a route through itself (ip_md_tunnel_xmit: "if
-(rt->dst.dev == dev)" counts a collision and drops); so this backend says it does not nest
-(``nests_mobile_networks``), the engine acknowledges such prefixes with code 3
-(MOBNET_FWDING_SETUP_FAILED, RFC 5177 6.3), and should one reach it anyway it is not routed and
-the node's change reports an error naming the userspace backend, which nests.
+a prefix needs two headers (RFC 5177 7: first IP-in-IP to the router's home address, then the
+binding's own tunnel to the care-of address). An external device refuses to encapsulate into a
+route through itself (ip_md_tunnel_xmit: "if (rt->dst.dev == dev)" counts a collision and drops),
+but the inner header may go through the OTHER device, whose outer packet then follows the home
+address's own encap route (both shown in tests/support/kernel_checks.py). So a GRE binding nests:
+``P encap ip dst <home address> src <agent> dev mipip0``, whose packets to the home address take
+``H encap ip dst <care-of> ... dev mipgre0``; reverse, mipgre0 then mipip0 decapsulate and strict
+rp_filter holds (P routes through mipip0). An IP-in-IP binding cannot (its inner header would have
+to be GRE, which a router does not expect): ``mobile_network_nesting`` says GRE only, the engine
+acknowledges such prefixes with code 3 (MOBNET_FWDING_SETUP_FAILED, RFC 5177 6.3), and should one
+reach the backend anyway it is not routed and the node's change reports an error naming the
+userspace backend, which nests through any tunnel.
 
 Limitation: simultaneous bindings (RFC 5944 3.8.2.2 / 4.2.3: a copy to each care-of address).
 IPv4 multipath routes with per-nexthop encap exist, but they pick ONE nexthop per flow (ECMP),
@@ -97,7 +103,7 @@ class KernelBackend:
 
     name = BackendKind.KERNEL
     encapsulations = frozenset(DEVICES)
-    nests_mobile_networks = False  # see the module docstring: the engine answers MOBNET_FWDING_SETUP_FAILED
+    mobile_network_nesting = frozenset({Encapsulation.GRE})  # see the module docstring
 
     def __init__(self, proc: Path = PROC) -> None:
         self._proc = proc
@@ -169,23 +175,28 @@ class KernelBackend:
                     batch.delete_route(home, prefix)
                 installs[home], routed[home] = None, ()
                 continue
-            prefixes = change.prefixes if endpoint.decapsulates else ()
+            nested = not endpoint.decapsulates  # a foreign agent's care-of address: RFC 5177 7
+            prefixes = change.prefixes if not nested or endpoint.encapsulation == Encapsulation.GRE else ()
             if self._routes.get(home) == endpoint and self._prefixes.get(home, ()) == prefixes:
                 continue
             encap = netlink.Encap(destination=endpoint.care_of_address, source=endpoint.source, ttl=OUTER_TTL,
                                   tos=netlink.TOS_INHERIT, dont_fragment=True)
             batch.replace_route(home, home, device=DEVICES[endpoint.encapsulation], encap=encap)
+            if nested:  # inner header to the home address through mipip0, outer by H's own route (mipgre0)
+                encap = netlink.Encap(destination=home, source=endpoint.source, ttl=OUTER_TTL,
+                                      tos=netlink.TOS_INHERIT, dont_fragment=True)
             for prefix in prefixes:  # RFC 5177 6.1 step 4: the prefix via the same tunnel
-                batch.replace_route(home, prefix, device=DEVICES[endpoint.encapsulation], encap=encap)
+                batch.replace_route(home, prefix, device=IPIP_DEVICE if nested else DEVICES[endpoint.encapsulation],
+                                    encap=encap)
             for prefix in self._prefixes.get(home, ()):
                 if prefix not in prefixes:
                     batch.delete_route(home, prefix)
             installs[home], routed[home] = endpoint, prefixes
-            if change.prefixes and not endpoint.decapsulates:
+            if change.prefixes and not prefixes:
                 errors[home] = BackendError(
                     f"{home}: mobile networks {', '.join(map(str, change.prefixes))} through the foreign agent care-of "
-                    f"address {endpoint.care_of_address} need nested IP-in-IP, which the kernel backend cannot do; "
-                    "use tunnel backend userspace")
+                    f"address {endpoint.care_of_address} need nested IP-in-IP, which the kernel backend does through "
+                    "GRE bindings only; use tunnel backend userspace")
         failures = batch.send()
         for home, endpoint in installs.items():
             failure = failures.get(home)

@@ -288,7 +288,7 @@ class UserspaceBackend:
 
     name = BackendKind.USERSPACE
     encapsulations = frozenset(Encapsulation)
-    nests_mobile_networks = True  # RFC 5177 through a foreign agent: IP-in-IP to the home address first
+    mobile_network_nesting = frozenset(Encapsulation)  # RFC 5177 7, via a foreign agent: any outer tunnel
 
     def __init__(self, device: str = DEVICE, proc: Path = PROC) -> None:
         self.device = device
