@@ -317,3 +317,25 @@ def test_a_prefix_travels_through_the_udp_tunnel_of_a_router_behind_a_nat(
         assert ping.returncode == 0, output
     finally:
         peer.close()
+
+
+def test_the_operators_route_for_the_router_at_home_coexists_and_is_never_touched(
+        home_agent: HomeAgentDaemon, topo: Topology) -> None:
+    """mip.yaml(5): at home the router is served by the operator's own route via its home address,
+    with a higher metric; mipd's route (metric 0) wins while the router is away, and removing it
+    leaves the operator's route in place."""
+    ha = topo.ns("ha")
+    subprocess.run([tool("ip"), "-n", ha, "route", "add", LAN, "via", ROUTER, "metric", "100"], check=True)
+    try:
+        def routes() -> list[tuple[str, int, str]]:
+            out = subprocess.run([tool("ip"), "-j", "-n", ha, "route", "show", LAN], capture_output=True, text=True,
+                                 timeout=30, check=True)
+            return sorted((r.get("dev", ""), int(r.get("metric", 0)), str(r.get("protocol", ""))) for r in
+                          json.loads(out.stdout or "[]"))
+        assert register(topo, LAN)[0]["code"] == 0
+        assert routes() == [("home0", 100, ""), ("mip0", 0, "77")]
+        assert register(topo, lifetime=0, flags=D)[0]["code"] == 0
+        assert wait_for(lambda: routes() == [("home0", 100, "")])
+    finally:
+        subprocess.run([tool("ip"), "-n", ha, "route", "del", LAN, "via", ROUTER, "metric", "100"], check=False,
+                       capture_output=True)
