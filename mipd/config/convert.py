@@ -30,6 +30,9 @@ def home_agent_settings(profile: HomeAgentProfile) -> HomeAgentSettings:
             raise ConversionError(f"two mobile nodes share SPI {sa.spi} or home address {sa.peer}")
         nodes[sa.spi] = sa
         homes.add(sa.peer)
+    # RFC 5177 6.2.2, the Prefix Table. mobile_nodes_file lines carry no prefixes (mip.yaml(5)).
+    prefixes = {n.home_address: tuple(dict.fromkeys(c.network for c in n.mobile_networks))
+                for n in profile.mobile_nodes if n.mobile_networks}
     agents: dict[IPv4Address, dict[int, SecurityAssociation]] = {}
     for agent in profile.foreign_agents:
         agents.setdefault(agent.address, {})[agent.spi] = agent.to_core()
@@ -45,6 +48,7 @@ def home_agent_settings(profile: HomeAgentProfile) -> HomeAgentSettings:
         nat_traversal=profile.nat_traversal,
         keepalive_interval=profile.keepalive_interval,
         encapsulations=frozenset(profile.tunnel.encapsulations),
+        mobile_networks=prefixes,
     )
 
 

@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, PrivateAttr, TypeAdapter
 
-from mipd.config.security import AgentAssociation, AssociationFields, NodeAssociation, Strict
+from mipd.config.security import AgentAssociation, AssociationFields, HomeNodeAssociation, NodeAssociation, Strict
 from mipd.config.types import (
     Cidr,
     Count,
@@ -97,7 +97,7 @@ class HomeAgentProfile(Common):
     advertise: Flag = True
     advertisement_interval: Seconds = 1.0
     advertisement_lifetime: AdvertisementLifetime = 3
-    mobile_nodes: list[NodeAssociation] = Field(default_factory=list)
+    mobile_nodes: list[HomeNodeAssociation] = Field(default_factory=list)
     mobile_nodes_file: Path | None = None
     foreign_agents: list[AgentAssociation] = Field(default_factory=list)
     tunnel: Tunnel = Field(default_factory=Tunnel)

@@ -103,6 +103,38 @@ def _home_agent(profile: HomeAgentProfile) -> Iterator[Finding]:
         elif sa.home_address in homes:
             yield path, f"home address {sa.home_address} is already given to {homes[sa.home_address]}"
         homes.setdefault(sa.home_address, f"mobile_nodes.{index}")
+    yield from _mobile_networks(profile)
+
+
+def _mobile_networks(profile: HomeAgentProfile) -> Iterator[Finding]:
+    """``mobile_nodes[i].mobile_networks`` (RFC 5177 6.2.2, the Prefix Table): network addresses
+    (no host bits), length 1 to 32 (6.6: length 0 is MOBNET_INVALID_PREFIX_LEN), outside the home
+    network (its addresses are the home link's) and no prefix given to two nodes."""
+    home = profile.home_network
+    owners: list[tuple[IPv4Network, int]] = []
+    for index, sa in enumerate(profile.mobile_nodes):
+        mine: list[IPv4Network] = []
+        for position, cidr in enumerate(sa.mobile_networks):
+            path = ("mobile_nodes", index, "mobile_networks", position)
+            network = cidr.network
+            if network.prefixlen == 0:
+                yield path, f"{cidr} has prefix length 0; a mobile network is 1 to 32 bits long (RFC 5177 6.6)"
+                continue
+            if cidr.ip != network.network_address:
+                yield path, f"{cidr} has host bits set; the network is {network}"
+                continue
+            if network.overlaps(home):
+                yield path, f"{network} overlaps home_network {home}"
+                continue
+            if network in mine:
+                yield path, f"{network} is listed twice"
+                continue
+            other = next((i for n, i in owners if n.overlaps(network)), None)
+            if other is not None:
+                yield path, f"{network} overlaps a mobile network of mobile_nodes.{other}"
+                continue
+            mine.append(network)
+        owners += [(network, index) for network in mine]
 
 
 def _mobile_node(profile: MobileNodeProfile) -> Iterator[Finding]:
