@@ -100,4 +100,6 @@ def _cell(value: object) -> str:
         return "yes" if value else "no"
     if isinstance(value, str | int | float):
         return str(value)
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return ",".join(value) or "-"  # e.g. a mobile router's mobile_networks
     return json.dumps(value, separators=(",", ":"))

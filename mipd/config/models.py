@@ -148,6 +148,10 @@ class MobileNodeProfile(Common, AssociationFields):
     colocated_address: Cidr | None = None
     reverse_tunneling: Flag = False
     nat_traversal: NodeNatTraversal = "auto"  # RFC 3519
+    # RFC 5177: the LAN prefixes behind this node, a mobile router (network addresses; checked in
+    # mipd.config.rules), and whether it lists them in its requests (explicit) or not (implicit).
+    mobile_networks: list[Cidr] = Field(default_factory=list)
+    mobile_network_mode: Literal["explicit", "implicit"] = "explicit"
     deregister_on_stop: Flag = True
     foreign_agents: list[AgentAssociation] = Field(default_factory=list)
     tunnel: Tunnel = Field(default_factory=Tunnel)

@@ -147,3 +147,33 @@ def _mobile_node(profile: MobileNodeProfile) -> Iterator[Finding]:
         yield ("colocated_address",), f"a co-located care-of address must be outside {profile.home_network}"
     if colocated is not None and profile.care_of == "foreign-agent":
         yield ("colocated_address",), "is not used with care_of: foreign-agent"
+    yield from _mobile_networks(profile)
+
+
+def _mobile_networks(profile: MobileNodeProfile) -> Iterator[Finding]:
+    """RFC 5177: each prefix a network address of length 1-32 (4.1; a length of 0 is invalid,
+    6.6), none overlapping another, the home network or the home address; and the reverse tunnel
+    a mobile router SHOULD ask for (section 5) not switched off."""
+    seen: list[tuple[int, IPv4Network]] = []
+    for index, entry in enumerate(profile.mobile_networks):
+        path = ("mobile_networks", index)
+        network = entry.network
+        if entry.ip != network.network_address:
+            yield path, f"{entry} has host bits set: give the network address, {network}"
+            continue
+        if network.prefixlen == 0:
+            yield path, "a prefix of length 0 is not a mobile network (RFC 5177 6.6)"
+            continue
+        if network.overlaps(profile.home_network):
+            yield path, f"{network} overlaps home_network {profile.home_network}"
+        elif profile.home_address in network:
+            yield path, f"{network} contains the home address {profile.home_address}"
+        for other_index, other in seen:
+            if network.overlaps(other):
+                yield path, f"{network} overlaps mobile_networks[{other_index}] ({other})"
+                break
+        seen.append((index, network))
+    if profile.mobile_networks and "reverse_tunneling" in profile.model_fields_set and not profile.reverse_tunneling:
+        yield (("reverse_tunneling",),
+               "a mobile router (mobile_networks) always reverse-tunnels (RFC 5177 section 5: without it "
+               "the LAN's packets meet ingress filtering); remove reverse_tunneling: false")

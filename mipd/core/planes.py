@@ -150,6 +150,11 @@ class MobilePlane:
       data messages on UDP (RFC 3519 3.3) between the node's registration socket and the home
       agent's port 434, and every packet from the home address goes back through it.
     - ``unknown``: away but not registered (between agents): no ARP, no mipd routes.
+    - ``mobile_networks`` (RFC 5177, away only): packets from the LAN sourced in one of them go to
+      the home agent through the reverse tunnel, tunnelled packets for them go to the LAN.
+      Co-located (and UDP-tunnelled) the home agent tunnels them straight to the care-of address and
+      the node sends them back like its own traffic; with a foreign agent they travel inside a
+      second IP-in-IP tunnel between the home agent and the home address (section 7).
     """
 
     location: Location
@@ -163,6 +168,9 @@ class MobilePlane:
     # RFC 3519: the home agent tunnels over UDP (its port 434 to the node's registration socket),
     # because a NAT lies between them; the node's own packets go back the same way.
     udp_tunnel: bool = False
+    # RFC 5177: a mobile router's prefixes the home agent serves (acknowledged with success): while
+    # away the node forwards between them (its LAN interfaces) and the tunnel, both ways (section 7).
+    mobile_networks: tuple[IPv4Network, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
