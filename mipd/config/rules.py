@@ -103,10 +103,10 @@ def _home_agent(profile: HomeAgentProfile) -> Iterator[Finding]:
         elif sa.home_address in homes:
             yield path, f"home address {sa.home_address} is already given to {homes[sa.home_address]}"
         homes.setdefault(sa.home_address, f"mobile_nodes.{index}")
-    yield from _mobile_networks(profile)
+    yield from _served_networks(profile)
 
 
-def _mobile_networks(profile: HomeAgentProfile) -> Iterator[Finding]:
+def _served_networks(profile: HomeAgentProfile) -> Iterator[Finding]:
     """``mobile_nodes[i].mobile_networks`` (RFC 5177 6.2.2, the Prefix Table): network addresses
     (no host bits), length 1 to 32 (6.6: length 0 is MOBNET_INVALID_PREFIX_LEN), outside the home
     network (its addresses are the home link's) and no prefix given to two nodes."""
@@ -147,10 +147,10 @@ def _mobile_node(profile: MobileNodeProfile) -> Iterator[Finding]:
         yield ("colocated_address",), f"a co-located care-of address must be outside {profile.home_network}"
     if colocated is not None and profile.care_of == "foreign-agent":
         yield ("colocated_address",), "is not used with care_of: foreign-agent"
-    yield from _mobile_networks(profile)
+    yield from _router_networks(profile)
 
 
-def _mobile_networks(profile: MobileNodeProfile) -> Iterator[Finding]:
+def _router_networks(profile: MobileNodeProfile) -> Iterator[Finding]:
     """RFC 5177: each prefix a network address of length 1-32 (4.1; a length of 0 is invalid,
     6.6), none overlapping another, the home network or the home address; and the reverse tunnel
     a mobile router SHOULD ask for (section 5) not switched off."""
@@ -170,7 +170,7 @@ def _mobile_networks(profile: MobileNodeProfile) -> Iterator[Finding]:
             yield path, f"{network} contains the home address {profile.home_address}"
         for other_index, other in seen:
             if network.overlaps(other):
-                yield path, f"{network} overlaps mobile_networks[{other_index}] ({other})"
+                yield path, f"{network} overlaps mobile_networks.{other_index} ({other})"
                 break
         seen.append((index, network))
     if profile.mobile_networks and "reverse_tunneling" in profile.model_fields_set and not profile.reverse_tunneling:
