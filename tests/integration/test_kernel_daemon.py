@@ -28,6 +28,7 @@ CHECKS = [
     "udp_tunnel_routes_into_mipu0_and_answers_keepalives",
     "udp_to_ipip_moves_route_back_to_mipip0",
     "ping_after_udp_tunnel",
+    "mobile_router_prefix_routed_pinged_and_removed",
     "short_lifetime_expires_silently",
     "restart_after_kill_9_reconciles_routes",
     "ping_after_restart",

@@ -42,7 +42,9 @@ from tests.support.tools import tool, venv_script
 HA, CN, HOME, HOME2 = "10.1.0.1", "10.1.0.10", "10.1.0.50", "10.1.0.51"
 COA1, COA2 = "10.2.0.2", "10.3.0.2"
 STALE = "10.1.0.99"  # a proto-77 route and proxy entry left by "someone": removed at restart
-NODES = {HOME: (256, bytes(range(1, 17))), HOME2: (257, bytes(range(17, 33)))}  # home -> (spi, key)
+ROUTER, LAN, LAN_HOST = "10.1.0.60", "192.168.50.0/24", "192.168.50.7"  # a mobile router (RFC 5177) and its prefix
+NODES = {HOME: (256, bytes(range(1, 17))), HOME2: (257, bytes(range(17, 33))),
+         ROUTER: (258, bytes(range(33, 49)))}  # home -> (spi, key)
 NAMESPACES = ("cn", "mn1", "mn2")
 WORK = Path("/run/mipd-kernel")  # the guest's tmpfs: never the host
 PROFILE, SOCKET, STATE = WORK / "home-agent.yaml", WORK / "ha.sock", WORK / "state"
@@ -113,7 +115,8 @@ control_socket: {SOCKET}
 max_lifetime: 900
 tunnel: {{backend: kernel, encapsulations: [ipip, gre]}}
 mobile_nodes:
-""" + "".join(f'  - {{home_address: {home}, spi: {spi}, key: "{key.hex()}"}}\n' for home, (spi, key) in NODES.items())
+""" + "".join(f'  - {{home_address: {home}, spi: {spi}, key: "{key.hex()}"'
+             + (f", mobile_networks: [{LAN}]" if home == ROUTER else "") + "}\n" for home, (spi, key) in NODES.items())
 
 
 class Daemon:
@@ -372,6 +375,43 @@ def checks(daemon: Daemon) -> None:
         return ok, {"reply": reply, "routes": found}
     run("udp_to_ipip_moves_route_back_to_mipip0", back_to_ipip)
     run("ping_after_udp_tunnel", lambda: ping("mipip0"))
+
+    def mobile_router() -> tuple[bool, object]:
+        """RFC 5177 through the daemon: the router (co-located at mn1's 10.2.0.2) registers its prefix
+        explicitly; the reply acknowledges it, the prefix is routed through mipip0 to the care-of
+        address, cn's ping to the LAN host (held on mn1's tun) comes back through the reverse tunnel
+        past strict rp_filter, and deregistration removes the route."""
+        ip("-n", "mn1", "addr", "add", f"{LAN_HOST}/32", "dev", "tun")
+        # The router registered IP-in-IP: its LAN's replies go back through the ipip tun (mn1's default is
+        # gre by now, which strict rp_filter on mipgre0 would rightly refuse for the prefix).
+        ip("-n", "mn1", "route", "add", f"{CN}/32", "dev", "tun", "src", LAN_HOST)
+        ip("-n", "cn", "route", "add", LAN, "via", HA)
+        node = Node("mn1", COA1)
+        try:
+            request = bytes((148, 6, 0, 24)) + socket.inet_aton(LAN.split("/", maxsplit=1)[0])
+            node.sock.sendto(rrq(ROUTER, COA1, before=request), (HA, 434))
+            node.sock.settimeout(5.0)
+            data, _ = node.sock.recvfrom(65535)
+            reply = parse_reply(data, NODES[ROUTER][1])
+            acknowledged = data[20:30] == bytes((148, 8, 1, 0, 24, 0)) + socket.inet_aton(LAN.split("/", maxsplit=1)[0])
+            found = routes(LAN)
+            out = subprocess.run([tool("ip"), "netns", "exec", "cn", tool("ping"), "-c", "2", "-i", "0.2", "-W", "3",
+                                  "-w", "8", LAN_HOST], capture_output=True, text=True, timeout=30, check=False)
+            binding = [b for b in mipctl_json("bindings")["bindings"] if b["home_address"] == ROUTER]
+            node.sock.sendto(rrq(ROUTER, ROUTER, lifetime=0, flags=D), (HA, 434))
+            left = parse_reply(node.sock.recvfrom(65535)[0], NODES[ROUTER][1])
+            gone = wait_for(lambda: not routes(LAN) and not routes(ROUTER), 5.0)
+        finally:
+            node.close()
+            ip("-n", "cn", "route", "del", LAN, check=False)
+            ip("-n", "mn1", "route", "del", f"{CN}/32", check=False)
+            ip("-n", "mn1", "addr", "del", f"{LAN_HOST}/32", "dev", "tun", check=False)
+        ok = (reply["code"] == 0 and acknowledged and len(found) == 1
+              and all(p in found[0] for p in ("encap ip", f"dst {COA1}", "dev mipip0")) and out.returncode == 0
+              and bool(binding) and binding[0].get("mobile_networks") == [LAN] and left["code"] == 0 and gone)
+        return ok, {"reply": reply, "acknowledged": acknowledged, "routes": found, "ping": out.stdout[-200:],
+                    "binding": binding, "deregistered": left, "route_gone": gone}
+    run("mobile_router_prefix_routed_pinged_and_removed", mobile_router)
 
     def expiry() -> tuple[bool, object]:
         reply = nodes["mn2"].register(HOME2, lifetime=2)

@@ -320,3 +320,18 @@ def test_with_nesting_a_foreign_agent_care_of_address_is_served(clock: Clock) ->
     assert reply.code == 0 and acks(reply) == [(EXPLICIT, SUCCESS, "192.168.50.0/24")]
     plane = ha.data_plane()[0]
     assert plane.prefixes == (LAN,) and not plane.endpoints[0].decapsulates
+
+
+def test_a_reload_applies_the_prefix_table_to_the_next_registration(clock: Clock) -> None:
+    ha = router(clock)
+    register(ha, clock, LAN, LAN2)
+    ha.reconfigure(replace(ha.settings, mobile_networks={MN: (LAN2,)}))
+    binding = ha.bindings.get(MN, COA)
+    assert binding is not None and binding.prefixes == (LAN, LAN2)  # bindings stay as they are
+    reply = register(ha, clock, LAN, LAN2)
+    assert acks(reply) == [(EXPLICIT, UNAUTHORIZED, "192.168.50.0/24"), (EXPLICIT, SUCCESS, "192.168.60.0/24")]
+    assert routed(ha) == {MN: (LAN2,)}
+    ha.reconfigure(replace(ha.settings, mobile_networks={}))
+    assert register(ha, clock, LAN2).code == 148
+    reply = register(ha, clock)  # no longer a router: an ordinary renewal, its prefixes dropped
+    assert reply.code == 0 and acks(reply) == [] and routed(ha) == {MN: ()}
