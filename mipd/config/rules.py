@@ -152,7 +152,7 @@ def _mobile_node(profile: MobileNodeProfile) -> Iterator[Finding]:
 
 def _router_networks(profile: MobileNodeProfile) -> Iterator[Finding]:
     """RFC 5177: each prefix a network address of length 1-32 (4.1; a length of 0 is invalid,
-    6.6), none overlapping another, the home network or the home address; and the reverse tunnel
+    6.6), none overlapping another or the home network (nor holding the home address); and the reverse tunnel
     a mobile router SHOULD ask for (section 5) not switched off."""
     seen: list[tuple[int, IPv4Network]] = []
     for index, entry in enumerate(profile.mobile_networks):
@@ -164,10 +164,8 @@ def _router_networks(profile: MobileNodeProfile) -> Iterator[Finding]:
         if network.prefixlen == 0:
             yield path, "a prefix of length 0 is not a mobile network (RFC 5177 6.6)"
             continue
-        if network.overlaps(profile.home_network):
+        if network.overlaps(profile.home_network) or profile.home_address in network:
             yield path, f"{network} overlaps home_network {profile.home_network}"
-        elif profile.home_address in network:
-            yield path, f"{network} contains the home address {profile.home_address}"
         for other_index, other in seen:
             if network.overlaps(other):
                 yield path, f"{network} overlaps mobile_networks.{other_index} ({other})"

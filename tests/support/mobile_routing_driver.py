@@ -6,7 +6,9 @@ from stdin and answers each with one JSON line on stdout::
     {"op": "start", "interface": "mn0", "home_address": "10.1.0.50", "home_network": "10.1.0.0/24"}
     {"op": "apply", "plane": {"location": "foreign-agent", "home_address": .., "home_agent": ..,
                               "agent": "10.2.0.1", "agent_link_address": "02:..", "care_of_address": null,
-                              "reverse": false, "encapsulation": "ipip"}}
+                              "reverse": false, "encapsulation": "ipip",
+                              "mobile_networks": ["192.168.50.0/24"]}}   (mobile_networks: optional)
+    (start takes "router": true for a mobile router, RFC 5177)
     {"op": "announce", "home_address": "10.1.0.50"}
     {"op": "counters"}   ->  {"ok": true, "counters": {...}}
     {"op": "close"}      ->  closes and exits after answering
@@ -36,7 +38,9 @@ def plane(spec: dict[str, Any]) -> MobilePlane:
     link = spec.get("agent_link_address")
     return MobilePlane(spec["location"], IPv4Address(spec["home_address"]), IPv4Address(spec["home_agent"]),
                        address("agent"), None if link is None else mac_bytes(link), address("care_of_address"),
-                       bool(spec.get("reverse", False)), Encapsulation(spec.get("encapsulation", "ipip")))
+                       bool(spec.get("reverse", False)), Encapsulation(spec.get("encapsulation", "ipip")),
+                       bool(spec.get("udp_tunnel", False)),
+                       tuple(IPv4Network(n) for n in spec.get("mobile_networks", ())))
 
 
 class Session:
@@ -47,7 +51,7 @@ class Session:
         op = request["op"]
         if op == "start":
             self.routing = MobileRouting(request["interface"], IPv4Address(request["home_address"]),
-                                         IPv4Network(request["home_network"]))
+                                         IPv4Network(request["home_network"]), router=bool(request.get("router")))
             self.routing.start()
             return {"ok": True}
         assert self.routing is not None, "start first"
