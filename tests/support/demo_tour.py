@@ -343,9 +343,13 @@ def mobile_router_checks(session: Session, journal: Journald, result: dict[str, 
     problems += vehicle_lan.acknowledgement_checks(replies, session.options.refused_network)
     bound, journal_problems = vehicle_lan.journal_checks(Journal(journal.pid).events("demo-ha"))
     problems += journal_problems
+    accepted, node_problems = vehicle_lan.node_journal_checks(Journal(journal.pid).events("demo-mn"),
+                                                              session.options.refused_network)
+    problems += node_problems
     result["lan"] = {"delivered": [len(lan.pings.answered), len(lan.pings.sent)], "tcp_survived": lan.tcp_survived,
                      "tcp_peer": lan.tcp.peer, "wrong_source": lan.pings.wrong_source,
-                     "replies": [r.as_list() for r in replies], "binding_events": bound}
+                     "replies": [r.as_list() for r in replies], "binding_events": bound,
+                     "node_accepted": accepted}
     if not lan.tcp_survived:
         tcp = lan.tcp
         problems.append("the TCP connection to the LAN host did not survive every move")

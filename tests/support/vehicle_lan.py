@@ -153,9 +153,10 @@ def registration_replies(packets: list[Packet]) -> list[Reply]:
 
 def acknowledgement_checks(replies: list[Reply], refused: bool) -> list[str]:
     """RFC 5177 4.2 on the wire: every accepted registration (code 0 or 1, lifetime > 0) is answered with
-    an explicit acknowledgement of the mobile prefix, code 0; with ``refused``, the first one also with
-    code 2 (MOBNET_UNAUTHORIZED) for the prefix the home agent does not serve, and none ever with success
-    for it; deregistrations (lifetime 0) carry none."""
+    an explicit acknowledgement of the mobile prefix, code 0; with ``refused`` (the router asks for the
+    refused prefix in every request: only a 147 makes it stop, 5.1), each also with code 2
+    (MOBNET_UNAUTHORIZED) for the prefix the home agent does not serve, and none ever with success for
+    it; deregistrations (lifetime 0) carry none."""
     problems = []
     lan, refused_prefix = LAN_PREFIX.split("/"), REFUSED_PREFIX.split("/")
     served = (1, 0, int(lan[1]), lan[0])
@@ -171,8 +172,9 @@ def acknowledgement_checks(replies: list[Reply], refused: bool) -> list[str]:
         extra = [a for a in reply.acknowledgements if a not in (served, denied)]
         if extra:
             problems.append(f"unexpected acknowledgements {extra} in {reply}")
-    if refused and accepted and denied not in accepted[0].acknowledgements:
-        problems.append(f"the first accepted reply does not refuse {REFUSED_PREFIX} with code 2: {accepted[0]}")
+    if refused:
+        problems += [f"an accepted reply does not refuse {REFUSED_PREFIX} with code 2: {reply}"
+                     for reply in accepted if denied not in reply.acknowledgements]
     if not refused and any(denied in r.acknowledgements for r in accepted):
         problems.append("a refusal for a prefix the node did not ask for")
     for reply in replies:
@@ -275,6 +277,25 @@ def journal_checks(ha: list[dict[str, Any]]) -> tuple[list[list[Any]], list[str]
     if not bound:
         problems.append("no binding event for the node in the home agent's journal")
     return bound, problems
+
+
+def node_journal_checks(node: list[dict[str, Any]], refused: bool) -> tuple[list[list[Any]], list[str]]:
+    """The router's own ``registration.accepted`` events away (lifetime > 0) carry the served prefix
+    (``MIP_MOBILE_NETWORKS``) and, with ``refused``, a warning whose ``MIP_REASON`` names the refused
+    prefix and its code 2."""
+    accepted = [[e.get("MIP_CARE_OF_ADDRESS"), e.get("MIP_MOBILE_NETWORKS"), e.get("MIP_REASON"), e.get("PRIORITY")]
+                for e in node
+                if e.get("MIP_EVENT") == "registration.accepted" and str(e.get("MIP_LIFETIME", "0")) != "0"]
+    problems = []
+    if not accepted:
+        problems.append("no registration.accepted event of the router's with a lifetime")
+    for coa, networks, reason, priority in accepted:
+        if networks != LAN_PREFIX:
+            problems.append(f"the router's registration.accepted at {coa}: MIP_MOBILE_NETWORKS {networks!r}")
+        if refused and not (REFUSED_PREFIX in str(reason) and "code 2" in str(reason) and str(priority) == "4"):
+            problems.append(f"the router's registration.accepted at {coa} does not warn of {REFUSED_PREFIX} "
+                            f"refused with code 2: reason {reason!r}, priority {priority}")
+    return accepted, problems
 
 
 @contextlib.contextmanager
