@@ -18,6 +18,7 @@ BINDING_COLUMNS = (
     ("SPI", "spi"),
     ("FOREIGN AGENT", "foreign_agent"),
 )
+MOBILE_NETWORKS_COLUMN = ("MOBILE NETWORKS", "mobile_networks")
 VISITOR_COLUMNS = (
     ("HOME ADDRESS", "home_address"),
     ("HOME AGENT", "home_agent"),
@@ -32,7 +33,12 @@ VISITOR_COLUMNS = (
 def render(command: str, result: Mapping[str, Any]) -> str:
     """The readable form of ``command``'s result (without a final newline)."""
     if command == "bindings":
-        return table(BINDING_COLUMNS, [_with_lifetime(b) for b in result.get("bindings", [])], "no bindings")
+        rows = [{**(r := _with_lifetime(b)), "mobile_networks": ",".join(r.get("mobile_networks") or ())}
+                for b in result.get("bindings", [])]
+        # RFC 5177: the column of a mobile router's accepted prefixes, when some binding has any
+        columns = (*BINDING_COLUMNS, MOBILE_NETWORKS_COLUMN) if any(r.get("mobile_networks") for r in rows) \
+            else BINDING_COLUMNS
+        return table(columns, rows, "no bindings")
     if command == "visitors":
         return table(VISITOR_COLUMNS, [_with_lifetime(v) for v in result.get("visitors", [])], "no visitors")
     if command == "stats":
@@ -94,4 +100,6 @@ def _cell(value: object) -> str:
         return "yes" if value else "no"
     if isinstance(value, str | int | float):
         return str(value)
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return ",".join(value) or "-"  # e.g. a mobile router's mobile_networks
     return json.dumps(value, separators=(",", ":"))

@@ -9,7 +9,7 @@ from mipd.config.security import AgentAssociation, NodeAssociation
 from mipd.core.foreign_agent import ForeignAgentSettings
 from mipd.core.home_agent import HomeAgentSettings
 from mipd.core.mobile_types import MobileNodeSettings
-from mipd.core.names import CareOfMode, NodeNatTraversal
+from mipd.core.names import CareOfMode, MobileNetworkMode, NodeNatTraversal
 from mipd.core.security import SecurityAssociation
 
 
@@ -30,6 +30,9 @@ def home_agent_settings(profile: HomeAgentProfile) -> HomeAgentSettings:
             raise ConversionError(f"two mobile nodes share SPI {sa.spi} or home address {sa.peer}")
         nodes[sa.spi] = sa
         homes.add(sa.peer)
+    # RFC 5177 6.2.2, the Prefix Table. mobile_nodes_file lines carry no prefixes (mip.yaml(5)).
+    prefixes = {n.home_address: tuple(dict.fromkeys(c.network for c in n.mobile_networks))
+                for n in profile.mobile_nodes if n.mobile_networks}
     agents: dict[IPv4Address, dict[int, SecurityAssociation]] = {}
     for agent in profile.foreign_agents:
         agents.setdefault(agent.address, {})[agent.spi] = agent.to_core()
@@ -45,6 +48,7 @@ def home_agent_settings(profile: HomeAgentProfile) -> HomeAgentSettings:
         nat_traversal=profile.nat_traversal,
         keepalive_interval=profile.keepalive_interval,
         encapsulations=frozenset(profile.tunnel.encapsulations),
+        mobile_networks=prefixes,
     )
 
 
@@ -88,9 +92,13 @@ def mobile_node_settings(profile: MobileNodeProfile) -> MobileNodeSettings:
         lifetime=profile.lifetime,
         care_of=CareOfMode(profile.care_of),
         colocated_address=profile.colocated_address,
-        reverse_tunneling=profile.reverse_tunneling,
+        # RFC 5177 section 5: a mobile router SHOULD set T in every request; mipd always does
+        # (mipd.config.rules refuses an explicit reverse_tunneling: false with mobile_networks).
+        reverse_tunneling=profile.reverse_tunneling or bool(profile.mobile_networks),
         deregister_on_stop=profile.deregister_on_stop,
         foreign_agents={a.address: a.to_core() for a in profile.foreign_agents},
         encapsulations=tuple(profile.tunnel.encapsulations),
         nat_traversal=NodeNatTraversal(profile.nat_traversal),
+        mobile_networks=tuple(entry.network for entry in profile.mobile_networks),
+        mobile_network_mode=MobileNetworkMode(profile.mobile_network_mode),
     )

@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, PrivateAttr, TypeAdapter
 
-from mipd.config.security import AgentAssociation, AssociationFields, NodeAssociation, Strict
+from mipd.config.security import AgentAssociation, AssociationFields, HomeNodeAssociation, NodeAssociation, Strict
 from mipd.config.types import (
     Cidr,
     Count,
@@ -97,7 +97,7 @@ class HomeAgentProfile(Common):
     advertise: Flag = True
     advertisement_interval: Seconds = 1.0
     advertisement_lifetime: AdvertisementLifetime = 3
-    mobile_nodes: list[NodeAssociation] = Field(default_factory=list)
+    mobile_nodes: list[HomeNodeAssociation] = Field(default_factory=list)
     mobile_nodes_file: Path | None = None
     foreign_agents: list[AgentAssociation] = Field(default_factory=list)
     tunnel: Tunnel = Field(default_factory=Tunnel)
@@ -148,6 +148,10 @@ class MobileNodeProfile(Common, AssociationFields):
     colocated_address: Cidr | None = None
     reverse_tunneling: Flag = False
     nat_traversal: NodeNatTraversal = "auto"  # RFC 3519
+    # RFC 5177: the LAN prefixes behind this node, a mobile router (network addresses; checked in
+    # mipd.config.rules), and whether it lists them in its requests (explicit) or not (implicit).
+    mobile_networks: list[Cidr] = Field(default_factory=list)
+    mobile_network_mode: Literal["explicit", "implicit"] = "explicit"
     deregister_on_stop: Flag = True
     foreign_agents: list[AgentAssociation] = Field(default_factory=list)
     tunnel: Tunnel = Field(default_factory=Tunnel)

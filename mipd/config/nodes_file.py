@@ -57,6 +57,9 @@ def parse_nodes(text: str, home_network: IPv4Network) -> tuple[list[tuple[int, S
 
 
 def _node(fields: list[str]) -> tuple[bytes, SecurityAssociation]:
+    if any("/" in field for field in fields[1:]):
+        raise ValueError("a line carries no mobile_networks (prefixes); list a mobile router under mobile_nodes "
+                         "in the profile")
     if not 3 <= len(fields) <= 5:
         raise ValueError(f"expected 'home_address spi hex-key [algorithm] [replay]', found {len(fields)} fields")
     address, spi_text, key_text = fields[:3]

@@ -103,6 +103,38 @@ def _home_agent(profile: HomeAgentProfile) -> Iterator[Finding]:
         elif sa.home_address in homes:
             yield path, f"home address {sa.home_address} is already given to {homes[sa.home_address]}"
         homes.setdefault(sa.home_address, f"mobile_nodes.{index}")
+    yield from _served_networks(profile)
+
+
+def _served_networks(profile: HomeAgentProfile) -> Iterator[Finding]:
+    """``mobile_nodes[i].mobile_networks`` (RFC 5177 6.2.2, the Prefix Table): network addresses
+    (no host bits), length 1 to 32 (6.6: length 0 is MOBNET_INVALID_PREFIX_LEN), outside the home
+    network (its addresses are the home link's) and no prefix given to two nodes."""
+    home = profile.home_network
+    owners: list[tuple[IPv4Network, int]] = []
+    for index, sa in enumerate(profile.mobile_nodes):
+        mine: list[IPv4Network] = []
+        for position, cidr in enumerate(sa.mobile_networks):
+            path = ("mobile_nodes", index, "mobile_networks", position)
+            network = cidr.network
+            if network.prefixlen == 0:
+                yield path, f"{cidr} has prefix length 0; a mobile network is 1 to 32 bits long (RFC 5177 6.6)"
+                continue
+            if cidr.ip != network.network_address:
+                yield path, f"{cidr} has host bits set; the network is {network}"
+                continue
+            if network.overlaps(home):
+                yield path, f"{network} overlaps home_network {home}"
+                continue
+            if network in mine:
+                yield path, f"{network} is listed twice"
+                continue
+            other = next((i for n, i in owners if n.overlaps(network)), None)
+            if other is not None:
+                yield path, f"{network} overlaps a mobile network of mobile_nodes.{other}"
+                continue
+            mine.append(network)
+        owners += [(network, index) for network in mine]
 
 
 def _mobile_node(profile: MobileNodeProfile) -> Iterator[Finding]:
@@ -115,3 +147,33 @@ def _mobile_node(profile: MobileNodeProfile) -> Iterator[Finding]:
         yield ("colocated_address",), f"a co-located care-of address must be outside {profile.home_network}"
     if colocated is not None and profile.care_of == "foreign-agent":
         yield ("colocated_address",), "is not used with care_of: foreign-agent"
+    yield from _router_networks(profile)
+
+
+def _router_networks(profile: MobileNodeProfile) -> Iterator[Finding]:
+    """RFC 5177: each prefix a network address of length 1-32 (4.1; a length of 0 is invalid,
+    6.6), none overlapping another, the home network or the home address; and the reverse tunnel
+    a mobile router SHOULD ask for (section 5) not switched off."""
+    seen: list[tuple[int, IPv4Network]] = []
+    for index, entry in enumerate(profile.mobile_networks):
+        path = ("mobile_networks", index)
+        network = entry.network
+        if entry.ip != network.network_address:
+            yield path, f"{entry} has host bits set: give the network address, {network}"
+            continue
+        if network.prefixlen == 0:
+            yield path, "a prefix of length 0 is not a mobile network (RFC 5177 6.6)"
+            continue
+        if network.overlaps(profile.home_network):
+            yield path, f"{network} overlaps home_network {profile.home_network}"
+        elif profile.home_address in network:
+            yield path, f"{network} contains the home address {profile.home_address}"
+        for other_index, other in seen:
+            if network.overlaps(other):
+                yield path, f"{network} overlaps mobile_networks.{other_index} ({other})"
+                break
+        seen.append((index, network))
+    if profile.mobile_networks and "reverse_tunneling" in profile.model_fields_set and not profile.reverse_tunneling:
+        yield (("reverse_tunneling",),
+               "a mobile router (mobile_networks) always reverse-tunnels (RFC 5177 section 5: without it "
+               "the LAN's packets meet ingress filtering); remove reverse_tunneling: false")

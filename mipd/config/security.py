@@ -10,10 +10,10 @@ from __future__ import annotations
 from ipaddress import IPv4Address
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 from pydantic_core import PydanticCustomError
 
-from mipd.config.types import HexKey, Spi, parse_hex_key
+from mipd.config.types import Cidr, HexKey, Spi, parse_hex_key
 from mipd.core.security import ReplayProtection, SecurityAssociation
 from mipd.core.wire.auth import Algorithm
 
@@ -76,6 +76,14 @@ class NodeAssociation(AssociationFields):
     def to_core(self) -> SecurityAssociation:
         """The engine's view of this association."""
         return SecurityAssociation(self.spi, self.secret(), self.home_address, self.algorithm, self.replay)
+
+
+class HomeNodeAssociation(NodeAssociation):
+    """An entry of a home agent's ``mobile_nodes``: the association, and with ``mobile_networks``
+    the Mobile Network Prefixes the node may serve as a mobile router (RFC 5177 6.2.2, the Prefix
+    Table). Written as CIDRs; the rules (mipd.config.rules) refuse host bits, length 0 and overlaps."""
+
+    mobile_networks: list[Cidr] = Field(default_factory=list)
 
 
 class AgentAssociation(AssociationFields):

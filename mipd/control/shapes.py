@@ -35,6 +35,8 @@ def binding_json(binding: Binding, now: float) -> JSONObject:
         "udp_tunnel": binding.outer is not None,
         **({} if binding.outer is None else {"outer_address": str(binding.outer.address),
                                              "outer_port": binding.outer.port}),
+        # RFC 5177: a mobile router's accepted prefixes; absent when none
+        **({"mobile_networks": [str(p) for p in binding.prefixes]} if binding.prefixes else {}),
     }
 
 

@@ -13,7 +13,7 @@ import itertools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 
 from mipd.core.planes import UdpTunnelEndpoint
 from mipd.core.wire.registration import RequestFlags
@@ -26,7 +26,9 @@ class Binding:
     ``expires`` is on the engine's monotonic clock (``math.inf`` for an infinite lifetime).
     ``foreign_agent`` is the IP source of a request relayed by a foreign agent, else None.
     ``outer`` is set when the binding is UDP-tunnelled (RFC 3519): the request's IP source address
-    and UDP source port, the NAT's mapping.
+    and UDP source port, the NAT's mapping. ``prefixes`` are the Mobile Network Prefixes accepted
+    for a mobile router by this registration (RFC 5177 6.2.1: stored in the registration entry),
+    in order, each once.
     """
 
     home_address: IPv4Address
@@ -38,6 +40,7 @@ class Binding:
     spi: int
     foreign_agent: IPv4Address | None = None
     outer: UdpTunnelEndpoint | None = None
+    prefixes: tuple[IPv4Network, ...] = ()
 
     def remaining(self, now: float) -> int:
         """Whole seconds of lifetime left (0xffff for infinity), as control output shows it."""

@@ -9,6 +9,7 @@ from typing import TypeVar
 from mipd.core.names import DiscardReason
 from mipd.core.wire.codes import ReplyCode
 from mipd.core.wire.errors import DecodeError
+from mipd.core.wire.extensions import RegistrationExtension
 from mipd.core.wire.registration import RegistrationReply, RegistrationRequest, decode_registration
 
 M = TypeVar("M", RegistrationRequest, RegistrationReply)
@@ -18,10 +19,11 @@ class Denied(Exception):
     """A check failed: the reply code the RFC gives for it (as exabgp's ``Notify(code, subcode)``
     carries its RFC code), and the reason for the journal."""
 
-    def __init__(self, code: ReplyCode, reason: str) -> None:
+    def __init__(self, code: ReplyCode, reason: str, extensions: tuple[RegistrationExtension, ...] = ()) -> None:
         super().__init__(reason)
         self.code = code
         self.reason = reason
+        self.extensions = extensions  # for the reply, before its MN-HA (RFC 5177 4.2: 147's acknowledgements)
 
 
 class Discard(Exception):

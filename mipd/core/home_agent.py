@@ -36,7 +36,16 @@ A Registration Request passes these checks, in this order (section 3.8.2.1, then
       IP source != care-of address
       (a NAT) and no UDP Tunnel
       Request, nat_traversal required .. 129
+    Mobile Network Prefixes (RFC 5177 6; see mipd/core/prefix_table.py):
+      prefixes requested by a node with
+      no mobile_networks configured .... 148                      (6.1)
+      no prefix could be accepted ...... 147, with the acknowledgements saying why (6.3)
     otherwise .......................... 0, or 1 for S without simultaneous bindings (3.8.2.2)
+
+A mobile router's successful reply carries a Mobile Network Acknowledgement per prefix (explicit
+mode: per requested prefix; implicit: per configured one), before the MN-HA authenticator; the
+binding keeps the accepted prefixes (RFC 5177 6.2.1), which a later registration replaces, and
+which go with the binding at deregistration and expiry (6.3, 6.7).
 
 A request carrying the UDP Tunnel Request is answered with a UDP Tunnel Reply, placed before the
 reply's MN-HA authenticator so that it is covered: code 0 and the keepalive interval when a NAT
@@ -48,7 +57,8 @@ extension is ignored (skippable; RFC 3519 3.1.1: a home agent without UDP tunnel
 reply extension).
 
 The common request, a renewal of a binding from the same care-of address with the same flags
-and no extension but MN-HA, is decided first by :meth:`HomeAgent._renew_fast` (the wire work in
+and no extension but MN-HA, of a node that is no mobile router, is decided first by
+:meth:`HomeAgent._renew_fast` (the wire work in
 mipd.core.fast_path: one struct unpack, the authenticator over the received bytes, the reply
 built and signed directly) when every check above would pass; it gives the same actions as the
 table above, and anything else falls through to it (tests/property/test_home_agent_fast_path.py
@@ -61,7 +71,7 @@ import functools
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 
 from mipd.core.actions import (
     Action,
@@ -83,13 +93,14 @@ from mipd.core.flood_guard import FloodGuard
 from mipd.core.home_agent_types import HomeAgentSettings, NodeRecord
 from mipd.core.names import DiscardReason, EventName
 from mipd.core.planes import HALF_BOUND, DataPlane, Endpoint, UdpTunnelEndpoint
+from mipd.core.prefix_table import NO_PREFIXES, PrefixDecision, decide, requested
 from mipd.core.reply_limit import ReplyLimit
 from mipd.core.security import ReplayProtection, ReverseTunneling, SecurityAssociation
 from mipd.core.wire import identification as ident
 from mipd.core.wire.addresses import LIMITED_BROADCAST, UNSPECIFIED
 from mipd.core.wire.auth import append_authentication, verify
 from mipd.core.wire.codes import ReplyCode
-from mipd.core.wire.extensions import ExtensionType
+from mipd.core.wire.extensions import ExtensionType, RegistrationExtension
 from mipd.core.wire.nat import (
     Encapsulation as UdpEncapsulation,
 )
@@ -209,6 +220,7 @@ class HomeAgent:
         self.flood = FloodGuard()  # under a flood from spoofed sources, known sources first
         self._replay: dict[IPv4Address, ReplayState] = {}
         self._planes: dict[IPv4Address, tuple[Endpoint, ...]] = {}  # last data plane stated per node
+        self._prefixes: dict[IPv4Address, tuple[IPv4Network, ...]] = {}  # ... and its routed prefixes
         self._wall_clock = wall_clock
         self._random32 = random32
 
@@ -304,7 +316,8 @@ class HomeAgent:
 
     def data_plane(self) -> list[DataPlane]:
         """The desired data plane of every node that is away (for reconciliation at start)."""
-        return [DataPlane(home, endpoints) for home, endpoints in sorted(self._planes.items()) if endpoints]
+        return [DataPlane(home, endpoints, self._prefixes.get(home, ()))
+                for home, endpoints in sorted(self._planes.items()) if endpoints]
 
     # --- registration processing ---
 
@@ -313,7 +326,8 @@ class HomeAgent:
         binding (or, with simultaneous bindings, one of them) from the same care-of address with
         the same flags, the Mobile-Home authenticator its only extension (mipd.core.fast_path),
         valid, with an acceptable new Identification, and every check of :meth:`_process`
-        passing. Exactly the actions :meth:`_process` gives; None hands anything else to it."""
+        passing, of a node that is no mobile router (RFC 5177: its replies carry acknowledgements).
+        Exactly the actions :meth:`_process` gives; None hands anything else to it."""
         payload = datagram.payload
         if r.lifetime == 0:
             return None
@@ -325,7 +339,8 @@ class HomeAgent:
         coa = IPv4Address(r.care_of_address)
         current = self.bindings.get(node, coa)
         f = r.flags  # as an int: IntFlag arithmetic showed in the profile of this path
-        if (current is None or current.outer is not None or int(current.flags) != f
+        if (current is None or current.outer is not None or int(current.flags) != f or current.prefixes
+                or node in s.mobile_networks
                 or r.identification == current.identification or r.home_address != int(node)
                 or r.home_agent != int(s.address) or f & _RESERVED_INT
                 or datagram.source in s.foreign_agents
@@ -429,25 +444,44 @@ class HomeAgent:
         ):
             # 3.8.2.2: a duplicate of the accepted current registration; never extend its lifetime.
             again = _UdpDecision(self._assent(request), current.outer) if current.outer is not None else _NO_UDP
-            return self._reply(x, ReplyCode(self._success_code(request.flags)), current.remaining(now), again)
+            repeated: tuple[RegistrationExtension, ...]
+            try:  # the same acknowledgements as the first answer
+                repeated = self._prefix_decision(request, index, node, current.outer).acknowledgements
+            except Denied as denial:
+                repeated = denial.extensions
+            return self._reply(x, ReplyCode(self._success_code(request.flags)), current.remaining(now), again,
+                               repeated)
 
         if not self._identification_valid(request, sa):
             return self._deny(x, ReplyCode.HA_REGISTRATION_IDENTIFICATION_MISMATCH,
                               "Identification failed replay protection")
         self._remember_identification(node, request, sa)
 
-        udp = _NO_UDP
+        udp, prefixes = _NO_UDP, NO_PREFIXES
         try:
             self._check_foreign_agent(request, datagram)
             self._check_request(request, datagram, sa)
-            if request.lifetime != 0:
+            if request.lifetime != 0:  # RFC 5177 6.7: a deregistration's prefix extensions are ignored
                 udp = self._udp_tunnel(request, datagram, index)
                 self._check_binding_limit(request, node)
+                prefixes = self._prefix_decision(request, index, node, udp.outer)
         except Denied as denial:
-            return self._deny(x, denial.code, denial.reason)
+            return self._deny(x, denial.code, denial.reason, denial.extensions)
         except Discard as discard:
             return [*self._drop(discard.reason, datagram, discard.detail), self._persist(node, now)]
-        return self._accept(x, udp)
+        return self._accept(x, udp, prefixes)
+
+    def _prefix_decision(self, request: RegistrationRequest, mn_ha_index: int, node: IPv4Address,
+                         outer: UdpTunnelEndpoint | None) -> PrefixDecision:
+        """RFC 5177 6.3 (mipd/core/prefix_table.py): the request's Mobile Network Requests that its
+        MN-HA authenticator covers, against the prefixes configured for the node; Denied 147/148."""
+        avoid = [request.care_of_address, self.settings.address, node]
+        if outer is not None:
+            avoid.append(outer.address)
+        nested = outer is None and not request.flags & RequestFlags.D  # a foreign agent's care-of address
+        tunnel = Endpoint.for_request(request.care_of_address, self.settings.address, request.flags).encapsulation
+        return decide(requested(request.extensions[:mn_ha_index]), self.settings.mobile_networks.get(node, ()),
+                      avoid, forwarding=not nested or tunnel in self.settings.mobile_network_nesting)
 
     def _udp_tunnel(self, request: RegistrationRequest, datagram: Datagram, mn_ha_index: int) -> _UdpDecision:
         """RFC 3519 section 4 at the home agent: answer a UDP Tunnel Request, or deny (Denied)."""
@@ -575,7 +609,8 @@ class HomeAgent:
             return ReplyCode.ACCEPTED_SIMULTANEOUS_BINDINGS_UNSUPPORTED
         return ReplyCode.ACCEPTED
 
-    def _accept(self, x: _Exchange, udp: _UdpDecision = _NO_UDP) -> list[Action]:
+    def _accept(self, x: _Exchange, udp: _UdpDecision = _NO_UDP, prefixes: PrefixDecision = NO_PREFIXES
+                ) -> list[Action]:
         request, datagram, sa, now, node = x.request, x.datagram, x.sa, x.now, x.node
         coa = request.care_of_address
         actions: list[Action] = []
@@ -600,7 +635,8 @@ class HomeAgent:
                 datagram.source != coa and (udp.outer is None or udp.outer.port == HALF_BOUND))
             foreign_agent = _agent_address(request, datagram) if relayed else None
             binding = Binding(node, coa, granted, math.inf if granted == INFINITE_LIFETIME else now + granted,
-                              request.identification, request.flags, sa.spi, foreign_agent, udp.outer)
+                              request.identification, request.flags, sa.spi, foreign_agent, udp.outer,
+                              prefixes.accepted)
             previous = self.bindings.put(binding)
             pure_renewal = previous is not None and _only_lifetime_differs(previous, binding)
             if pure_renewal:
@@ -617,7 +653,7 @@ class HomeAgent:
             actions.append(self._accepted_event(x.reply_home_address, coa, request.home_agent, code=code,
                                                 granted=granted, spi=sa.spi,
                                                 priority=Priority.DEBUG if pure_renewal else Priority.INFO))
-        return actions + self._reply(x, code, granted, udp)
+        return actions + self._reply(x, code, granted, udp, prefixes.acknowledgements)
 
     def _accepted_event(self, home: IPv4Address, coa: IPv4Address, agent: IPv4Address, *, code: ReplyCode,
                         granted: int, spi: int, priority: Priority = Priority.INFO) -> Emit:
@@ -626,7 +662,8 @@ class HomeAgent:
                     {"home_address": _text(home), "care_of_address": _text(coa), "home_agent": _text(agent),
                      "code": int(code), "lifetime": granted, "spi": spi})
 
-    def _deny(self, x: _Exchange, code: ReplyCode, reason: str) -> list[Action]:
+    def _deny(self, x: _Exchange, code: ReplyCode, reason: str,
+              extensions: tuple[RegistrationExtension, ...] = ()) -> list[Action]:
         if code in _LIMITED_REPLIES and not self.replies.take(x.node, _text(x.datagram.source), x.now):
             # Not answered, and nothing changes (no new nonce, no commit): mipd/core/reply_limit.py.
             self.counters.dropped[DiscardReason.REPLY_RATE_LIMITED] += 1
@@ -634,14 +671,16 @@ class HomeAgent:
         self.counters.denied[int(code)] += 1
         event = Emit(EventName.REGISTRATION_DENIED, f"registration of {x.reply_home_address} denied with {int(code)}: "
                      f"{reason}", Priority.NOTICE, self._fields(x, code=int(code), spi=x.sa.spi, reason=reason))
-        return [event, *self._reply(x, code, 0)]
+        return [event, *self._reply(x, code, 0, _NO_UDP, extensions)]
 
-    def _reply(self, x: _Exchange, code: ReplyCode, lifetime: int, udp: _UdpDecision = _NO_UDP) -> list[Action]:
+    def _reply(self, x: _Exchange, code: ReplyCode, lifetime: int, udp: _UdpDecision = _NO_UDP,
+               acknowledgements: tuple[RegistrationExtension, ...] = ()) -> list[Action]:
         """Build, authenticate and address the reply (3.8.3); persist the node first. A UDP Tunnel
-        Reply goes before the MN-HA authenticator, which covers it (RFC 3519 3.2)."""
+        Reply goes before the MN-HA authenticator, which covers it (RFC 3519 3.2), and so do the
+        Mobile Network Acknowledgements (RFC 5177 4.2)."""
         request, datagram, sa = x.request, x.datagram, x.sa
         home_agent = self.settings.address if code == ReplyCode.HA_UNKNOWN_HOME_AGENT_ADDRESS else request.home_agent
-        before = () if udp.reply is None or udp.for_foreign_agent else (udp.reply,)
+        before = (() if udp.reply is None or udp.for_foreign_agent else (udp.reply,)) + acknowledgements
         reply = RegistrationReply(
             int(code), lifetime, x.reply_home_address, home_agent, self._reply_identification(request, sa, code),
             before,
@@ -683,15 +722,22 @@ class HomeAgent:
     def _data_plane(self, node: IPv4Address) -> list[Action]:
         """The node's data plane, if it differs from what was last stated (a rejected or a
         duplicate registration changes nothing: RFC 5944 4.6, "no ARP processing")."""
+        bindings = self.bindings.of(node)
         endpoints = tuple(Endpoint.for_request(b.care_of_address, self.settings.address, b.flags, b.outer)
-                          for b in self.bindings.of(node))
-        if endpoints == self._planes.get(node, ()):
+                          for b in bindings)
+        # RFC 5177: the prefixes every binding accepted, routed through the node's tunnel(s).
+        prefixes = tuple(dict.fromkeys(p for b in bindings for p in b.prefixes)) if endpoints else ()
+        if endpoints == self._planes.get(node, ()) and prefixes == self._prefixes.get(node, ()):
             return []
         if endpoints:
             self._planes[node] = endpoints
         else:
             self._planes.pop(node, None)
-        return [DataPlane(node, endpoints)]
+        if prefixes:
+            self._prefixes[node] = prefixes
+        else:
+            self._prefixes.pop(node, None)
+        return [DataPlane(node, endpoints, prefixes)]
 
     def _persist(self, node: IPv4Address, now: float) -> PersistNode:
         return PersistNode(node, self.bindings.of(node), self._replay.get(node, ReplayState()),
@@ -732,6 +778,8 @@ class HomeAgent:
         if binding.outer is not None:  # UDP-tunnelled (RFC 3519): the NAT's address and port
             fields["outer_address"] = _text(binding.outer.address)
             fields["outer_port"] = binding.outer.port
+        if binding.prefixes:  # RFC 5177: a mobile router's accepted prefixes
+            fields["mobile_networks"] = ",".join(map(str, binding.prefixes))
         if reason is not None:
             fields["reason"] = reason
         return Emit(event, f"binding {fields['home_address']} -> {fields['care_of_address']} {event.verb}",

@@ -29,6 +29,13 @@ class HomeAgentSettings:
     encapsulations: frozenset[Encapsulation] = frozenset({Encapsulation.IPIP})
     nat_traversal: Literal["allowed", "required", "off"] = "allowed"  # RFC 3519, mip.yaml(5)
     keepalive_interval: int = 110  # seconds, in every assenting UDP Tunnel Reply (RFC 3519 3.2)
+    # RFC 5177 6.2.2, the Prefix Table: by home address, the Mobile Network Prefixes that node may
+    # serve as a mobile router (mip.yaml(5) mobile_networks). A node not listed is no router (148).
+    mobile_networks: Mapping[IPv4Address, tuple[IPv4Network, ...]] = field(default_factory=dict)
+    # The encapsulations of a binding to a foreign agent's care-of address through which the data
+    # plane can route a mobile router's prefixes (nested: first IP-in-IP to the router's home
+    # address, RFC 5177 7): the userspace backend every one, the kernel backend GRE only.
+    mobile_network_nesting: frozenset[Encapsulation] = frozenset(Encapsulation)
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,18 @@ any; through a foreign agent only for one the agent advertises (its G or M: it c
 that), else the agent would deny it with 72. A denial with 139 (home agent) or 72 (foreign agent)
 of a request with G or M is followed by a request for the next choice, finally IP-in-IP, and
 the refused encapsulation is not asked of that agent again.
+
+Mobile router (RFC 5177, ``mobile_networks`` configured): every request sets T (section 5; the
+settings force reverse_tunneling). In explicit mode each registration request (never a
+deregistration, section 5) carries one Mobile Network Request per prefix, before the MN-HA
+authenticator (section 10); in implicit mode none. The reply's acknowledgements (4.2, 5.1)
+decide which prefixes the registration serves (:attr:`Registration.mobile_networks`, and so the
+plane's ``mobile_networks``): those acknowledged with code 0 that the node has (the ones it asked
+for, in explicit mode). A success without any acknowledgement is a home agent without mobile
+network support (5.1): a warning, and the node carries on as a host. Denied with 148
+(HA_MOBNET_DISALLOWED), the node stops sending prefixes to that home agent; with 147
+(HA_MOBNET_ERROR), it stops sending the prefixes the acknowledgements name (5.1); either way it
+asks again at once without them.
 """
 
 from __future__ import annotations
@@ -42,7 +54,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from ipaddress import IPv4Address, IPv4Interface
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 from mipd.core.actions import Action, Datagram, Emit, PersistMobile, Priority, SendDatagram, SendIcmp
 from mipd.core.counters import Counters
@@ -59,7 +71,7 @@ from mipd.core.mobile_types import (
     MobileNodeSettings,
     Registration,
 )
-from mipd.core.names import CareOfMode, DiscardReason, EventName, Location, NodeNatTraversal
+from mipd.core.names import CareOfMode, DiscardReason, EventName, Location, MobileNetworkMode, NodeNatTraversal
 from mipd.core.planes import AnnounceHome, MobilePlane
 from mipd.core.security import ReplayProtection
 from mipd.core.wire import identification as ident
@@ -74,6 +86,11 @@ from mipd.core.wire.icmp import (
     AgentAdvertisement,
     AgentSolicitation,
     MobilityAgentExtension,
+)
+from mipd.core.wire.mobile_network import (
+    MobileNetworkAcknowledgement,
+    MobileNetworkAcknowledgementCode,
+    MobileNetworkRequest,
 )
 from mipd.core.wire.nat import Encapsulation as NatEncapsulation
 from mipd.core.wire.nat import UdpTunnelReply, UdpTunnelReplyFlags, UdpTunnelRequest, UdpTunnelRequestFlags
@@ -107,6 +124,33 @@ def _udp_tunnel_granted(request: RegistrationRequest, reply: RegistrationReply) 
         return None
     found = next((e for e in reply.extensions if isinstance(e, UdpTunnelReply)), None)
     return found if found is not None and found.accepted else None
+
+
+def _requested_prefixes(request: RegistrationRequest) -> tuple[IPv4Network, ...]:
+    """The Mobile Network Prefixes a request of ours named (RFC 5177 4.1)."""
+    return tuple(IPv4Network(f"{e.prefix}/{e.prefix_length}") for e in request.extensions
+                 if isinstance(e, MobileNetworkRequest))
+
+
+def _acknowledged(reply: RegistrationReply) -> list[tuple[IPv4Network | None, MobileNetworkAcknowledgement]]:
+    """The reply's Mobile Network Acknowledgements (4.2), each with its prefix (None when the
+    prefix length or the host bits make no IPv4 network of it)."""
+    out: list[tuple[IPv4Network | None, MobileNetworkAcknowledgement]] = []
+    for e in reply.extensions:
+        if isinstance(e, MobileNetworkAcknowledgement):
+            try:
+                out.append((IPv4Network(f"{e.prefix}/{e.prefix_length}"), e))
+            except ValueError:
+                out.append((None, e))
+    return out
+
+
+def _ack_text(network: IPv4Network | None, ack: MobileNetworkAcknowledgement) -> str:
+    try:
+        why = MobileNetworkAcknowledgementCode(ack.code).name
+    except ValueError:
+        why = "unknown code"
+    return f"{network or f'{ack.prefix}/{ack.prefix_length}'} (code {ack.code} {why})"
 
 
 class MobileNode:
@@ -146,6 +190,12 @@ class MobileNode:
         # keepalives of a UDP-tunnelled registration (None when the registration is not one).
         self._udp_refused: set[IPv4Address] = set()
         self._keepalive: Keepalive | None = None
+        # RFC 5177 5.1: home agents that denied with 148 (no prefixes are sent to them again), the
+        # prefixes each home agent failed with 147 (not sent to it again), and the home agents
+        # already reported as without mobile network support (warned once each).
+        self._mobnet_disallowed: set[IPv4Address] = set()
+        self._mobnet_failed: dict[IPv4Address, set[IPv4Network]] = {}
+        self._mobnet_unsupported: set[IPv4Address] = set()
 
     def _transition(self, event: Event) -> None:
         """Move the lifecycle by the table (mipd.core.mobile_machine); a row it lacks is a bug."""
@@ -462,6 +512,11 @@ class MobileNode:
             force = UdpTunnelRequestFlags.F if s.nat_traversal is NodeNatTraversal.FORCE else UdpTunnelRequestFlags(0)
             request = replace(request, extensions=(*request.extensions,
                                                    UdpTunnelRequest(force, NatEncapsulation.IP_IN_IP)))
+        if not home and lifetime:
+            # RFC 5177 4.1, 10: one Mobile Network Request per prefix, before the MN-HA authenticator;
+            # never in a deregistration (section 5).
+            request = replace(request, extensions=(*request.extensions, *(
+                MobileNetworkRequest(n.prefixlen, n.network_address) for n in self.requested_networks())))
         request = append_authentication(request, ExtensionType.MOBILE_HOME_AUTHENTICATION, s.sa.spi, s.sa.key,
                                         s.sa.algorithm)
         fa_sa = s.foreign_agents.get(agent.address) if agent is not None else None
@@ -501,6 +556,59 @@ class MobileNode:
         # With timestamps each retransmission is a new registration with a new Identification.
         return self._send(now, lifetime=attempt.request.lifetime, care_of=attempt.request.care_of_address,
                           agent=attempt.agent)
+
+    @property
+    def mobile_router(self) -> bool:
+        """RFC 5177: the node serves prefixes behind it (``mobile_networks`` configured)."""
+        return bool(self.settings.mobile_networks)
+
+    def requested_networks(self) -> tuple[IPv4Network, ...]:
+        """The prefixes the next registration request names: explicit mode, less what this home
+        agent refused with 147, and none at all for a home agent that answered 148 (5.1)."""
+        s = self.settings
+        if s.mobile_network_mode is not MobileNetworkMode.EXPLICIT or self.home_agent in self._mobnet_disallowed:
+            return ()
+        failed = self._mobnet_failed.get(self.home_agent, set())
+        return tuple(n for n in s.mobile_networks if n not in failed)
+
+    @property
+    def mobile_networks(self) -> tuple[IPv4Network, ...]:
+        """The prefixes the registration in force serves (the home agent routes them to us)."""
+        return self.registration.mobile_networks if self.registration is not None else ()
+
+    def _served(self, reply: RegistrationReply, attempt: Attempt) -> tuple[tuple[IPv4Network, ...], Priority, str]:
+        """RFC 5177 4.2, 5, 5.1: what a successful reply's acknowledgements grant, the event's
+        priority and a reason (empty when everything asked for was granted)."""
+        if not self.mobile_router:
+            return (), Priority.INFO, ""
+        acks = _acknowledged(reply)
+        if not acks:
+            # 5.1: "must be interpreted ... as the case where the Home Agent does not support Mobile
+            # Networks": carry on as a host; said once per home agent.
+            if self.home_agent in self._mobnet_unsupported:
+                return (), Priority.INFO, "no mobile network acknowledgement: served as a host"
+            self._mobnet_unsupported.add(self.home_agent)
+            return (), Priority.WARNING, (f"home agent {self.home_agent} sent no mobile network acknowledgement "
+                                          "(RFC 5177 5.1: it does not support mobile networks): served as a host")
+        self._mobnet_unsupported.discard(self.home_agent)
+        asked = set(_requested_prefixes(attempt.request))
+        explicit = bool(asked)
+        served: list[IPv4Network] = []
+        refused: list[str] = []
+        for network, ack in acks:
+            if ack.code != MobileNetworkAcknowledgementCode.SUCCESS:
+                refused.append(_ack_text(network, ack))
+            elif network is None or (network not in asked if explicit else not any(
+                    network.subnet_of(mine) for mine in self.settings.mobile_networks)):
+                refused.append(f"{network or f'{ack.prefix}/{ack.prefix_length}'} (acknowledged but not ours)")
+            elif network not in served:
+                served.append(network)
+        missing = [str(n) for n in self.settings.mobile_networks if not any(x.subnet_of(n) for x in served)]
+        if refused:
+            return tuple(served), Priority.WARNING, "not served: " + ", ".join(refused)
+        if missing and explicit:
+            return tuple(served), Priority.WARNING, "not acknowledged: " + ", ".join(missing)
+        return tuple(served), Priority.INFO, ""
 
     def _encapsulation(self, agent: Agent | None) -> Encapsulation:
         """The encapsulation to ask for: the first preferred one that this home agent (and the
@@ -556,16 +664,27 @@ class MobileNode:
         expires = math.inf if lifetime == INFINITE_LIFETIME else attempt.sent_at + lifetime
         margin = min(max(MIN_RETRANSMISSION, 0.2 * lifetime), 0.5 * lifetime)
         udp = _udp_tunnel_granted(attempt.request, reply)
+        served, priority, why = self._served(reply, attempt)
         self.registration = Registration(attempt.request.care_of_address, attempt.agent, lifetime, expires,
                                          expires - margin, attempt.request.identification, attempt.request.flags,
-                                         None if udp is None else interval_from_reply(udp.keepalive_interval))
+                                         None if udp is None else interval_from_reply(udp.keepalive_interval),
+                                         served)
         self._transition(Event.ACCEPTED)
         self._requested_lifetime = self.settings.lifetime
         self._prefer = None
+        router: dict[str, str | int] = {}
+        message = f"registered at {attempt.request.care_of_address} for {lifetime} s"
+        if self.mobile_router:
+            # RFC 5177: which prefixes the home agent now routes to us (MIP_MOBILE_NETWORKS), and why not others.
+            router["mobile_networks"] = ",".join(map(str, served))
+            message += f", serving {', '.join(map(str, served)) or 'no mobile network'}"
+            if why:
+                router["reason"] = why
+                message += f"; {why}"
         actions: list[Action] = [
-            self._event(EventName.REGISTRATION_ACCEPTED, f"registered at {attempt.request.care_of_address} for "
-                        f"{lifetime} s", code=reply.code, lifetime=lifetime, care_of=attempt.request.care_of_address,
-                        agent=attempt.agent.address if attempt.agent else None)]
+            self._event(EventName.REGISTRATION_ACCEPTED, message, priority, code=reply.code, lifetime=lifetime,
+                        care_of=attempt.request.care_of_address, agent=attempt.agent.address if attempt.agent else None,
+                        **router)]
         if udp is not None:
             self._start_keepalives(now)
             actions.append(self._nat_detected(udp))
@@ -589,6 +708,22 @@ class MobileNode:
         elif code == ReplyCode.HA_UDP_ENCAP_UNAVAIL and _asks_udp(attempt.request):
             # RFC 3519 3.5: this home agent cannot tunnel over UDP; ask again without the extension.
             self._udp_refused.add(self.home_agent)
+        elif code == ReplyCode.HA_MOBNET_DISALLOWED and _requested_prefixes(attempt.request):
+            # RFC 5177 5.1: "MUST stop sending Registration Requests with any Mobile Network Prefix
+            # extensions to that Home Agent"; asked again at once as a host.
+            self._mobnet_disallowed.add(self.home_agent)
+            actions[0] = self._event(EventName.REGISTRATION_DENIED, f"registration denied with {code}: "
+                                     f"{self.home_agent} does not let this node act as a mobile router",
+                                     Priority.WARNING, code=code, care_of=attempt.request.care_of_address,
+                                     reason="mobile router operation not permitted (RFC 5177 5.1)")
+        elif code == ReplyCode.HA_MOBNET_ERROR and (failed := self._mobnet_refused(reply, attempt)):
+            # RFC 5177 5.1: stop sending the prefixes the acknowledgements name; ask again without them.
+            self._mobnet_failed.setdefault(self.home_agent, set()).update(failed)
+            named = ", ".join(_ack_text(n, a) for n, a in _acknowledged(reply) if a.code) or "no acknowledgement"
+            actions[0] = self._event(EventName.REGISTRATION_DENIED, f"registration denied with {code}: "
+                                     "no mobile network prefix could be served", Priority.WARNING, code=code,
+                                     care_of=attempt.request.care_of_address, reason=f"not served: {named}",
+                                     mobile_networks=",".join(map(str, sorted(failed))))
         elif (asked := _requested_encapsulation(attempt.request.flags)) is not None and \
                 (refuser := self._refuser(code, attempt)) is not None:
             # Not asked of that agent again: the next request falls back (finally to IP-in-IP).
@@ -602,6 +737,13 @@ class MobileNode:
         lifetime = 0 if attempt.deregistration else self._requested(attempt.agent)  # a deregistration stays one
         return actions + self._send(now, lifetime=lifetime, care_of=attempt.request.care_of_address,
                                     agent=attempt.agent)
+
+    def _mobnet_refused(self, reply: RegistrationReply, attempt: Attempt) -> set[IPv4Network]:
+        """The prefixes of our request a 147 reply refuses (5.1): those acknowledged with a non-zero
+        code; every one asked for when the reply names none. Empty: nothing left to leave out."""
+        asked = set(_requested_prefixes(attempt.request))
+        named = {n for n, ack in _acknowledged(reply) if ack.code and n is not None}
+        return (named & asked) or (asked if not named else set())
 
     def _refuser(self, code: int, attempt: Attempt) -> IPv4Address | None:
         """Who refused the requested encapsulation: the home agent (139) or the foreign agent (72)."""
@@ -679,10 +821,12 @@ class MobileNode:
         # the request with G or M); before that, IP-in-IP, which it always accepts (4.1).
         granted = reg.flags if reg is not None and reg.care_of_address == care_of else RequestFlags(0)
         encapsulation = _requested_encapsulation(granted) or Encapsulation.IPIP
-        udp = reg is not None and reg.care_of_address == care_of and reg.udp_keepalive is not None
+        current = reg is not None and reg.care_of_address == care_of
+        udp = current and reg is not None and reg.udp_keepalive is not None
+        served = reg.mobile_networks if current and reg is not None else ()
         return MobilePlane(self.location, s.home_address, self.home_agent,
                            agent.address if agent else None, agent.link_address if agent else None, care_of,
-                           s.reverse_tunneling, encapsulation, udp)
+                           s.reverse_tunneling, encapsulation, udp, served)
 
     def restore(self, record: MobileState | None, now: float) -> None:
         """Take back a :meth:`snapshot` (as the state file kept it): Identification state always,
@@ -706,7 +850,7 @@ class MobileNode:
         expires = now + remaining
         margin = min(max(MIN_RETRANSMISSION, 0.2 * reg.lifetime), 0.5 * reg.lifetime)
         self.registration = Registration(reg.care_of_address, agent, reg.lifetime, expires, expires - margin,
-                                         reg.identification, reg.flags, reg.udp_keepalive)
+                                         reg.identification, reg.flags, reg.udp_keepalive, reg.mobile_networks)
         if reg.udp_keepalive is not None:
             self._start_keepalives(now)
         self.location = record.location
@@ -740,6 +884,7 @@ class MobileNode:
             ends = None if math.isinf(reg.expires) else self._wall_clock() + (reg.expires - now)
             stored = StoredRegistration(reg.care_of_address, reg.lifetime, reg.identification, reg.flags, ends,
                                         reg.agent.address if reg.agent else None,
-                                        reg.agent.link_address if reg.agent else None, reg.udp_keepalive)
+                                        reg.agent.link_address if reg.agent else None, reg.udp_keepalive,
+                                        reg.mobile_networks)
         return MobileState(self.home_agent, self._last_identification, self._ha_nonce, self._clock_offset,
                            self.location, stored)

@@ -10,7 +10,7 @@ stored: mipd.adapters.state.mobile_json writes and reads its JSON form.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 
 from mipd.core.names import Location
 from mipd.core.wire.registration import RequestFlags
@@ -28,6 +28,7 @@ class StoredRegistration:
     agent: IPv4Address | None  # the foreign agent, None when co-located
     agent_link_address: bytes | None
     udp_keepalive: int | None = None  # RFC 3519: UDP-tunnelled, with this keepalive interval (s)
+    mobile_networks: tuple[IPv4Network, ...] = ()  # RFC 5177: the prefixes the home agent acknowledged
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 from mipd.core.discovery import Agent
-from mipd.core.names import CareOfMode, NodeNatTraversal
+from mipd.core.names import CareOfMode, MobileNetworkMode, NodeNatTraversal
 from mipd.core.security import SecurityAssociation
 from mipd.core.wire.registration import RegistrationRequest, RequestFlags
 from mipd.core.wire.tunnel import Encapsulation
@@ -36,6 +36,9 @@ class MobileNodeSettings:
     # (G for gre, M for minimal; ipip is asked for by setting neither).
     encapsulations: tuple[Encapsulation, ...] = (Encapsulation.IPIP,)
     nat_traversal: NodeNatTraversal = NodeNatTraversal.AUTO  # RFC 3519: ask for UDP tunnelling
+    # RFC 5177: a mobile router's LAN prefixes (empty: a host) and how it registers them.
+    mobile_networks: tuple[IPv4Network, ...] = ()
+    mobile_network_mode: MobileNetworkMode = MobileNetworkMode.EXPLICIT
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,3 +71,5 @@ class Registration:
     flags: RequestFlags
     # RFC 3519: the home agent tunnels over UDP; the keepalive interval it gave (s), else None.
     udp_keepalive: int | None = None
+    # RFC 5177: the Mobile Network Prefixes the home agent acknowledged with success (routed to us).
+    mobile_networks: tuple[IPv4Network, ...] = ()

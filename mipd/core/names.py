@@ -121,6 +121,13 @@ class NodeNatTraversal(StrEnum):
     OFF = "off"
 
 
+class MobileNetworkMode(StrEnum):
+    """How a mobile router names its prefixes (mip.yaml(5) ``mobile_network_mode``, RFC 5177 section 5)."""
+
+    EXPLICIT = "explicit"  # one Mobile Network Request per prefix in every registration request
+    IMPLICIT = "implicit"  # none: the home agent uses the prefixes configured for the node
+
+
 class CareOfMode(StrEnum):
     """How a mobile node gets its care-of address (mip.yaml(5) ``care_of``)."""
 

@@ -10,6 +10,14 @@ ARP. A non-empty one means: intercept the node's packets on the home link (proxy
 4.6; the first time with gratuitous ARPs announcing our link-layer address) and send a copy
 through a tunnel to each care-of address (one per simultaneous binding, 3.8.2.2 / 4.2.3).
 
+``prefixes`` are a mobile router's accepted Mobile Network Prefixes (RFC 5177 6.1 step 4, 6.5):
+routed through the same tunnel(s) as the home address while the node is away. Through a
+foreign agent's care-of address (``decapsulates`` clear) a packet to a prefix is encapsulated
+twice: first IP-in-IP to the router's home address (which the foreign agent delivers, RFC 5177
+3: legacy foreign agents unchanged), then as any packet to the home address; to a co-located or
+UDP-tunnelled care-of address it goes straight to the node. Reverse-tunnelled packets whose
+inner source lies in one of them are accepted like the home address's own.
+
 An endpoint with ``outer`` set is UDP-tunnelled (RFC 3519): its packets travel as MIP Tunnel
 Data messages (type 4, next header 4) from the home agent's UDP port 434 to ``outer``, the NAT's
 address and port the registration came from, rather than IP-in-IP to the care-of address.
@@ -18,7 +26,7 @@ address and port the registration came from, rather than IP-in-IP to the care-of
 from __future__ import annotations
 
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 
 from mipd.core.names import Location
 from mipd.core.wire.registration import RequestFlags
@@ -78,16 +86,23 @@ class DataPlane:
 
     home_address: IPv4Address
     endpoints: tuple[Endpoint, ...]
+    prefixes: tuple[IPv4Network, ...] = ()  # RFC 5177: the accepted Mobile Network Prefixes
 
     @property
     def away(self) -> bool:
         return bool(self.endpoints)
 
+    def serves(self, source: IPv4Address) -> bool:
+        """Whether a reverse-tunnelled packet from ``source`` is the node's: its home address, or
+        inside one of its accepted prefixes (RFC 5177 6.5)."""
+        return source == self.home_address or any(source in prefix for prefix in self.prefixes)
+
     def split(self) -> tuple[DataPlane, DataPlane]:
         """(the classic IP-in-IP/GRE/minimal endpoints, the UDP-tunnelled ones), each as a DataPlane."""
         classic = tuple(e for e in self.endpoints if e.outer is None)
-        return DataPlane(self.home_address, classic), DataPlane(self.home_address,
-                                                                tuple(e for e in self.endpoints if e.outer))
+        udp = tuple(e for e in self.endpoints if e.outer)
+        return (DataPlane(self.home_address, classic, self.prefixes if classic else ()),
+                DataPlane(self.home_address, udp, self.prefixes if udp else ()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +150,11 @@ class MobilePlane:
       data messages on UDP (RFC 3519 3.3) between the node's registration socket and the home
       agent's port 434, and every packet from the home address goes back through it.
     - ``unknown``: away but not registered (between agents): no ARP, no mipd routes.
+    - ``mobile_networks`` (RFC 5177, away only): packets from the LAN sourced in one of them go to
+      the home agent through the reverse tunnel, tunnelled packets for them go to the LAN.
+      Co-located (and UDP-tunnelled) the home agent tunnels them straight to the care-of address and
+      the node sends them back like its own traffic; with a foreign agent they travel inside a
+      second IP-in-IP tunnel between the home agent and the home address (section 7).
     """
 
     location: Location
@@ -148,6 +168,9 @@ class MobilePlane:
     # RFC 3519: the home agent tunnels over UDP (its port 434 to the node's registration socket),
     # because a NAT lies between them; the node's own packets go back the same way.
     udp_tunnel: bool = False
+    # RFC 5177: a mobile router's prefixes the home agent serves (acknowledged with success): while
+    # away the node forwards between them (its LAN interfaces) and the tunnel, both ways (section 7).
+    mobile_networks: tuple[IPv4Network, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

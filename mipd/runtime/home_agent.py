@@ -129,7 +129,8 @@ class HomeAgentRuntime:
         """The engine's settings: what the running backend cannot carry is not offered (139), and
         without the UDP tunnel plane no UDP tunnelling is granted."""
         settings = home_agent_settings(profile)
-        settings = replace(settings, encapsulations=self.dataplane.encapsulations(settings.encapsulations))
+        settings = replace(settings, encapsulations=self.dataplane.encapsulations(settings.encapsulations),
+                           mobile_network_nesting=self.dataplane.mobile_network_nesting)
         if self.dataplane.udp_unavailable:  # no UDP tunnel plane: never assent to RFC 3519 tunnelling
             settings = replace(settings, nat_traversal="off")
         return settings

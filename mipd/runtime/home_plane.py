@@ -64,6 +64,12 @@ class HomeAgentDataPlane:
     def name(self) -> BackendKind:
         return self.backend.name if self.backend is not None else BackendKind.NONE
 
+    @property
+    def mobile_network_nesting(self) -> frozenset[Encapsulation]:
+        """The encapsulations through which the running backend routes mobile networks to a foreign
+        agent's care-of address (nested IP-in-IP, RFC 5177 7): userspace all, kernel GRE only."""
+        return frozenset(getattr(self.backend, "mobile_network_nesting", frozenset()))
+
     def encapsulations(self, wanted: Iterable[Encapsulation]) -> frozenset[Encapsulation]:
         """The profile's encapsulations that the running backend can carry."""
         can = self.backend.encapsulations if self.backend is not None else frozenset()

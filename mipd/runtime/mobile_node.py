@@ -40,7 +40,8 @@ class MobileNodeRuntime:
         self.profile = profile
         self.link = MobileLink(profile.interface, profile.home_address)
         self.monitor = LinkMonitor(profile.interface)
-        self.routing = MobileRouting(profile.interface, profile.home_address, profile.home_network)
+        self.routing = MobileRouting(profile.interface, profile.home_address, profile.home_network,
+                                     router=bool(profile.mobile_networks))
         self.udp = NodeSocket(profile.interface)
         self.engine: MobileNode | None = None
         self._replied = asyncio.Event()
@@ -197,7 +198,8 @@ class MobileNodeControl(HostControl):
         self.runtime = runtime
 
     async def status(self) -> JSONObject:
-        """mipctl(8) JSON OUTPUT: location home | away, agent, care_of_address, lifetime_remaining, registered."""
+        """mipctl(8) JSON OUTPUT: location home | away, agent, care_of_address, lifetime_remaining, registered;
+        ``mobile_networks`` for a mobile router."""
         engine = self.runtime.engine
         assert engine is not None
         reg = engine.registration
@@ -207,11 +209,14 @@ class MobileNodeControl(HostControl):
             remaining = 0xFFFF if math.isinf(reg.expires) else max(0, math.ceil(reg.expires - now))
         agent = reg.agent.address if reg is not None and reg.agent is not None else None
         where = "home" if engine.location == Location.HOME else "away"
-        return status_json(role="mobile-node", instance=self.host.instance, uptime=self.host.uptime(),
-                           backend=self.runtime.backend, location=where,
-                           agent=agent, care_of_address=reg.care_of_address if reg is not None else None,
-                           lifetime_remaining=remaining, registered=reg is not None,
-                           home_agent=engine.home_agent, udp_tunnel=engine.udp_tunnel)
+        result = status_json(role="mobile-node", instance=self.host.instance, uptime=self.host.uptime(),
+                             backend=self.runtime.backend, location=where,
+                             agent=agent, care_of_address=reg.care_of_address if reg is not None else None,
+                             lifetime_remaining=remaining, registered=reg is not None,
+                             home_agent=engine.home_agent, udp_tunnel=engine.udp_tunnel)
+        if engine.mobile_router:  # RFC 5177: the prefixes the home agent serves now; absent for a host
+            result["mobile_networks"] = [str(n) for n in engine.mobile_networks]
+        return result
 
     async def bindings(self) -> JSONObject:
         raise ControlError("a mobile node has no binding list; ask its home agent (mipctl status shows its own)")

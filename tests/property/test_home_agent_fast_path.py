@@ -5,10 +5,11 @@ Two real HomeAgent engines with the same settings, clock and nonce source, one w
 sequence of datagrams: first registrations, renewals, moves, deregistrations, bad authenticators,
 replayed, stale and repeated Identifications, right and wrong nonces, unknown SPIs, extra
 extensions (an NAI before MN-HA, FA-HA from a foreign agent after it), requests to a broadcast
-address, from behind a NAT, with a lifetime above the limit or infinite, and the clock moving on
-with the timer expiring bindings. After every step both gave the same actions (reply bytes, events,
-persisted records, data plane), hold the same bindings, data plane and counters; at the end
-flushing every node persists the same replay state on both.
+address, from behind a NAT, with a lifetime above the limit or infinite, a mobile router's
+explicit and implicit Mobile Network Prefixes (RFC 5177) and prefixes from a node that is no
+router, and the clock moving on with the timer expiring bindings. After every step both gave the
+same actions (reply bytes, events, persisted records, data plane), hold the same bindings, data
+plane and counters; at the end flushing every node persists the same replay state on both.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from mipd.core.security import ReplayProtection, ReverseTunneling, SecurityAssoc
 from mipd.core.wire import identification as ident
 from mipd.core.wire.auth import Algorithm, append_authentication
 from mipd.core.wire.extensions import ExtensionType, MobileNodeNAI, RegistrationExtension
+from mipd.core.wire.mobile_network import MobileNetworkAcknowledgement, MobileNetworkRequest
 from mipd.core.wire.registration import RegistrationRequest, RequestFlags, decode_registration
 from mipd.core.wire.tunnel import Encapsulation
 
@@ -36,8 +38,15 @@ FA = IPv4Address("10.2.0.1")
 NAT = IPv4Address("192.0.2.7")
 COAS = (IPv4Address("10.5.0.5"), IPv4Address("10.6.0.6"), FA)
 MN_T, MN_N, MN_K = IPv4Address("10.1.0.10"), IPv4Address("10.1.0.11"), IPv4Address("10.1.0.12")
-SPI = {MN_T: 256, MN_N: 257, MN_K: 258}
-KEY = {MN_T: bytes(range(16)), MN_N: bytes(range(16, 32)), MN_K: b"keyed-md5 secret"}
+MN_R = IPv4Address("10.1.0.13")  # a mobile router (RFC 5177): its prefixes are configured
+SPI = {MN_T: 256, MN_N: 257, MN_K: 258, MN_R: 259}
+KEY = {MN_T: bytes(range(16)), MN_N: bytes(range(16, 32)), MN_K: b"keyed-md5 secret", MN_R: bytes(range(48, 64))}
+LANS = (IPv4Network("192.168.50.0/24"), IPv4Network("192.168.60.0/24"))
+NETWORKS = {  # the Mobile Network Requests a request carries
+    "lan": (MobileNetworkRequest(24, IPv4Address("192.168.50.0")),),
+    "both": tuple(MobileNetworkRequest(24, n.network_address) for n in LANS),
+    "refused": (MobileNetworkRequest(24, IPv4Address("172.16.0.0")), MobileNetworkRequest(0, IPv4Address(0))),
+}
 FA_SPI, FA_KEY = 300, bytes(range(32, 48))
 UNKNOWN_SPI = 999
 WALL0 = 1_790_000_000.0
@@ -51,13 +60,14 @@ def ha_settings(max_bindings: int, reverse: ReverseTunneling, nat: str, max_life
         SPI[MN_T]: SecurityAssociation(SPI[MN_T], KEY[MN_T], MN_T),
         SPI[MN_N]: SecurityAssociation(SPI[MN_N], KEY[MN_N], MN_N, replay=ReplayProtection.NONCE),
         SPI[MN_K]: SecurityAssociation(SPI[MN_K], KEY[MN_K], MN_K, algorithm=Algorithm.KEYED_MD5),
+        SPI[MN_R]: SecurityAssociation(SPI[MN_R], KEY[MN_R], MN_R),
     }
     agents = {FA: {FA_SPI: SecurityAssociation(FA_SPI, FA_KEY, FA)}}
     return HomeAgentSettings(address, HOME, nodes, foreign_agents=agents,
                              max_lifetime=max_lifetime, max_bindings_per_node=max_bindings,
                              reverse_tunneling=reverse, encapsulations=frozenset({Encapsulation.IPIP,
                                                                                   Encapsulation.GRE}),
-                             nat_traversal=nat)  # type: ignore[arg-type]
+                             nat_traversal=nat, mobile_networks={MN_R: LANS})  # type: ignore[arg-type]
 
 
 @dataclass
@@ -157,7 +167,8 @@ def identification(p: Pair, node: IPv4Address, kind: str, salt: int) -> int:
 
 
 requests = st.fixed_dictionaries({
-    "node": st.sampled_from((MN_T, MN_N, MN_K)),
+    "node": st.sampled_from((MN_T, MN_N, MN_K, MN_R)),
+    "networks": st.sampled_from((None,) * 6 + tuple(NETWORKS)),  # RFC 5177 requests before MN-HA
     "renew": st.sampled_from((True, True, True, False)),  # its last care-of address and flags, else drawn
     "coa": st.sampled_from(COAS),
     "flags": st.sampled_from(FLAGS),
@@ -188,6 +199,7 @@ def datagram(p: Pair, r: dict[str, object]) -> Datagram:
         lifetime = 300
     home = {0: IPv4Address(0), 1: MN_T if node != MN_T else MN_N}.get(r["home"], node)  # type: ignore[arg-type]
     extensions: tuple[RegistrationExtension, ...] = (MobileNodeNAI(b"node@example.net"),) if r["nai"] == 0 else ()
+    extensions += NETWORKS.get(r.get("networks"), ())  # type: ignore[arg-type]
     identification_ = identification(p, node, str(r["ident"]), salt)
     address = p.full.settings.address
     request = RegistrationRequest(flags, lifetime, home, address, coa, identification_, extensions)
@@ -305,3 +317,19 @@ def test_renewal_after_a_reload_that_changed_our_address() -> None:
     actions = p.deliver(datagram(p, {**BASE, "node": MN_T, "renew": True}))
     assert p.fast.hits == 1
     assert [a for a in actions if isinstance(a, DataPlane)]
+
+
+def test_a_mobile_routers_renewals_are_the_engines() -> None:
+    """RFC 5177: a mobile router's replies carry acknowledgements, which the fast path does not
+    build; its renewals, implicit (no extension but MN-HA, the fast path's shape) or explicit,
+    are the full engine's, and answered alike by both."""
+    p = pair(1, ReverseTunneling.ALLOWED, "allowed", 1800)
+    for networks in (None, None, "both", "lan", None):
+        step = {**BASE, "node": MN_R, "renew": p.full.bindings.of(MN_R) != (), "networks": networks}
+        p.clock.now += 1
+        actions = p.deliver(datagram(p, step))
+        learn(p, step, actions)
+        reply = decode_registration(next(a for a in actions if isinstance(a, SendDatagram)).payload)
+        assert reply.code == 0 and any(isinstance(e, MobileNetworkAcknowledgement) for e in reply.extensions)
+    assert p.fast.hits == 0
+    assert p.full.data_plane()[0].prefixes == LANS

@@ -8,6 +8,14 @@ everything back through it (reverse tunnel, RFC 3024). KernelBackend runs in the
 
 Prints one JSON line per named check: {"check": name, "ok": bool, "detail": ...}; every check
 runs even when an earlier one failed, so the pytest side can report each on its own.
+
+Mobile networks (RFC 5177): ``mn1`` also holds a LAN host address 192.168.50.7 (its router's prefix
+192.168.50.0/24, routed by ``cn`` via the HA) on its tunnel device; the backend routes the prefix
+through the co-located care-of address, strict rp_filter on ``mipip0`` accepts the LAN host's
+replies; through a foreign agent's care-of address the prefix is nested for a GRE binding (the inner
+IP-in-IP header through mipip0, the outer by the home address's route through mipgre0) and refused
+for an IP-in-IP one, as the kernel refuses to encapsulate into a route through the same external
+device (a collision is counted).
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 from mipd.adapters.netlink import calls as netlink
@@ -31,6 +39,7 @@ from tests.support.tools import tool
 HA = IPv4Address("10.1.0.1")
 HOME = IPv4Address("10.1.0.50")
 COA1, COA2 = IPv4Address("10.2.0.2"), IPv4Address("10.3.0.2")
+LAN, LAN_HOST = IPv4Network("192.168.50.0/24"), IPv4Address("192.168.50.7")
 NAMESPACES = ("cn", "mn1", "mn2", "mem")
 BATCHED = 2_000  # bindings in the batch checks (several sendmsg chunks)
 ROUTES_MEASURED = 2_000  # 10,000 gave the same per-route figure but costs ~7 s of guest time
@@ -78,6 +87,7 @@ def build() -> None:
     Path("/proc/sys/net/ipv4/conf/all/rp_filter").write_text("0")
     veth("ha-h", "10.1.0.1/24", "cn", "eth0", "10.1.0.10/24")
     ip("-n", "cn", "route", "add", f"{HOME}/32", "via", str(HA))
+    ip("-n", "cn", "route", "add", str(LAN), "via", str(HA))
     for ns, ha_if, ha_addr, coa, kind in (("mn1", "ha-v1", "10.2.0.1/24", COA1, "ipip"),
                                           ("mn2", "ha-v2", "10.3.0.1/24", COA2, "gre")):
         gateway = ha_addr.split("/")[0]
@@ -87,6 +97,7 @@ def build() -> None:
         ip("-n", ns, "link", "set", "tun", "up")
         ip("-n", ns, "route", "add", f"{HA}/32", "via", gateway)
         ip("-n", ns, "route", "add", "default", "dev", "tun", "src", str(HOME))
+    ip("-n", "mn1", "addr", "add", f"{LAN_HOST}/32", "dev", "tun")  # the router's LAN host, behind it
 
 
 def ping(ns: str, target: IPv4Address, *extra: str) -> tuple[bool, str]:
@@ -188,7 +199,97 @@ def checks(backend: KernelBackend) -> None:
         return f"dst {COA1}" in text and "dev mipip0" in text and "nexthop" not in text, text
     run("simultaneous_bindings_use_first_endpoint", simultaneous)
 
+    colocated = Endpoint(COA1, HA, Encapsulation.IPIP, reverse=True, decapsulates=True)
+
+    def mobile_network() -> tuple[bool, object]:
+        backend.apply(DataPlane(HOME, (colocated,), (LAN,)))
+        text = route_text(str(LAN))
+        record("mobile_network_route", all(p in text for p in ("encap ip", f"dst {COA1}", f"src {HA}",
+                                                               "dev mipip0", "proto 77")), text)
+        rp_before = netstat("IPReversePathFilter")
+        ok, out = ping("cn", LAN_HOST)  # the reply from 192.168.50.7 passes strict rp_filter on mipip0
+        record("rp_filter_accepts_the_prefix_source", ok and netstat("IPReversePathFilter") == rp_before,
+               {"before": rp_before, "after": netstat("IPReversePathFilter")})
+        return ok, out
+    run("ping_mobile_network_colocated", mobile_network)
+
+    def nested_same_device() -> tuple[bool, object]:
+        """What the backend does not do, shown: the prefix encapsulated to the home address through
+        mipip0 while the home address's own route is through mipip0 is dropped as a collision."""
+        before = netlink.link_stats("mipip0").get("collisions", 0)
+        ip("route", "replace", str(LAN), "encap", "ip", "dst", str(HOME), "src", str(HA), "ttl", "64",
+           "dev", "mipip0", "proto", "77")
+        ok, out = ping("cn", LAN_HOST, "-c", "1", "-W", "1")
+        after = netlink.link_stats("mipip0").get("collisions", 0)
+        ip("route", "del", str(LAN), "proto", "77")
+        return not ok and after > before, {"ping": out, "collisions": [before, after]}
+    run("nested_through_one_external_device_is_a_collision", nested_same_device)
+
+    def nested_other_device() -> tuple[bool, object]:
+        """What does work in the kernel, for the record (docs: the kernel backend module): the inner
+        header through the OTHER external device (GRE from the HA to the home address via mipgre0),
+        whose outer packet then follows the home address's own encap route (IP-in-IP via mipip0 to
+        the care-of address). The router decapsulates both (here: mn1's ipip ``tun`` and a gre
+        ``tun2`` from the HA to its home address) and answers back nested the same way, which
+        strict rp_filter accepts on mipgre0, the prefix's device. The backend does not use it: the
+        inner header is GRE, not the IP-in-IP a router expects (RFC 5177 section 7, docs)."""
+        backend.apply(DataPlane(HOME, (colocated,)))
+        ip("-n", "mn1", "link", "add", "tun2", "type", "gre", "local", str(HOME), "remote", str(HA), "ttl", "64")
+        ip("-n", "mn1", "link", "set", "tun2", "up")
+        ip("-n", "mn1", "route", "add", "10.1.0.10/32", "dev", "tun2", "src", str(LAN_HOST))
+        ip("route", "replace", str(LAN), "encap", "ip", "dst", str(HOME), "src", str(HA), "ttl", "64",
+           "dev", "mipgre0", "proto", "77")
+        try:
+            capture = outer_headers("ha-v1", 4)
+            ok, out = ping("cn", LAN_HOST)
+            sent = [h for h in capture() if h[3] == str(HA)]
+        finally:
+            ip("route", "del", str(LAN), "proto", "77", check=False)
+            ip("-n", "mn1", "route", "del", "10.1.0.10/32", check=False)
+            ip("-n", "mn1", "link", "del", "tun2", check=False)
+        return ok and bool(sent) and all(h[4] == str(COA1) for h in sent), {"ping": out, "outer": sent[:2]}
+    run("nested_through_the_other_external_device_works", nested_other_device)
+
+    def nested_gre_binding() -> tuple[bool, object]:
+        """The backend's own nesting (RFC 5177 7) for a GRE binding to a foreign agent's care-of
+        address, 10.3.0.2 (``mn2`` plays agent and router: its gre ``tun`` takes the outer header, an
+        ipip ``tun2`` from the HA to the home address the inner one; LAN host 192.168.50.8)."""
+        lan_host = IPv4Address("192.168.50.8")
+        ip("-n", "mn2", "addr", "add", f"{lan_host}/32", "dev", "tun")
+        ip("-n", "mn2", "link", "add", "tun2", "type", "ipip", "local", str(HOME), "remote", str(HA), "ttl", "64")
+        ip("-n", "mn2", "link", "set", "tun2", "up")
+        ip("-n", "mn2", "route", "add", "10.1.0.10/32", "dev", "tun2", "src", str(lan_host))
+        try:
+            errors = backend.apply_many([DataPlane(HOME, (gre,), (LAN,))])
+            text = route_text(str(LAN))
+            capture = outer_headers("ha-v2", 47)
+            ok, out = ping("cn", lan_host)
+            sent = [h for h in capture() if h[3] == str(HA)]
+        finally:
+            ip("-n", "mn2", "route", "del", "10.1.0.10/32", check=False)
+            ip("-n", "mn2", "link", "del", "tun2", check=False)
+            ip("-n", "mn2", "addr", "del", f"{lan_host}/32", "dev", "tun", check=False)
+        record("nested_gre_binding_route", not errors and f"dst {HOME}" in text and "dev mipip0" in text,
+               {"route": text, "errors": {str(k): str(v) for k, v in errors.items()}})
+        return ok and bool(sent) and all(h[4] == str(COA2) for h in sent), {"ping": out, "outer": sent[:2]}
+    run("ping_mobile_network_nested_through_a_gre_binding", nested_gre_binding)
+
+    def foreign_agent_prefix() -> tuple[bool, object]:
+        errors = backend.apply_many([DataPlane(HOME, (ipip,), (LAN,))])  # ipip: D clear, a FA care-of address
+        text = route_text(str(LAN))
+        return HOME in errors and text == "" and f"dst {COA1}" in route_text(str(HOME)), {
+            "error": str(errors.get(HOME)), "route": text}
+    run("foreign_agent_prefix_not_routed_and_reported", foreign_agent_prefix)
+
+    def prefix_removed() -> tuple[bool, object]:
+        backend.apply(DataPlane(HOME, (colocated,), (LAN,)))
+        had = route_text(str(LAN)) != ""
+        backend.apply(DataPlane(HOME, (colocated,)))  # re-registered without it
+        return had and route_text(str(LAN)) == "", route_text(str(LAN))
+    run("mobile_network_removed_when_no_longer_accepted", prefix_removed)
+
     def deregister() -> tuple[bool, object]:
+        backend.apply(DataPlane(HOME, (colocated,), (LAN,)))
         backend.apply(DataPlane(HOME, ()))
         backend.apply(DataPlane(HOME, ()))  # idempotent
         return route_text(str(HOME)) == "" and netlink.owned_routes() == [], netlink.owned_routes()

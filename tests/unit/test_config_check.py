@@ -139,6 +139,33 @@ INVALID: list[tuple[str, str | None, int, dict[str, tuple[str, int]], list[str]]
       "{P}:9: mobile_nodes_file: {D}/nodes.txt:9: expected 'home_address spi hex-key [algorithm] [replay]', "
       "found 2 fields",
       "{P}:9: mobile_nodes_file: {D}/nodes.txt:10: key is 15 bytes, at least 16 are required"]),
+    # RFC 5177 (mip.yaml(5) mobile_networks): the prefixes a node may serve as a mobile router.
+    ("mobile network with host bits set", ha("    mobile_networks: [192.168.50.1/24]\n"),
+     0o600, {}, ["{P}:9: mobile_nodes.0.mobile_networks.0: 192.168.50.1/24 has host bits set; "
+                 "the network is 192.168.50.0/24"]),
+    ("mobile network of length 0", ha("    mobile_networks: [0.0.0.0/0]\n"), 0o600, {},
+     ["{P}:9: mobile_nodes.0.mobile_networks.0: 0.0.0.0/0 has prefix length 0; a mobile network is 1 to 32 bits "
+      "long (RFC 5177 6.6)"]),
+    ("mobile network overlapping the home network", ha("    mobile_networks:\n      - 192.168.50.0/24\n"
+                                                      "      - 10.1.0.128/25\n"), 0o600, {},
+     ["{P}:11: mobile_nodes.0.mobile_networks.1: 10.1.0.128/25 overlaps home_network 10.1.0.0/24"]),
+    ("mobile networks overlapping between nodes", ha("    mobile_networks: [192.168.50.0/24]\n"
+                                                    "  - home_address: 10.1.0.11\n    spi: 257\n    key: {KEY}\n"
+                                                    "    mobile_networks: [192.168.60.0/24, 192.168.50.128/25]\n"),
+     0o600, {},
+     ["{P}:13: mobile_nodes.1.mobile_networks.1: 192.168.50.128/25 overlaps a mobile network of mobile_nodes.0"]),
+    ("mobile network listed twice", ha("    mobile_networks: [192.168.50.0/24, 192.168.50.0/24]\n"), 0o600, {},
+     ["{P}:9: mobile_nodes.0.mobile_networks.1: 192.168.50.0/24 is listed twice"]),
+    ("mobile network without a prefix length", ha("    mobile_networks: [192.168.50.0]\n"), 0o600, {},
+     ["{P}:9: mobile_nodes.0.mobile_networks.0: give the address with its prefix length, as in 10.2.0.5/24 "
+      "(got '192.168.50.0')"]),
+    ("mobile networks in the mobile_nodes_file", ha("mobile_nodes_file: nodes.txt\n"), 0o600,
+     {"nodes.txt": (f"10.1.0.20 300 {KEY} 192.168.70.0/24\n", 0o600)},
+     ["{P}:9: mobile_nodes_file: {D}/nodes.txt:1: a line carries no mobile_networks (prefixes); list a mobile "
+      "router under mobile_nodes in the profile"]),
+    ("mobile networks on a foreign agent's mobile node", FOREIGN_AGENT + "mobile_nodes:\n  - home_address: 10.1.0.10\n"
+     "    spi: 1001\n    key: {KEY}\n    mobile_networks: [192.168.50.0/24]\n", 0o600, {"fa-ha.key": (KEY, 0o600)},
+     ["{P}:12: mobile_nodes.0.mobile_networks: unknown key"]),
     ("readable mobile_nodes_file", ha("mobile_nodes_file: nodes.txt\n"), 0o600, {"nodes.txt": ("", 0o644)},
      ["{P}:0: permissions: mobile_nodes_file {D}/nodes.txt has mode 0644; a file holding keys must not be readable "
       "or writable by group or others (chmod 600 {D}/nodes.txt)"]),

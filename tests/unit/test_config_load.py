@@ -111,6 +111,19 @@ def test_default_settings_match_the_documented_defaults(tmp_path: Path) -> None:
     assert profile.state_directory == Path("/var/lib/mip")
 
 
+def test_mobile_networks_become_the_prefix_table_by_home_address(tmp_path: Path) -> None:
+    # RFC 5177 6.2.2: the prefixes each mobile router may serve; nodes without them are no routers.
+    path = write(tmp_path / "ha.yaml", "role: home-agent\ninterface: eth1\naddress: 10.1.0.1\n"
+                 f"home_network: 10.1.0.0/24\nmobile_nodes:\n  - {{home_address: 10.1.0.10, spi: 256, key: {KEY},\n"
+                 "     mobile_networks: [192.168.50.0/24, 192.168.51.0/28]}\n"
+                 f"  - {{home_address: 10.1.0.11, spi: 257, key: {KEY}}}\n")
+    profile = load_profile(path)
+    assert isinstance(profile, HomeAgentProfile)
+    settings = home_agent_settings(profile)
+    assert settings.mobile_networks == {
+        IPv4Address("10.1.0.10"): (IPv4Network("192.168.50.0/24"), IPv4Network("192.168.51.0/28"))}
+
+
 def test_foreign_agent_and_mobile_node_defaults(tmp_path: Path) -> None:
     fa = load_profile(write(tmp_path / "fa.yaml", "role: foreign-agent\ninterface: eth2\ncare_of_address: 10.2.0.1\n"))
     assert isinstance(fa, ForeignAgentProfile)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 
 import pytest
 
@@ -38,6 +38,12 @@ def test_binding_json_is_the_man_page_example() -> None:
 def test_a_udp_tunnelled_binding_shows_its_outer_endpoint() -> None:
     entry = binding_json(binding(outer=UdpTunnelEndpoint(IPv4Address("192.0.2.7"), 61000)), now=1000.0)
     assert (entry["udp_tunnel"], entry["outer_address"], entry["outer_port"]) == (True, "192.0.2.7", 61000)
+
+
+def test_a_mobile_routers_binding_lists_its_prefixes_and_others_have_no_such_field() -> None:
+    entry = binding_json(binding(prefixes=(IPv4Network("192.168.50.0/24"), IPv4Network("192.168.60.0/28"))), 1000.0)
+    assert entry["mobile_networks"] == ["192.168.50.0/24", "192.168.60.0/28"]  # RFC 5177, mipctl(8)
+    assert "mobile_networks" not in binding_json(binding(), now=1000.0)
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from mipd.cli.mipctl_format import render
 from tests.support.control import FakeInstance, dead_socket, serving
 from tests.support.tools import venv_script
 
@@ -119,6 +120,18 @@ def test_bindings_table(sock: Path) -> None:
         "10.1.0.9      192.168.77.200   infinite  SDG    4096  -\n"
         "10.1.0.10     10.2.0.1         412/600   T      256   10.2.0.1\n"
     )
+
+
+def test_bindings_table_shows_mobile_networks_when_a_binding_has_some() -> None:
+    rows = [{"home_address": "10.1.0.10", "care_of_address": "10.2.0.1", "lifetime_granted": 600,
+             "lifetime_remaining": 412, "flags": "T", "spi": 256, "foreign_agent": None,
+             "mobile_networks": ["192.168.50.0/24", "192.168.60.0/24"]},
+            {"home_address": "10.1.0.11", "care_of_address": "10.2.0.1", "lifetime_granted": 600,
+             "lifetime_remaining": 412, "flags": "T", "spi": 257, "foreign_agent": None}]
+    assert render("bindings", {"bindings": rows}) == (
+        "HOME ADDRESS  CARE-OF ADDRESS  LIFETIME  FLAGS  SPI  FOREIGN AGENT  MOBILE NETWORKS\n"
+        "10.1.0.10     10.2.0.1         412/600   T      256  -              192.168.50.0/24,192.168.60.0/24\n"
+        "10.1.0.11     10.2.0.1         412/600   T      257  -              -")
 
 
 def test_visitors_table(sock: Path) -> None:

@@ -1,7 +1,7 @@
 """The state file (docs/interfaces.md, "Durability"): round trip, group commit, format version, migration, permissions.
 
 A home agent's nodes (format version 1), a foreign agent's visitors (2), a mobile node's state (3) and
-UDP-tunnelled bindings' outer endpoints (4)."""
+UDP-tunnelled bindings' outer endpoints (4) and a mobile router's prefixes (5)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import math
 import os
 import sqlite3
 from dataclasses import replace
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 import pytest
@@ -188,7 +188,7 @@ def test_a_version_1_file_is_migrated_in_place(tmp_path: Path) -> None:
     store.commit([PersistVisitor(HOME, visitor(), 0.0)])
     store.close()
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == FORMAT_VERSION == 4
+    assert db.execute("PRAGMA user_version").fetchone()[0] == FORMAT_VERSION == 5
     db.close()
     reopened = StateStore(path)  # a second open finds it current and changes nothing
     assert reopened.load_visitors() == [visitor()] and len(reopened.load()) == 1
@@ -279,7 +279,7 @@ def test_a_version_2_file_is_migrated_in_place(tmp_path: Path) -> None:
     store.commit([PersistMobile(mobile(1))])
     store.close()
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == FORMAT_VERSION == 4
+    assert db.execute("PRAGMA user_version").fetchone()[0] == FORMAT_VERSION == 5
     db.close()
     assert StateStore(path).load_mobile(HA) == mobile(1)
 
@@ -314,6 +314,45 @@ def test_a_version_3_file_is_migrated_in_place(tmp_path: Path) -> None:
     store.commit([PersistNode(HOME, (replace(binding(), outer=outer),), ReplayState(1, None), 0.0)])
     store.close()
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == FORMAT_VERSION == 4
+    assert db.execute("PRAGMA user_version").fetchone()[0] == FORMAT_VERSION == 5
     db.close()
     assert StateStore(path).load()[0].bindings[0].outer == outer
+
+
+# --- a mobile router's prefixes (format version 5, RFC 5177 6.2.1) ---
+
+LANS = (IPv4Network("192.168.50.0/24"), IPv4Network("192.168.60.0/28"))
+
+
+def test_a_mobile_routers_binding_keeps_its_prefixes(tmp_path: Path) -> None:
+    path = tmp_path / "ha.db"
+    store = StateStore(path)
+    store.commit([PersistNode(HOME, (replace(binding(), prefixes=LANS), binding(coa=FA)), ReplayState(1, None),
+                              1000.0)])
+    store.close()
+    (record,) = StateStore(path).load()
+    assert [b.prefixes for b in record.bindings] == [LANS, ()]
+    assert record.bindings[0] == replace(binding(expires=1100.0), prefixes=LANS)
+
+
+VERSION_4_UDP = ("ALTER TABLE bindings ADD COLUMN outer_address TEXT;\n"
+                 "ALTER TABLE bindings ADD COLUMN outer_port INTEGER;\n"
+                 "PRAGMA user_version=4;\n")
+
+
+def test_a_version_4_file_is_migrated_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "ha.db"
+    db = sqlite3.connect(path)
+    db.executescript(VERSION_1.replace("PRAGMA user_version=1;", "")
+                     + VERSION_2_VISITORS.replace("PRAGMA user_version=2;", "")
+                     + VERSION_3_MOBILE.replace("PRAGMA user_version=3;", "") + VERSION_4_UDP)
+    db.close()
+    store = StateStore(path)
+    (record,) = store.load()  # the version 4 binding is still there, with no prefixes
+    assert record.bindings == (binding(expires=1100.0),)
+    store.commit([PersistNode(HOME, (replace(binding(), prefixes=LANS),), ReplayState(1, None), 0.0)])
+    store.close()
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == FORMAT_VERSION == 5
+    db.close()
+    assert StateStore(path).load()[0].bindings[0].prefixes == LANS

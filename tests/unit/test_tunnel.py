@@ -224,3 +224,70 @@ def test_ipv4_only_turns_ipv6_off_on_the_device_where_the_kernel_has_ipv6(tmp_pa
     assert switch.read_text() == "1"
     ipv4_only(proc, "mip0")  # no such switch (a kernel without IPv6): nothing to do, nothing made
     assert not (tmp_path / "ipv6" / "conf" / "mip0").exists()
+
+
+# --- mobile networks (RFC 5177) ---------------------------------------------------------------------
+
+LAN = IPv4Network("192.168.50.0/24")
+LAN_HOST = A("192.168.50.7")
+FA_COA = A("10.2.0.1")
+
+
+def test_a_prefix_goes_straight_to_a_co_located_care_of_address() -> None:
+    table = TunnelTable(HA)
+    table.set(DataPlane(HOME, (endpoint(decapsulates=True),), (LAN,)))
+    (packet, to), = table.forward(datagram(dst=LAN_HOST))
+    taken = decapsulate(packet)
+    assert to == COA and taken.source == HA and taken.inner == datagram(dst=LAN_HOST)
+
+
+def test_a_prefix_is_nested_to_the_home_address_through_a_foreign_agent() -> None:
+    table = TunnelTable(HA)
+    table.set(DataPlane(HOME, (endpoint(FA_COA, GRE),), (LAN,)))
+    (packet, to), = table.forward(datagram(dst=LAN_HOST))
+    outer_layer = decapsulate(packet)  # GRE from HA to the foreign agent
+    assert (to, outer_layer.encapsulation, outer_layer.source) == (FA_COA, GRE, HA)
+    inner_layer = decapsulate(outer_layer.inner)  # then IP-in-IP from HA to the router's home address
+    assert inner_layer.encapsulation == IPIP and outer_layer.inner[16:20] == HOME.packed
+    assert inner_layer.inner == datagram(dst=LAN_HOST)
+    assert table.forward(datagram(dst=A("192.168.51.1"))) == []  # outside every prefix
+
+
+def test_a_longer_prefix_of_another_router_wins() -> None:
+    table = TunnelTable(HA)
+    other = A("10.1.0.60")
+    table.set(DataPlane(HOME, (endpoint(decapsulates=True),), (IPv4Network("192.168.0.0/16"),)))
+    table.set(DataPlane(other, (endpoint(A("10.2.0.30"), decapsulates=True),), (LAN,)))
+    assert [to for _, to in table.forward(datagram(dst=LAN_HOST))] == [A("10.2.0.30")]
+    assert [to for _, to in table.forward(datagram(dst=A("192.168.9.9")))] == [COA]
+
+
+def test_dropped_prefixes_are_reported_and_no_longer_forwarded() -> None:
+    table = TunnelTable(HA)
+    assert table.set(DataPlane(HOME, (endpoint(decapsulates=True),), (LAN, IPv4Network("192.168.60.0/24")))) == ()
+    assert table.set(DataPlane(HOME, (endpoint(decapsulates=True),), (IPv4Network("192.168.60.0/24"),))) == (LAN,)
+    assert table.forward(datagram(dst=LAN_HOST)) == []
+    assert table.set(DataPlane(HOME, ())) == (IPv4Network("192.168.60.0/24"),)
+
+
+def test_reverse_accepts_a_prefix_source_from_the_routers_care_of_address_only() -> None:
+    table = TunnelTable(HA)
+    table.set(DataPlane(HOME, (endpoint(reverse=True, decapsulates=True),), (LAN,)))
+    from_lan = datagram(src=LAN_HOST, dst=CN)
+    assert table.reverse(encapsulate(from_lan, COA, HA, IPIP, 1)) == from_lan
+    assert table.reverse(encapsulate(from_lan, A("10.2.0.99"), HA, IPIP, 2)) is None  # not its care-of address
+    outsider = datagram(src=A("192.168.51.7"), dst=CN)
+    assert table.reverse(encapsulate(outsider, COA, HA, IPIP, 3)) is None  # outside the accepted prefixes
+    assert table.counts["decapsulated"] == 1 and table.counts["dropped_not_registered"] == 2
+
+
+def test_reverse_takes_a_nested_lan_datagram_through_a_foreign_agent() -> None:
+    table = TunnelTable(HA)
+    table.set(DataPlane(HOME, (endpoint(FA_COA, reverse=True),), (LAN,)))
+    from_lan = datagram(src=LAN_HOST, dst=CN)
+    nested = encapsulate(from_lan, HOME, HA, IPIP, 1)  # the router: IP-in-IP from its home address to us
+    assert table.reverse(encapsulate(nested, FA_COA, HA, IPIP, 2)) == from_lan  # the FA's reverse tunnel
+    spoofed = encapsulate(datagram(src=A("172.16.0.9"), dst=CN), HOME, HA, IPIP, 3)
+    assert table.reverse(encapsulate(spoofed, FA_COA, HA, IPIP, 4)) is None
+    assert table.counts["dropped_foreign_source"] == 1 and table.counts["decapsulated"] == 1
+    assert set(table.counts) <= set(COUNTERS)

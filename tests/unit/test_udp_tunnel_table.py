@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 
 from mipd.adapters.tunnel.udp_tunnel import COUNTERS, UdpTunnelTable, is_tunnel_data
 from mipd.core.planes import HALF_BOUND, DataPlane, Endpoint, UdpTunnelEndpoint
 from mipd.core.wire import ipv4
-from mipd.core.wire.nat import TunnelData, decode_tunnel_data
+from mipd.core.wire.nat import Encapsulation, TunnelData, decode_tunnel_data
 from mipd.core.wire.registration import RequestFlags
+from mipd.core.wire.tunnel import Encapsulation as Tunnelling
+from mipd.core.wire.tunnel import decapsulate, encapsulate
 
 HA, HOME, COA = IPv4Address("10.1.0.1"), IPv4Address("10.1.0.10"), IPv4Address("10.5.0.5")
 NAT = UdpTunnelEndpoint(IPv4Address("192.0.2.7"), 61000)
@@ -86,3 +88,47 @@ def test_a_half_bound_tunnel_learns_its_port_from_the_first_keepalive() -> None:
     assert t.receive(TunnelData(4, packet(HOME, HA)).encode(), NAT.address, 40001) is not None  # now bound
     assert (t.counts["udp_half_bound_learnt"], t.counts["dropped_udp_awaiting_keepalive"],
             t.counts["dropped_udp_not_registered"]) == (1, 1, 2)
+
+
+# --- mobile networks (RFC 5177) ---------------------------------------------------------------------
+
+LAN = IPv4Network("192.168.50.0/24")
+LAN_HOST = IPv4Address("192.168.50.7")
+
+
+def router_table(flags: RequestFlags = RequestFlags.D | RequestFlags.T) -> UdpTunnelTable:
+    t = UdpTunnelTable(HA)
+    t.set(DataPlane(HOME, (Endpoint.for_request(COA, HA, flags, NAT),), (LAN,)))
+    return t
+
+
+def test_a_prefix_travels_in_tunnel_data_to_the_routers_outer_endpoint() -> None:
+    t = router_table()
+    inner = packet(IPv4Address("10.9.0.9"), LAN_HOST)
+    (payload, outer), = t.forward(inner)
+    assert outer == NAT and decode_tunnel_data(payload).payload == inner
+
+
+def test_a_prefix_is_nested_to_the_home_address_when_a_foreign_agent_asked_for_udp() -> None:
+    t = router_table(RequestFlags.T)  # D clear: a foreign agent's care-of address
+    inner = packet(IPv4Address("10.9.0.9"), LAN_HOST)
+    (payload, _), = t.forward(inner)
+    nested = decode_tunnel_data(payload).payload
+    assert nested[9] == 4 and nested[12:16] == HA.packed and nested[16:20] == HOME.packed
+    assert decapsulate(nested).inner == inner
+
+
+def test_tunnel_data_from_inside_a_prefix_is_accepted_and_others_dropped() -> None:
+    t = router_table()
+    from_lan = packet(LAN_HOST, IPv4Address("10.9.0.9"))
+    assert t.receive(TunnelData(Encapsulation.IP_IN_IP, from_lan).encode(), NAT.address, NAT.port) == from_lan
+    outsider = packet(IPv4Address("192.168.51.7"), IPv4Address("10.9.0.9"))
+    assert t.receive(TunnelData(Encapsulation.IP_IN_IP, outsider).encode(), NAT.address, NAT.port) is None
+    nested = encapsulate(packet(IPv4Address("172.16.0.1"), IPv4Address("10.9.0.9")), HOME, HA,
+                         Tunnelling.IPIP, 1)
+    assert t.receive(TunnelData(Encapsulation.IP_IN_IP, nested).encode(), NAT.address, NAT.port) is None
+    good = encapsulate(from_lan, HOME, HA, Tunnelling.IPIP, 2)
+    assert t.receive(TunnelData(Encapsulation.IP_IN_IP, good).encode(), NAT.address, NAT.port) == from_lan
+    assert (t.counts["udp_decapsulated"], t.counts["dropped_udp_not_registered"],
+            t.counts["dropped_udp_foreign_source"]) == (2, 1, 1)
+    assert set(t.counts) <= set(COUNTERS)

@@ -56,6 +56,15 @@ reverse tunnel (nothing from H is routed into ``mipm0`` then), H is on IF first 
 by :meth:`MobileRouting.settle`, which the runtime calls once the turn's request has been sent. Leaving
 home likewise: NOARP, H/32 and the agent's route come first, and H/P (harmless meanwhile: nothing ARPs,
 and the agent's address is not on the home prefix) is deleted in :meth:`MobileRouting.settle`.
+
+A mobile router (RFC 5177, ``router``): :meth:`MobileRouting.start` turns ``ip_forward`` on (and
+:meth:`MobileRouting.close` puts back what it found), so at home the LAN is plainly routed, with no
+mipd rule for it. Away, with the plane's ``mobile_networks``, each served prefix is matched to the
+LAN interface holding an address inside it and the co-located tunnel device carries the LAN's
+traffic (mipd.adapters.tunnel.colocated, "Mobile router"): co-located or UDP-tunnelled as part of
+the co-located tunnel; with a foreign agent as the nested tunnel between the home agent and the
+home address (RFC 5177 section 7), opened by :meth:`MobileRouting.apply` beside the agent's route
+and closed when the plane has no served prefix.
 """
 
 from __future__ import annotations
@@ -79,6 +88,7 @@ from mipd.adapters.tunnel.colocated import DEVICE, PROC, REVERSE_TABLE, Colocate
 from mipd.core.names import Location
 from mipd.core.planes import AnnounceHome, MobilePlane
 from mipd.core.wire.arp import ETH_P_ARP, gratuitous_arp, mac_bytes
+from mipd.core.wire.tunnel import Encapsulation
 
 LOCATIONS = frozenset(Location)
 AGENT_TABLE = 760_000
@@ -89,14 +99,15 @@ REPEATS = 3  # gratuitous ARPs per announcement, like mipd.adapters.link.home ("
 SPACING = 0.5  # seconds between them
 ARP_SYSCTLS = ("arp_ignore", "arp_announce")
 COLOCATED_SYSCTLS = {"arp_ignore": "1", "arp_announce": "2"}
-COUNTERS = (*TUNNEL_COUNTERS, "gratuitous_arps_sent", "arp_send_errors", "announce_refused_away")
+COUNTERS = (*TUNNEL_COUNTERS, "gratuitous_arps_sent", "arp_send_errors", "announce_refused_away",
+            "mobile_network_without_interface")
 
 
 class MobileRouting:
     """A mobile node's addresses, ARP flag, routes, rules and co-located tunnel on one interface."""
 
     def __init__(self, interface: str, home_address: IPv4Address, home_network: IPv4Network, *,
-                 device: str = DEVICE, proc: Path = PROC) -> None:
+                 device: str = DEVICE, proc: Path = PROC, router: bool = False) -> None:
         self.interface = interface
         self.home_address = home_address
         self.home_network = home_network
@@ -114,6 +125,8 @@ class MobileRouting:
         self._applied: MobilePlane | None = None  # the last plane applied in full (see the module docstring)
         self._close_later = False  # the co-located tunnel waits for settle() to be closed
         self._trim_later = False  # H/P waits for settle() to be deleted (H/32 is on the interface)
+        self.router = router  # RFC 5177: forwards for its mobile networks (ip_forward on)
+        self._found_forward: str | None = None  # ip_forward as start found it, when start changed it
 
     # --- what is ours ---------------------------------------------------------------------------
 
@@ -136,6 +149,12 @@ class MobileRouting:
             self._found_sysctls = {name: self._sysctl(name).read_text().strip() for name in ARP_SYSCTLS}
             self._found_home = self._home_entries()
             self._sweep()
+            if self.router:
+                forward = self.proc / "ip_forward"
+                found = forward.read_text().strip()
+                if found != "1":
+                    forward.write_text("1")
+                    self._found_forward = found
             if not self._found_home:
                 netlink_mobile.add_address(Address(IPv4Interface(self.home_address)), self.interface)
                 self._added_home = True
@@ -189,6 +208,7 @@ class MobileRouting:
                                                     self.home_network.broadcast_address)
         self._home_on_interface([home])
         self._close_tunnel(previous)
+        self._close_nested()
 
     def _away(self, plane: MobilePlane, previous: MobilePlane | None) -> None:
         # Already away (with an agent or none): NOARP, H/32, no tunnel and the sysctls are in place.
@@ -205,6 +225,7 @@ class MobileRouting:
             self._restore_sysctls()
         if plane.location == Location.UNKNOWN:
             self._remove_agent(previous)
+            self._close_nested()
             return
         if plane.agent is None or plane.agent_link_address is None:
             raise BackendError("a foreign-agent plane needs the agent's address and link-layer address")
@@ -222,6 +243,14 @@ class MobileRouting:
                     netlink_policy.delete_neighbour(entry.address, entry.device)
         elif with_agent and previous.agent is not None and previous.agent != plane.agent:
             netlink_policy.delete_neighbour(previous.agent, self.interface)  # the agent left behind
+        if plane.mobile_networks:
+            # RFC 5177 section 7: the prefixes' traffic in the nested tunnel between the home agent and H.
+            self._close_later = False
+            self.tunnel.apply(Colocation(plane.home_address, plane.home_agent, plane.home_address,
+                                        Encapsulation.IPIP, True, False, plane.mobile_networks,
+                                        self._lan(plane.mobile_networks), nested=True))
+        else:
+            self._close_nested()
 
     def _colocated(self, plane: MobilePlane, previous: MobilePlane | None) -> None:
         if plane.care_of_address is None:
@@ -230,7 +259,8 @@ class MobileRouting:
         for name, value in COLOCATED_SYSCTLS.items():
             self._sysctl(name).write_text(value)
         self.tunnel.apply(Colocation(plane.home_address, plane.home_agent, plane.care_of_address,
-                                    plane.encapsulation, plane.reverse, plane.udp_tunnel))
+                                    plane.encapsulation, plane.reverse, plane.udp_tunnel, plane.mobile_networks,
+                                    self._lan(plane.mobile_networks)))
         self._home_on_interface([])
         self._remove_agent(previous)  # before ARP is back: nothing may ARP for the old agent
         netlink_mobile.set_link_arp(self.interface, True)
@@ -251,6 +281,28 @@ class MobileRouting:
             self._close_later = True
         elif previous is None or previous.location == Location.COLOCATED:
             self.tunnel.close()
+
+    def _close_nested(self) -> None:
+        """Close the nested tunnel of a mobile router with a foreign agent, if it is open."""
+        colocation = self.tunnel.table.colocation
+        if colocation is not None and colocation.nested:
+            self.tunnel.close()
+
+    def _lan(self, networks: tuple[IPv4Network, ...]) -> tuple[tuple[IPv4Network, str], ...]:
+        """Each served prefix with the interface that holds an address inside it (RFC 5177: the
+        LAN behind the router); a prefix found on no interface is left out (counted)."""
+        if not networks:
+            return ()
+        found: list[tuple[IPv4Network, str]] = []
+        held = [(a.interface.ip, name) for name in netlink_policy.link_names()
+                if name not in (self.interface, self.tunnel.device) for a in netlink_mobile.addresses(name)]
+        for network in networks:
+            interface = next((name for ip, name in held if ip in network), None)
+            if interface is None:
+                self.counts["mobile_network_without_interface"] += 1
+            else:
+                found.append((network, interface))
+        return tuple(found)
 
     def settle(self) -> None:
         """What :meth:`apply` left for after the turn's datagrams: H/P off the interface, the co-located
@@ -339,6 +391,9 @@ class MobileRouting:
                 if self._added_home:
                     netlink_mobile.delete_address(IPv4Interface(self.home_address), self.interface)
                     self._added_home = False
+                if self._found_forward is not None:
+                    (self.proc / "ip_forward").write_text(self._found_forward)
+                    self._found_forward = None
         finally:
             self._close_later = self._trim_later = False
             self.tunnel.close()

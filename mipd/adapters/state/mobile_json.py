@@ -9,7 +9,7 @@ alike lose precision on 64-bit integers), a link-layer address as hex, wall-cloc
 from __future__ import annotations
 
 from collections.abc import Mapping
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 
 from mipd.core.mobile_state import MobileState, StoredRegistration
 from mipd.core.names import Location
@@ -33,6 +33,8 @@ def to_json(state: MobileState) -> dict[str, object]:
         }
         if reg.udp_keepalive is not None:  # RFC 3519: written only when UDP-tunnelled (read back as absent: not)
             stored["registration"]["udp_keepalive"] = reg.udp_keepalive  # type: ignore[index]
+        if reg.mobile_networks:  # RFC 5177: written only for a mobile router the home agent serves
+            stored["registration"]["mobile_networks"] = [str(n) for n in reg.mobile_networks]  # type: ignore[index]
     return stored
 
 
@@ -45,11 +47,13 @@ def from_json(stored: Mapping[str, object], home_agent: IPv4Address) -> MobileSt
     if isinstance(reg, dict):
         ends = reg.get("expires_wall")
         agent = IPv4Address(str(reg["agent"])) if reg.get("agent") else None
+        networks = reg.get("mobile_networks")
         registration = StoredRegistration(
             IPv4Address(str(reg["care_of_address"])), int(reg["lifetime"]), int(str(reg["identification"]), 16),
             RequestFlags(int(reg["flags"])), None if ends is None else float(ends), agent,
             None if agent is None else bytes.fromhex(str(reg["agent_link_address"])),
-            int(reg["udp_keepalive"]) if isinstance(reg.get("udp_keepalive"), int) else None)
+            int(reg["udp_keepalive"]) if isinstance(reg.get("udp_keepalive"), int) else None,
+            tuple(IPv4Network(str(n)) for n in networks) if isinstance(networks, list) else ())
     return MobileState(
         home_agent=IPv4Address(str(stored.get("home_agent", home_agent))),
         last_identification=int(str(stored.get("last_identification", "0")), 16),

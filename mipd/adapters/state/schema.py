@@ -3,14 +3,15 @@
 ``PRAGMA user_version`` is the format version. Version 1 held a home agent's nodes and bindings;
 version 2 adds a foreign agent's visitors (RFC 5944 3.7.1); version 3 adds a mobile node's state
 (its registration and Identification, 3.6 and 5.7), one JSON document only its engine reads; version 4
-gives each binding the outer address and port of a UDP-tunnelled binding (RFC 3519). A file
+gives each binding the outer address and port of a UDP-tunnelled binding (RFC 3519); version 5
+gives each binding a mobile router's accepted Mobile Network Prefixes (RFC 5177 6.2.1). A file
 of an older version is brought up to date in place, in one transaction, when it is opened; a newer
 one is refused.
 """
 
 from __future__ import annotations
 
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 
 _NODES = """
 CREATE TABLE nodes (
@@ -60,12 +61,17 @@ ALTER TABLE bindings ADD COLUMN outer_address TEXT;   -- RFC 3519: the NAT's add
 ALTER TABLE bindings ADD COLUMN outer_port INTEGER;   -- and its UDP port
 """
 
+_MOBILE_NETWORKS = """
+ALTER TABLE bindings ADD COLUMN mobile_networks TEXT; -- RFC 5177: accepted prefixes, comma-separated CIDRs; NULL: none
+"""
+
 # The statements that make a new file of the current version.
-SCHEMA = _NODES + _VISITORS + _MOBILE + _UDP_TUNNELS
+SCHEMA = _NODES + _VISITORS + _MOBILE + _UDP_TUNNELS + _MOBILE_NETWORKS
 
 # MIGRATIONS[v]: the statements that turn a version-v file into a version-(v + 1) one.
 MIGRATIONS: dict[int, str] = {
     1: _VISITORS,
     2: _MOBILE,
     3: _UDP_TUNNELS,
+    4: _MOBILE_NETWORKS,
 }

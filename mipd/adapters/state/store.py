@@ -33,7 +33,7 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -178,13 +178,15 @@ class StateStore:
         bindings: dict[str, list[Binding]] = {}
         for row in self._db.execute(
             "SELECT home_address, care_of_address, lifetime_granted, expires, identification, flags, spi,"
-            " foreign_agent, outer_address, outer_port FROM bindings ORDER BY rowid"
+            " foreign_agent, outer_address, outer_port, mobile_networks FROM bindings ORDER BY rowid"
         ):
-            home, coa, granted, expires, ident, flags, spi, agent, outer_address, outer_port = row
+            home, coa, granted, expires, ident, flags, spi, agent, outer_address, outer_port, networks = row
             outer = None if outer_address is None else UdpTunnelEndpoint(IPv4Address(outer_address), outer_port)
+            prefixes = () if not networks else tuple(IPv4Network(n) for n in networks.split(","))
             bindings.setdefault(home, []).append(Binding(
                 IPv4Address(home), IPv4Address(coa), granted, math.inf if expires is None else expires,
-                int(ident, 16), RequestFlags(flags), spi, None if agent is None else IPv4Address(agent), outer))
+                int(ident, 16), RequestFlags(flags), spi, None if agent is None else IPv4Address(agent), outer,
+                prefixes))
         replay: dict[str, ReplayState] = {}
         for home, last, nonce in self._db.execute("SELECT home_address, last_identification, nonce FROM nodes"):
             replay[home] = ReplayState(None if last is None else int(last, 16), nonce)
@@ -252,12 +254,13 @@ class StateStore:
         db.executemany("DELETE FROM bindings WHERE home_address = ?", keys)
         db.executemany(
             "INSERT INTO bindings (home_address, care_of_address, lifetime_granted, expires, identification, flags,"
-            " spi, foreign_agent, outer_address, outer_port) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " spi, foreign_agent, outer_address, outer_port, mobile_networks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(key, _text(b.care_of_address), b.lifetime_granted,
               None if math.isinf(b.expires) else b.expires + change.wall_offset,
               _hex(b.identification), int(b.flags), b.spi,
               None if b.foreign_agent is None else _text(b.foreign_agent),
-              None if b.outer is None else str(b.outer.address), None if b.outer is None else b.outer.port)
+              None if b.outer is None else str(b.outer.address), None if b.outer is None else b.outer.port,
+              ",".join(map(str, b.prefixes)) if b.prefixes else None)
              for (key,), change in zip(keys, changes, strict=True) for b in change.bindings],
         )
         gone = [key for key, change in zip(keys, changes, strict=True)

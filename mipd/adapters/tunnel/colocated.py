@@ -38,6 +38,32 @@ device ``mipm0`` plus raw sockets, no kernel tunnel module needed.
   An Echo Reply from the home agent is reported to the engine (``on_echo_reply``): it may answer
   the node's keepalive.
 
+- **Mobile router** (RFC 5177, ``Colocation.mobile_networks``: the prefixes the home agent serves,
+  each on a LAN interface ``Colocation.lan`` names). Tunnelled packets for those prefixes are
+  accepted like those for the home address and written to ``mipm0``: the kernel forwards them to
+  the LAN (``ip_forward`` is on for a router, mipd.adapters.link.mobile_routing). Back from the LAN,
+  per LAN interface L (priorities inside the mobile node's 7600-7699, before the foreign agent's
+  default route at 7610)::
+
+      7604: iif L lookup main suppress_prefixlength 0   (the LAN's and other connected routes)
+      7605: iif L from P lookup 760001                  (each served prefix P on L: into mipm0)
+      7606: iif L blackhole                             (any other source: dropped)
+
+  so a LAN packet sourced in a served prefix goes into ``mipm0`` and, read there, to the home agent
+  like the node's own traffic: from the care-of address, or as UDP tunnel data. 7606 is RFC 5177
+  section 10's ingress filtering ("MUST drop any packets that do not have a source address
+  belonging to the Mobile Network"); a LAN packet claiming one of the node's own addresses is a
+  martian the kernel drops before any rule.
+- **Nested, with a foreign agent** (``Colocation.nested``, RFC 5177 section 7): the home agent
+  tunnels prefix traffic IP-in-IP to the *home address* inside its usual tunnel to the foreign
+  agent's care-of address; the agent decapsulates the outer layer and delivers the inner tunnel
+  packet to us on the link. The local endpoint (``care_of_address``) is then the home address, which
+  stays on the physical interface: no address on ``mipm0``, no rule for the home address (the
+  node's own traffic goes to the agent as usual). What arrives for a served prefix is sent on
+  with the raw socket, its TTL decremented (``mipm0`` without an address would fail loose
+  reverse-path filtering); what ``mipm0`` yields is encapsulated from the home address to the home
+  agent and sent like the node's own traffic, so the agent relays it (reverse-tunnelled with T).
+
 IPv6 is disabled on ``mipm0`` so that the kernel's own router solicitations never reach the reader.
 """
 
@@ -57,6 +83,8 @@ from mipd.adapters.netlink import policy as netlink_policy
 from mipd.adapters.netlink.mobile import Address
 from mipd.adapters.netlink.policy import Rule
 from mipd.adapters.tunnel.userspace import (
+    BATCH,
+    MAX_PACKET,
     close_raw_sockets,
     close_tun,
     decapsulate_counted,
@@ -77,6 +105,7 @@ from mipd.core.wire.tunnel import DropReason, Encapsulation, TunnelRefused, enca
 DEVICE = "mipm0"
 REVERSE_TABLE = 760_001
 PRIORITY_REVERSE = 7620
+PRIORITY_LAN_MAIN, PRIORITY_LAN_PREFIX, PRIORITY_LAN_DROP = 7604, 7605, 7606  # RFC 5177: see the docstring
 DEFAULT = IPv4Network("0.0.0.0/0")
 PROC = Path("/proc/sys/net/ipv4")
 # 1500 less outer IPv4 (20), UDP (8) and the tunnel data header (4): fits the UDP tunnel, and the
@@ -105,6 +134,9 @@ COUNTERS = (
     "dropped_not_udp_tunnel",  # UDP tunnel data while the home agent did not grant a UDP tunnel
     "dropped_udp_next_header",  # UDP tunnel data whose next header is not IPv4 (4)
     "echo_replies_from_home_agent",  # inner Echo Replies from the home agent (keepalive answers)
+    "mobile_network_delivered",  # RFC 5177: tunnelled datagrams for a served prefix handed on to the LAN
+    "mobile_network_reverse_tunnelled",  # LAN datagrams from a served prefix sent to the home agent
+    "dropped_ttl_exceeded",  # nested: a datagram for the LAN whose TTL ran out
     "send_errors",
     "write_errors",
 )
@@ -120,6 +152,24 @@ class Colocation:
     encapsulation: Encapsulation = Encapsulation.IPIP
     reverse: bool = False
     udp_tunnel: bool = False  # RFC 3519: both directions on UDP, reverse always on
+    # RFC 5177: the served prefixes, each with its LAN interface ((prefix, interface) in ``lan``).
+    mobile_networks: tuple[IPv4Network, ...] = ()
+    lan: tuple[tuple[IPv4Network, str], ...] = ()
+    # With a foreign agent: care_of_address is the home address, the inner tunnel's end (section 7).
+    nested: bool = False
+
+    def served(self, address: bytes) -> bool:
+        """``address`` (4 bytes) lies in a served prefix."""
+        value = int.from_bytes(address, "big")
+        return any(int(n.network_address) == value & int(n.netmask) for n in self.mobile_networks)
+
+    def lan_rules(self) -> list[Rule]:
+        """The rules that bring the LAN's packets into ``mipm0`` (see the module docstring)."""
+        interfaces = sorted({interface for _, interface in self.lan})
+        rules = [Rule(PRIORITY_LAN_MAIN, netlink.MAIN_TABLE, iif=i, suppress_prefixlength=0) for i in interfaces]
+        rules += [Rule(PRIORITY_LAN_PREFIX, REVERSE_TABLE, prefix, iif=i) for prefix, i in self.lan]
+        rules += [Rule(PRIORITY_LAN_DROP, iif=i, blackhole=True) for i in interfaces]
+        return rules
 
 
 class ColocatedTable:
@@ -142,7 +192,10 @@ class ColocatedTable:
         if taken.source != colocation.home_agent:
             self.counts["dropped_not_home_agent"] += 1
             return None
-        if taken.inner[16:20] != colocation.home_address.packed:
+        if colocation.served(taken.inner[16:20]):
+            self.counts["mobile_network_delivered"] += 1
+            return taken.inner
+        if colocation.nested or taken.inner[16:20] != colocation.home_address.packed:
             self.counts["dropped_not_home_address"] += 1
             return None
         self.counts["decapsulated"] += 1
@@ -173,6 +226,9 @@ class ColocatedTable:
         except DecodeError:
             self.counts["dropped_malformed"] += 1
             return None
+        if colocation.served(header.destination.packed):
+            self.counts["mobile_network_delivered"] += 1
+            return inner
         if header.destination != colocation.home_address:
             self.counts["dropped_not_home_address"] += 1
             return None
@@ -203,7 +259,12 @@ class ColocatedTable:
         except DecodeError:
             self.counts["dropped_malformed"] += 1
             return None
-        if colocation is None or not (colocation.reverse or colocation.udp_tunnel) \
+        if colocation is None:
+            self.counts["dropped_not_home_source"] += 1
+            return None
+        if colocation.served(header.source.packed):
+            self.counts["mobile_network_reverse_tunnelled"] += 1  # RFC 5177 section 7, from the LAN
+        elif colocation.nested or not (colocation.reverse or colocation.udp_tunnel) \
                 or header.source != colocation.home_address:
             self.counts["dropped_not_home_source"] += 1
             return None
@@ -213,7 +274,8 @@ class ColocatedTable:
         try:
             # RFC 2003 4's "own address" check is for routers: the home address is ours by design
             # here; only a datagram from the care-of address itself would loop.
-            return encapsulate(datagram, colocation.care_of_address, colocation.home_agent, colocation.encapsulation,
+            return encapsulate(datagram, colocation.care_of_address, colocation.home_agent,
+                               Encapsulation.IPIP if colocation.nested else colocation.encapsulation,
                                self._identification, local_addresses=(colocation.care_of_address,))
         except TunnelRefused as refused:
             self.counts[f"dropped_{refused.reason}"] += 1
@@ -235,6 +297,7 @@ class ColocatedTunnel:
         self._receivers: list[socket.socket] = []
         self._bound: IPv4Address | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._lan_rules: list[Rule] = []
 
     @property
     def open(self) -> bool:
@@ -263,15 +326,28 @@ class ColocatedTunnel:
                 self._loop.add_reader(receiver.fileno(), self._drain_tunnel, receiver)
         old = self.table.colocation
         self.table.colocation = colocation
-        netlink_mobile.add_address(Address(IPv4Interface(colocation.home_address)), self.device)
+        if colocation.nested:  # the home address stays on the physical interface (see the docstring)
+            netlink_mobile.delete_address(IPv4Interface(colocation.home_address), self.device)
+        else:
+            netlink_mobile.add_address(Address(IPv4Interface(colocation.home_address)), self.device)
         if old is not None and old.home_address != colocation.home_address:
             netlink_mobile.delete_address(IPv4Interface(old.home_address), self.device)
             netlink_policy.delete_rule(self.reverse_rule(old.home_address))
-        if colocation.reverse or colocation.udp_tunnel:
+        own = not colocation.nested and (colocation.reverse or colocation.udp_tunnel)
+        if own or colocation.lan:
             netlink.replace_route(DEFAULT, device=self.device, table=REVERSE_TABLE)
+        if own:
             netlink_policy.add_rule(self.reverse_rule(colocation.home_address))
         else:
             netlink_policy.delete_rule(self.reverse_rule(colocation.home_address))
+        wanted = colocation.lan_rules()
+        for rule in wanted:
+            netlink_policy.add_rule(rule)
+        for rule in self._lan_rules:
+            if rule not in wanted:
+                netlink_policy.delete_rule(rule)
+        self._lan_rules = wanted
+        if not own and not colocation.lan:
             netlink_policy.delete_table_route(DEFAULT, REVERSE_TABLE)
 
     def _drain_tun(self) -> None:
@@ -296,7 +372,34 @@ class ColocatedTunnel:
                 self.table.counts["reverse_tunnelled"] += 1
 
     def _drain_tunnel(self, receiver: socket.socket) -> None:
-        drain_into_tun(receiver, self._tun, self.table.deliver, self.table.counts)
+        colocation = self.table.colocation
+        if colocation is None or not colocation.nested:
+            drain_into_tun(receiver, self._tun, self.table.deliver, self.table.counts)
+            return
+        for _ in range(BATCH):  # nested: on to the LAN with the raw socket (see the module docstring)
+            try:
+                packet = receiver.recv(MAX_PACKET)
+            except (BlockingIOError, InterruptedError):
+                return
+            inner = self.table.deliver(packet)
+            if inner is not None:
+                self._forward(inner)
+
+    def _forward(self, inner: bytes) -> None:
+        """Send a decapsulated datagram for the LAN as a router would: TTL less one (the kernel
+        fills in the header checksum of an IP_HDRINCL packet)."""
+        if inner[8] <= 1:
+            self.table.counts["dropped_ttl_exceeded"] += 1
+            return
+        packet = bytearray(inner)
+        packet[8] -= 1
+        packet[10:12] = b"\0\0"
+        if self._send is None:
+            return
+        try:
+            self._send.sendto(bytes(packet), (str(IPv4Address(bytes(packet[16:20]))), 0))
+        except OSError:
+            self.table.counts["send_errors"] += 1
 
     def tunnel_data(self, payload: bytes, source: IPv4Address, port: int) -> None:
         """UDP tunnel data the registration socket received: checked, then into ``mipm0``."""
@@ -321,6 +424,9 @@ class ColocatedTunnel:
         try:
             if colocation is not None:
                 netlink_policy.delete_rule(self.reverse_rule(colocation.home_address))
+            for rule in self._lan_rules:
+                netlink_policy.delete_rule(rule)
+            self._lan_rules = []
             netlink_policy.delete_table_route(DEFAULT, REVERSE_TABLE)
         finally:
             self._close_sockets()

@@ -39,6 +39,23 @@ source is not matched to that node's registered care-of address (the userspace b
 that); any host that can send ipip/gre to the agent can inject a datagram claiming an away home
 address as its source.
 
+Mobile networks (RFC 5177): each accepted prefix P of a mobile router registered with a
+co-located care-of address gets the same kind of route, ``P encap ip dst <care-of> src <agent>
+... dev mipip0|mipgre0 proto 77``; strict rp_filter then accepts reverse-tunnelled datagrams from
+inside P, whose route points back through the device. Through a foreign agent's care-of address
+a prefix needs two headers (RFC 5177 7: first IP-in-IP to the router's home address, then the
+binding's own tunnel to the care-of address). An external device refuses to encapsulate into a
+route through itself (ip_md_tunnel_xmit: "if (rt->dst.dev == dev)" counts a collision and drops),
+but the inner header may go through the OTHER device, whose outer packet then follows the home
+address's own encap route (both shown in tests/support/kernel_checks.py). So a GRE binding nests:
+``P encap ip dst <home address> src <agent> dev mipip0``, whose packets to the home address take
+``H encap ip dst <care-of> ... dev mipgre0``; reverse, mipgre0 then mipip0 decapsulate and strict
+rp_filter holds (P routes through mipip0). An IP-in-IP binding cannot (its inner header would have
+to be GRE, which a router does not expect): ``mobile_network_nesting`` says GRE only, the engine
+acknowledges such prefixes with code 3 (MOBNET_FWDING_SETUP_FAILED, RFC 5177 6.3), and should one
+reach the backend anyway it is not routed and the node's change reports an error naming the
+userspace backend, which nests through any tunnel.
+
 Limitation: simultaneous bindings (RFC 5944 3.8.2.2 / 4.2.3: a copy to each care-of address).
 IPv4 multipath routes with per-nexthop encap exist, but they pick ONE nexthop per flow (ECMP),
 they do not copy; so this backend tunnels to the first endpoint only. The userspace backend
@@ -86,11 +103,13 @@ class KernelBackend:
 
     name = BackendKind.KERNEL
     encapsulations = frozenset(DEVICES)
+    mobile_network_nesting = frozenset({Encapsulation.GRE})  # see the module docstring
 
     def __init__(self, proc: Path = PROC) -> None:
         self._proc = proc
         self._local: IPv4Address | None = None
         self._routes: dict[IPv4Address, Endpoint] = {}
+        self._prefixes: dict[IPv4Address, tuple[IPv4Network, ...]] = {}  # RFC 5177: routed per home address
 
     def start(self, local: IPv4Address) -> None:
         """Create mipip0 and mipgre0 (external, up, rp_filter strict). Raises BackendError if
@@ -114,6 +133,7 @@ class KernelBackend:
         protocols are never touched. BackendError names the bindings that could not be installed."""
         wanted = home_routes(desired)
         needed = {IPv4Network(home) for home, change in wanted.items() if change.away}
+        needed |= {prefix for change in wanted.values() if change.away for prefix in change.prefixes}
         try:
             stale = [route for route in netlink_batch.owned_routes(RTPROT_MIPD) if route.destination not in needed]
             failed = netlink_batch.delete_routes(stale)
@@ -122,6 +142,7 @@ class KernelBackend:
         if failed:
             raise BackendError(f"cannot remove stale mipd routes: {next(iter(failed.values()))}")
         self._routes.clear()
+        self._prefixes.clear()
         errors = self.apply_many(list(wanted.values()))
         if errors:
             shown = "; ".join(f"{home}: {error}" for home, error in list(errors.items())[:5])
@@ -140,6 +161,7 @@ class KernelBackend:
         errors: dict[IPv4Address, BackendError] = {}
         batch: netlink_batch.Batch[IPv4Address] = netlink_batch.Batch()
         installs: dict[IPv4Address, Endpoint | None] = {}
+        routed: dict[IPv4Address, tuple[IPv4Network, ...]] = {}
         for home, change in home_routes(changes).items():
             endpoint = next((e for e in change.endpoints if e.encapsulation in DEVICES), None)
             if endpoint is None:
@@ -149,24 +171,47 @@ class KernelBackend:
                         f"({', '.join(sorted(e.value for e in DEVICES))})")
                     continue
                 batch.delete_route(home, home)
-                installs[home] = None
+                for prefix in self._prefixes.get(home, ()):
+                    batch.delete_route(home, prefix)
+                installs[home], routed[home] = None, ()
                 continue
-            if self._routes.get(home) == endpoint:
+            nested = not endpoint.decapsulates  # a foreign agent's care-of address: RFC 5177 7
+            prefixes = change.prefixes if not nested or endpoint.encapsulation == Encapsulation.GRE else ()
+            if self._routes.get(home) == endpoint and self._prefixes.get(home, ()) == prefixes:
                 continue
             encap = netlink.Encap(destination=endpoint.care_of_address, source=endpoint.source, ttl=OUTER_TTL,
                                   tos=netlink.TOS_INHERIT, dont_fragment=True)
             batch.replace_route(home, home, device=DEVICES[endpoint.encapsulation], encap=encap)
-            installs[home] = endpoint
+            if nested:  # inner header to the home address through mipip0, outer by H's own route (mipgre0)
+                encap = netlink.Encap(destination=home, source=endpoint.source, ttl=OUTER_TTL,
+                                      tos=netlink.TOS_INHERIT, dont_fragment=True)
+            for prefix in prefixes:  # RFC 5177 6.1 step 4: the prefix via the same tunnel
+                batch.replace_route(home, prefix, device=IPIP_DEVICE if nested else DEVICES[endpoint.encapsulation],
+                                    encap=encap)
+            for prefix in self._prefixes.get(home, ()):
+                if prefix not in prefixes:
+                    batch.delete_route(home, prefix)
+            installs[home], routed[home] = endpoint, prefixes
+            if change.prefixes and not prefixes:
+                errors[home] = BackendError(
+                    f"{home}: mobile networks {', '.join(map(str, change.prefixes))} through the foreign agent care-of "
+                    f"address {endpoint.care_of_address} need nested IP-in-IP, which the kernel backend does through "
+                    "GRE bindings only; use tunnel backend userspace")
         failures = batch.send()
         for home, endpoint in installs.items():
             failure = failures.get(home)
             if failure is not None:
                 errors[home] = (BackendError(f"cannot remove the route of {home}: {failure}") if endpoint is None else
                                 BackendError(f"cannot route {home} to {endpoint.care_of_address}: {failure}"))
-            elif endpoint is None:
+                continue
+            if endpoint is None:
                 self._routes.pop(home, None)
             else:
                 self._routes[home] = endpoint
+            if routed[home]:
+                self._prefixes[home] = routed[home]
+            else:
+                self._prefixes.pop(home, None)
         return errors
 
     def counters(self) -> dict[str, int]:
@@ -179,3 +224,4 @@ class KernelBackend:
             netlink.delete_link(device)
         netlink_batch.forget_links()
         self._routes.clear()
+        self._prefixes.clear()

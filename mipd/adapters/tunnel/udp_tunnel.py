@@ -18,6 +18,15 @@ carries the other bindings:
   Request to the home agent, is answered through the same route and tunnel. Strict rp_filter on
   ``mipu0`` holds, as H's route points back into it.
 
+Mobile networks (RFC 5177): a UDP-tunnelled mobile router's accepted prefixes get routes
+``P dev mipu0 proto 77`` as well (with an MTU 20 bytes smaller). A packet to a host in P goes to
+the router's outer endpoint inside Tunnel Data; when the care-of address is a foreign agent's (D
+clear: the agent asked for the UDP tunnel) it is first encapsulated IP-in-IP to the router's home
+address, which the agent delivers. A Tunnel Data message from the router's outer endpoint is
+accepted when its inner source is the home address or inside an accepted prefix, or, nested, when
+it is IP-in-IP from the home address to us carrying a datagram from inside a prefix; a nested
+datagram from any other source is dropped (``dropped_udp_foreign_source``).
+
 Every packet is counted; drops under ``dropped_udp_<reason>`` (reported in the journal through
 mipd.core.counters.DropReport). The decisions are in :class:`UdpTunnelTable`, which does no I/O.
 """
@@ -28,21 +37,26 @@ import asyncio
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 from mipd.adapters.netlink import batch as netlink_batch
 from mipd.adapters.netlink import calls as netlink
 from mipd.adapters.tunnel.backend import BackendError, home_routes
+from mipd.adapters.tunnel.prefix_owners import PrefixOwners
 from mipd.adapters.tunnel.userspace import close_tun, ipv4_only, open_tun, read_tun, write_into_tun
 from mipd.core.planes import HALF_BOUND, DataPlane, Endpoint, UdpTunnelEndpoint
 from mipd.core.wire import ipv4
 from mipd.core.wire.errors import DecodeError
+from mipd.core.wire.ipv4 import Protocol
 from mipd.core.wire.nat import TUNNEL_DATA_TYPE, Encapsulation, TunnelData, decode_tunnel_data
+from mipd.core.wire.tunnel import Encapsulation as Tunnelling
+from mipd.core.wire.tunnel import TunnelRefused, decapsulate, encapsulate
 
 DEVICE = "mipu0"
 # 1500 on the path, less the outer IPv4 header (20), UDP (8) and the tunnel data header (4).
 UDP_TUN_MTU = 1468
+NESTED_MTU = UDP_TUN_MTU - 20  # a mobile network's route through a foreign agent: one more IP-in-IP header
 PROC = Path("/proc/sys/net/ipv4")
 
 COUNTERS = (
@@ -53,6 +67,7 @@ COUNTERS = (
     "dropped_udp_next_header",  # next header other than 4 (we tunnel IP-in-IP inside UDP only)
     "dropped_udp_not_registered",  # outer source address/port not the binding of the inner source
     "dropped_udp_other_destination",  # sent to a broadcast address of UDP port 434, not to ours
+    "dropped_udp_foreign_source",  # nested from a mobile router: inner source outside its prefixes (RFC 5177)
     "dropped_udp_awaiting_keepalive",  # for a half-bound tunnel (R, 4.6) whose first keepalive is still due
     "udp_half_bound_learnt",  # half-bound tunnels that took the port of their first keepalive
     "udp_send_errors",
@@ -74,15 +89,23 @@ class UdpTunnelTable:
     def __init__(self, local: IPv4Address = _UNSET) -> None:
         self.local = local  # the home agent's address: a keepalive's inner destination
         self.endpoints: dict[IPv4Address, tuple[Endpoint, ...]] = {}
+        self.routers = PrefixOwners()  # RFC 5177: the UDP-tunnelled routers' accepted prefixes
         self.counts: Counter[str] = Counter()
+        self._identification = 0
 
-    def set(self, change: DataPlane) -> None:
-        """Keep the UDP-tunnelled endpoints of ``change`` (others are not this plane's)."""
+    def set(self, change: DataPlane) -> tuple[IPv4Network, ...]:
+        """Keep the UDP-tunnelled endpoints of ``change`` (others are not this plane's) and its
+        prefixes; return the prefixes it no longer has here."""
         udp = tuple(e for e in change.endpoints if e.outer is not None)
         if udp:
             self.endpoints[change.home_address] = udp
         else:
             self.endpoints.pop(change.home_address, None)
+        return self.routers.set(change.home_address, change.prefixes if udp else ())
+
+    def clear(self) -> None:
+        self.endpoints.clear()
+        self.routers.clear()
 
     def forward(self, datagram: bytes) -> list[tuple[bytes, UdpTunnelEndpoint]]:
         """The Tunnel Data payloads (and their outer endpoints) that carry ``datagram`` to its node."""
@@ -91,12 +114,28 @@ class UdpTunnelTable:
         except DecodeError:
             self.counts["dropped_udp_malformed"] += 1
             return []
-        endpoints = self.endpoints.get(header.destination, ())
+        home = header.destination
+        endpoints = self.endpoints.get(home, ())
+        via_home = False
+        if not endpoints and (router := self.routers.owner(home)) is not None:
+            home, endpoints, via_home = router, self.endpoints.get(router, ()), True
         if not endpoints:
             self.counts["dropped_udp_no_binding"] += 1
             return []
         payload = TunnelData(Encapsulation.IP_IN_IP, datagram).encode()
-        out = [(payload, e.outer) for e in endpoints if e.outer is not None and e.outer.port != HALF_BOUND]
+        nested = b""
+        if via_home and any(not e.decapsulates for e in endpoints):
+            # RFC 5177, a foreign agent's care-of address: first IP-in-IP to the router's home address.
+            self._identification = (self._identification + 1) & 0xFFFF
+            try:
+                inner = encapsulate(datagram, self.local, home, Tunnelling.IPIP, self._identification,
+                                    local_addresses=(self.local,))
+            except TunnelRefused:  # TTL 0, too big: a datagram not to tunnel
+                self.counts["dropped_udp_malformed"] += 1
+                return []
+            nested = TunnelData(Encapsulation.IP_IN_IP, inner).encode()
+        out = [(nested if via_home and not e.decapsulates else payload, e.outer) for e in endpoints
+               if e.outer is not None and e.outer.port != HALF_BOUND]
         if not out:
             self.counts["dropped_udp_awaiting_keepalive"] += 1  # half bound: no port yet (4.6)
         return out
@@ -113,12 +152,25 @@ class UdpTunnelTable:
             self.counts["dropped_udp_malformed"] += 1
             return None
         outer = UdpTunnelEndpoint(source, port)
-        endpoints = self.endpoints.get(header.source, ())
+        inner, home = message.payload, header.source
+        if (home in self.routers.prefixes and header.protocol == Protocol.IPIP and header.destination == self.local):
+            # A mobile router's LAN datagram nested in IP-in-IP from its home address (RFC 5177).
+            try:
+                inner = decapsulate(inner).inner
+            except (DecodeError, TunnelRefused):
+                self.counts["dropped_udp_malformed"] += 1
+                return None
+            if len(inner) < 20 or self.routers.owner(IPv4Address(inner[12:16])) != home:
+                self.counts["dropped_udp_foreign_source"] += 1
+                return None
+        elif home not in self.endpoints and (router := self.routers.owner(home)) is not None:
+            home = router  # co-located: a LAN datagram straight inside the UDP tunnel
+        endpoints = self.endpoints.get(home, ())
         if not any(e.outer == outer for e in endpoints) and not self._bind_half(header, message.payload, outer):
             self.counts["dropped_udp_not_registered"] += 1
             return None
         self.counts["udp_decapsulated"] += 1
-        return message.payload
+        return inner
 
 
     def _bind_half(self, header: ipv4.IPv4Header, inner: bytes, outer: UdpTunnelEndpoint) -> bool:
@@ -178,9 +230,12 @@ class UdpTunnelPlane:
         batch: netlink_batch.Batch[IPv4Address] = netlink_batch.Batch()
         for home, change in home_routes(changes).items():
             had = home in self.table.endpoints
-            self.table.set(change)
+            for gone in self.table.set(change):
+                batch.delete_route(home, gone, device=self.device)
             if home in self.table.endpoints:
                 batch.replace_route(home, home, device=self.device)
+                for prefix in self.table.routers.prefixes.get(home, ()):  # RFC 5177 6.1 step 4
+                    batch.replace_route(home, prefix, device=self.device, mtu=NESTED_MTU)
             elif had:
                 batch.delete_route(home, home, device=self.device)
         return {home: BackendError(f"route {home}/32 dev {self.device}: {failure}")
@@ -189,12 +244,13 @@ class UdpTunnelPlane:
     def reconcile(self, desired: Iterable[DataPlane]) -> None:
         """Routes on ``mipu0`` exactly for the UDP-tunnelled nodes of ``desired``, in netlink batches."""
         wanted = home_routes(desired)
-        self.table.endpoints.clear()
+        self.table.clear()
         for change in wanted.values():
             self.table.set(change)
+        prefixes = {p for routed in self.table.routers.prefixes.values() for p in routed}
         try:
             index = netlink_batch.link_index(self.device)
-            stale = [route for route in netlink_batch.owned_routes(oif=index) if (
+            stale = [route for route in netlink_batch.owned_routes(oif=index) if route.destination not in prefixes and (
                 route.destination.prefixlen != 32 or route.destination.network_address not in self.table.endpoints)]
             failed = netlink_batch.delete_routes(stale)
         except OSError as exc:
@@ -204,6 +260,8 @@ class UdpTunnelPlane:
         batch: netlink_batch.Batch[IPv4Address] = netlink_batch.Batch()
         for home in self.table.endpoints:
             batch.replace_route(home, home, device=self.device)
+            for prefix in self.table.routers.prefixes.get(home, ()):
+                batch.replace_route(home, prefix, device=self.device, mtu=NESTED_MTU)
         errors = batch.send()
         if errors:
             shown = "; ".join(f"{home}: {error}" for home, error in list(errors.items())[:5])
@@ -235,4 +293,4 @@ class UdpTunnelPlane:
         if self._tun is not None:
             close_tun(self._loop, self._tun)
             self._tun = None
-        self.table.endpoints.clear()
+        self.table.clear()

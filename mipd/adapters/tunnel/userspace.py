@@ -14,6 +14,18 @@ How the pieces fit (RFC 5944 4.2.3, RFC 3024):
   then written to ``mip0``, so the kernel receives it there and forwards it (strict rp_filter on
   ``mip0`` holds: the route back to H is the same /32 through ``mip0``).
 
+- **Mobile networks (RFC 5177).** A mobile router's accepted prefixes get a route ``P dev mip0
+  proto 77`` too. A packet to a host in P is encapsulated to each co-located (or UDP) care-of
+  address as it is; towards a foreign agent's care-of address it is first encapsulated IP-in-IP
+  to the router's home address (outer source our address), and that packet then as any packet to
+  the home address: the foreign agent delivers it to the router, which decapsulates it. These
+  routes carry an MTU 20 bytes smaller for the second header. Reverse: a datagram from inside an
+  accepted prefix is accepted from the router's care-of address (co-located), or, nested, as
+  IP-in-IP from the home address to us inside the tunnel from the care-of address (foreign
+  agent); a source neither the home address nor inside the node's prefixes is dropped
+  (``dropped_foreign_source``). Strict rp_filter on ``mip0`` holds for them as well: the route back
+  to P is through ``mip0``.
+
 Every packet is counted: what was sent, and every drop under its reason (see :data:`COUNTERS`).
 The decisions live in :class:`TunnelTable`, which does no I/O and is unit-tested alone.
 """
@@ -27,12 +39,13 @@ import socket
 import struct
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 from mipd.adapters.netlink import batch as netlink_batch
 from mipd.adapters.netlink import calls as netlink
 from mipd.adapters.tunnel.backend import BackendError, BackendKind, home_routes
+from mipd.adapters.tunnel.prefix_owners import PrefixOwners
 from mipd.core.planes import DataPlane, Endpoint
 from mipd.core.wire import ipv4
 from mipd.core.wire.errors import DecodeError
@@ -46,6 +59,7 @@ MAX_PACKET = 65535
 # path the inner datagram must fit 1476, and the kernel answers bigger DF packets with "fragmentation
 # needed" itself (path MTU discovery through the tunnel, RFC 2003 5.1).
 TUN_MTU = 1476
+NESTED_MTU = TUN_MTU - 20  # a mobile network's route: one more IP-in-IP header (RFC 5177, FA care-of address)
 _TUNSETIFF = 0x400454CA  # linux/if_tun.h: _IOW('T', 202, int)
 _IFF_TUN, _IFF_NO_PI = 0x0001, 0x1000
 _SIOCSIFMTU = 0x8922
@@ -58,6 +72,7 @@ COUNTERS = (
     "dropped_malformed",  # not a well-formed datagram / tunnel packet (DecodeError)
     "dropped_not_registered",  # tunnelled to us from an outer source that is no registered care-of address
     "dropped_not_reverse",  # from a registered care-of address whose binding did not ask for T
+    "dropped_foreign_source",  # nested from a mobile router: inner source outside its accepted prefixes (RFC 5177)
     *(f"dropped_{reason}" for reason in DropReason),  # RFC 2003 / 2004 refusals; unsupported_protocol
     "ignored_other_destination",  # a tunnel packet to another of this host's addresses: not ours
     "send_errors",
@@ -135,14 +150,22 @@ class TunnelTable:
     def __init__(self, local: IPv4Address) -> None:
         self.local = local
         self.endpoints: dict[IPv4Address, tuple[Endpoint, ...]] = {}
+        self.routers = PrefixOwners()  # RFC 5177: the routers' accepted prefixes
         self.counts: Counter[str] = Counter()
         self._identification = 0
 
-    def set(self, change: DataPlane) -> None:
+    def set(self, change: DataPlane) -> tuple[IPv4Network, ...]:
+        """Adopt the node's endpoints and prefixes; return the prefixes it no longer has."""
+        home = change.home_address
         if change.away:
-            self.endpoints[change.home_address] = change.endpoints
+            self.endpoints[home] = change.endpoints
         else:
-            self.endpoints.pop(change.home_address, None)
+            self.endpoints.pop(home, None)
+        return self.routers.set(home, change.prefixes if change.away else ())
+
+    def clear(self) -> None:
+        self.endpoints.clear()
+        self.routers.clear()
 
     def _next_identification(self) -> int:
         self._identification = (self._identification + 1) & 0xFFFF
@@ -155,15 +178,25 @@ class TunnelTable:
         except DecodeError:
             self.counts["dropped_malformed"] += 1
             return []
-        endpoints = self.endpoints.get(header.destination, ())
+        home = header.destination
+        endpoints = self.endpoints.get(home, ())
+        via_home = False
+        if not endpoints and (router := self.routers.owner(home)) is not None:
+            home, endpoints, via_home = router, self.endpoints.get(router, ()), True
         if not endpoints:
             self.counts["dropped_no_binding"] += 1
             return []
         out = []
         for endpoint in endpoints:
             try:
-                packet = encapsulate(datagram, endpoint.source, endpoint.care_of_address, endpoint.encapsulation,
-                                     self._next_identification(), local_addresses=(self.local,))
+                inner = datagram
+                if via_home and not endpoint.decapsulates:
+                    # RFC 5177 with a foreign agent's care-of address: first to the router's home address.
+                    inner = encapsulate(datagram, endpoint.source, home, Encapsulation.IPIP,
+                                        self._next_identification(), local_addresses=(self.local,))
+                packet = encapsulate(inner, endpoint.source, endpoint.care_of_address, endpoint.encapsulation,
+                                     self._next_identification(),
+                                     local_addresses=(self.local,) if inner is datagram else ())  # ours: nested
             except TunnelRefused as refused:
                 self.counts[f"dropped_{refused.reason}"] += 1
                 continue
@@ -178,8 +211,21 @@ class TunnelTable:
         taken = decapsulate_counted(packet, self.counts)
         if taken is None:
             return None
-        # RFC 3024: only from the care-of address of a binding of the inner source's home address.
-        home = IPv4Address(taken.inner[12:16])
+        # RFC 3024: only from the care-of address of a binding of the inner source's home address
+        # (RFC 5177 6.5: or of the mobile router whose accepted prefix holds the inner source).
+        inner = taken.inner
+        home = IPv4Address(inner[12:16])
+        if home in self.routers.prefixes and inner[9] == Protocol.IPIP and inner[16:20] == self.local.packed:
+            # A mobile router's LAN packet, nested in IP-in-IP from its home address (FA care-of address).
+            nested = decapsulate_counted(inner, self.counts)
+            if nested is None:
+                return None
+            if self.routers.owner(IPv4Address(nested.inner[12:16])) != home:
+                self.counts["dropped_foreign_source"] += 1
+                return None
+            inner = nested.inner
+        elif home not in self.endpoints and (router := self.routers.owner(home)) is not None:
+            home = router  # co-located: the LAN packet tunnelled straight from the care-of address
         matching = [e for e in self.endpoints.get(home, ()) if e.care_of_address == taken.source]
         if not matching:
             self.counts["dropped_not_registered"] += 1
@@ -188,7 +234,7 @@ class TunnelTable:
             self.counts["dropped_not_reverse"] += 1
             return None
         self.counts["decapsulated"] += 1
-        return taken.inner
+        return inner
 
 
 def open_tun(name: str, mtu: int = TUN_MTU) -> int:
@@ -242,6 +288,7 @@ class UserspaceBackend:
 
     name = BackendKind.USERSPACE
     encapsulations = frozenset(Encapsulation)
+    mobile_network_nesting = frozenset(Encapsulation)  # RFC 5177 7, via a foreign agent: any outer tunnel
 
     def __init__(self, device: str = DEVICE, proc: Path = PROC) -> None:
         self.device = device
@@ -282,9 +329,12 @@ class UserspaceBackend:
         host routes sent in netlink batches; what failed, by home address (the rest is applied)."""
         batch: netlink_batch.Batch[IPv4Address] = netlink_batch.Batch()
         for home, change in home_routes(changes).items():
-            self.table.set(change)
+            for gone in self.table.set(change):
+                batch.delete_route(home, gone, device=self.device)
             if change.away:
                 batch.replace_route(home, home, device=self.device)
+                for prefix in change.prefixes:  # RFC 5177 6.1 step 4: the prefix via the tunnel
+                    batch.replace_route(home, prefix, device=self.device, mtu=NESTED_MTU)
             else:
                 batch.delete_route(home, home, device=self.device)
         return {home: BackendError(f"route {home}/32 dev {self.device}: {failure}")
@@ -298,14 +348,15 @@ class UserspaceBackend:
         try:
             netlink_batch.forget_links()
             index = netlink_batch.link_index(self.device)
-            stale = [route for route in netlink_batch.owned_routes(oif=index) if (
+            prefixes = {p for change in wanted.values() for p in change.prefixes}
+            stale = [route for route in netlink_batch.owned_routes(oif=index) if route.destination not in prefixes and (
                 route.destination.prefixlen != 32 or route.destination.network_address not in wanted)]
             failed = netlink_batch.delete_routes(stale)
         except OSError as exc:
             raise BackendError(f"cannot list mipd routes: {exc}") from exc
         if failed:
             raise BackendError(f"cannot remove stale mipd routes on {self.device}: {next(iter(failed.values()))}")
-        self.table.endpoints.clear()
+        self.table.clear()
         errors = self.apply_many(list(wanted.values()))
         if errors:
             shown = "; ".join(f"{home}: {error}" for home, error in list(errors.items())[:5])
@@ -337,4 +388,4 @@ class UserspaceBackend:
         if self._tun is not None:
             close_tun(self._loop, self._tun)
             self._tun = None
-        self.table.endpoints.clear()
+        self.table.clear()
