@@ -24,31 +24,21 @@ import json
 import re
 from typing import Any
 
-import pytest
-
-from mipd.config.models import MobileNodeProfile
-from mipd.config.security import NodeAssociation
 from mipd.demo.topology import COLOCATED, FA1, LAN_PREFIX, NAT_LEASE, NAT_OUTSIDE
+from tests.integration import test_demo_tour
 from tests.integration.test_demo_tour import assert_tour, bindings, run_tour
 
 SUMMARY = re.compile(
-    r"roaming: moves=(?P<moves>\d+) delivered=(?P<x>\d+)/(?P<y>\d+) lost=(?P<lost>\d+) "
-    r"handoff_ms_median=(?P<median>\d+\.\d) tcp_survived=(?P<tcp>yes|no) "
+    test_demo_tour.SUMMARY.pattern + r" "
     r"lan_delivered=(?P<lx>\d+)/(?P<ly>\d+) lan_lost=(?P<llost>\d+) "
     r"lan_handoff_ms_median=(?P<lmedian>\d+\.\d) lan_tcp_survived=(?P<ltcp>yes|no)"
 )
-
-# INTERIM, NOT PASSING: the mobile router's home agent side (mrha) and node side (mrmn) are not merged
-# yet; without their profile keys the daemons refuse the tour's profiles. Remove this skip once they are.
-pytestmark = pytest.mark.skipif(
-    "mobile_networks" not in MobileNodeProfile.model_fields or "mobile_networks" not in NodeAssociation.model_fields,
-    reason="INTERIM, not yet runnable: the mobile-router home agent and node (issue 18) are not merged")
 
 
 def test_vehicle_lan_stays_reachable_with_its_own_address_on_the_whole_tour() -> None:
     result: dict[str, Any] = run_tour(mobile_router=True, refused_network=True, moves=4)
     details = json.dumps({k: result.get(k) for k in ("summary", "lan", "per_move")}, indent=1)[:6000]
-    assert_tour(result, 4, "userspace")
+    assert_tour(result, 4, "userspace", SUMMARY)
     assert [m["stop"] for m in result["moves"]] == ["v1", "colocated", "nat", "home"]
     found = bindings(result)
     assert [b["care_of_address"] for b in found] == [FA1, COLOCATED, NAT_LEASE]

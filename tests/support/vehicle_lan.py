@@ -34,6 +34,7 @@ ETH_P_ALL, ETH_P_IP = 0x0003, 0x0800
 PACKET_OUTGOING = 4
 MOBILE_NETWORK = 148  # RFC 5177 section 11, Table 1
 REGISTRATION_REPLY = 3  # RFC 5944 3.4
+REPLY_FIXED = 20  # RFC 5944 3.4: type, code, lifetime, home address, home agent, identification
 TCP_PORT = 5001  # mipd/demo/session.py TCP_PORT: the LAN host's server
 
 
@@ -119,9 +120,12 @@ class Reply:
     lifetime: int
     # (sub-type, code, prefix length, prefix) of each Mobile Network Acknowledgement, in order
     acknowledgements: tuple[tuple[int, int, int, str], ...]
+    source: str = ""  # who sent it (the home agent, or the foreign agent that relayed it)
+    extensions: tuple[int, ...] = ()  # every extension's type, in order
 
     def as_list(self) -> list[Any]:
-        return [self.code, self.lifetime, [list(a) for a in self.acknowledgements]]
+        return [self.code, self.lifetime, [list(a) for a in self.acknowledgements], self.source,
+                list(self.extensions)]
 
 
 def _extensions(data: bytes) -> list[tuple[int, bytes]]:
@@ -142,12 +146,13 @@ def registration_replies(packets: list[Packet]) -> list[Reply]:
         if packet.outgoing or packet.protocol != 17 or ports is None or ports[0] != 434:
             continue
         message = packet.payload[8:]
-        if len(message) < 24 or message[0] != REGISTRATION_REPLY:
+        if len(message) < REPLY_FIXED or message[0] != REGISTRATION_REPLY:
             continue
+        extensions = _extensions(message[REPLY_FIXED:])
         acks = tuple((body[0], body[1], body[2], str(IPv4Address(body[4:8])))
-                     for kind, body in _extensions(message[24:]) if kind == MOBILE_NETWORK and len(body) == 8
-                     and body[0] in (1, 2))
-        replies.append(Reply(packet.at, message[1], struct.unpack("!H", message[2:4])[0], acks))
+                     for kind, body in extensions if kind == MOBILE_NETWORK and len(body) == 8 and body[0] in (1, 2))
+        replies.append(Reply(packet.at, message[1], struct.unpack("!H", message[2:4])[0], acks, packet.source,
+                             tuple(kind for kind, _ in extensions)))
     return replies
 
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from mipd.config.models import MobileNodeProfile
 from tests.support.tools import venv_script
 
 REPO = Path(__file__).resolve().parents[2]
@@ -304,12 +303,6 @@ def test_schema_is_json_covering_the_three_roles() -> None:
     assert home_agent["properties"]["max_lifetime"]["default"] == 1800
 
 
-# INTERIM, NOT PASSING: the mobile router examples (mobile-router.yaml, the router's entry in home-agent.yaml)
-# need the mobile_networks keys of the home agent and node sides of issue 18, not merged yet. Remove once they are.
-_NO_MOBILE_NETWORKS = "mobile_networks" not in MobileNodeProfile.model_fields
-
-
-@pytest.mark.skipif(_NO_MOBILE_NETWORKS, reason="INTERIM, not yet runnable: mobile_networks keys not merged")
 def test_the_examples_pass_once_their_key_files_exist(tmp_path: Path) -> None:
     """etc/mip/*.yaml, copied with mode 0600, their /etc/mip/keys/ files made with mipd keygen in tmp_path."""
     checked = []
@@ -328,7 +321,6 @@ def test_the_examples_pass_once_their_key_files_exist(tmp_path: Path) -> None:
     assert result.returncode == 0
 
 
-@pytest.mark.skipif(_NO_MOBILE_NETWORKS, reason="INTERIM, not yet runnable: mobile_networks keys not merged")
 def test_the_examples_fail_while_their_key_files_are_missing(tmp_path: Path) -> None:
     copy = tmp_path / "home-agent.yaml"
     shutil.copy(REPO / "etc" / "mip" / "home-agent.yaml", copy)
