@@ -37,6 +37,7 @@ REQUIRED = (
     "etc/mip/home-agent.yaml",
     "etc/mip/foreign-agent.yaml",
     "etc/mip/mobile-node.yaml",
+    "etc/mip/mobile-router.yaml",
     "packaging/README.md",
     "packaging/install.sh",
     "packaging/debian/control",

@@ -74,7 +74,7 @@ for page in man/*; do
 done
 
 docs=$dest/usr/share/doc/mipd
-for example in home-agent foreign-agent mobile-node; do
+for example in home-agent foreign-agent mobile-node mobile-router; do
     install -D -m 0644 "etc/mip/$example.yaml" "$docs/examples/$example.yaml"
 done
 install -D -m 0644 README.md "$docs/README.md"

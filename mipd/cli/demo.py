@@ -1,5 +1,5 @@
 """``mipd demo [--moves N] [--interval-ms MS] [--reverse-tunneling] [--registration-required] [--nat]
-[--keep] [--plot FILE.png] [--breakdown FILE.json]``:
+[--mobile-router] [--keep] [--plot FILE.png] [--breakdown FILE.json]``:
 the one-machine roaming demo."""
 
 from __future__ import annotations
@@ -42,6 +42,21 @@ Linux NAT (nftables masquerade; 5 moves unless --moves says otherwise):
 The node registers co-located and asks for UDP tunnelling (RFC 3519); the home agent sees the request
 come from the NAT's address, not the care-of address, and tunnels over UDP to the NAT's mapping.
 
+With --mobile-router the node is a mobile router (RFC 5177) with a vehicle LAN behind it, and a second
+correspondent sits beyond the home agent:
+
+  far 10.8.0.2 --- 10.8.0.1 [home agent]
+  mn lan0 192.168.50.1 --- LAN host 192.168.50.10 (the mobile prefix 192.168.50.0/24)
+
+The node asks for 192.168.50.0/24 in every registration (explicit mode, with reverse tunneling) and the
+home agent routes the prefix through the node's tunnel while it is away; at home an ordinary route via the
+node's home address (metric 100) reaches the LAN. The far correspondent pings the LAN host and keeps a
+TCP connection sending to it while the node tours home -> visited 1 (foreign agent) -> co-located ->
+behind NAT -> home (4 moves). The table gains the LAN host's handoff time and pings lost and sent per
+move; the summary line goes on with the LAN host's reachability:
+
+  roaming: ... tcp_survived=yes|no lan_delivered=X/Y lan_lost=L lan_handoff_ms_median=M lan_tcp_survived=yes|no
+
 With --plot FILE.png it also draws the correspondent's ping round trips over time, each move and each
 lost ping, and the registration round trip of each move, into FILE.png (needs matplotlib: mipd[plot]).
 
@@ -76,7 +91,7 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--moves", type=_positive, default=None, metavar="N",
                         help="number of moves; the tour's moves repeat in order until N are made (default 4, "
-                             "5 with --nat)")
+                             "5 with --nat, 4 with --mobile-router)")
     parser.add_argument("--interval-ms", type=_interval, default=20.0, metavar="MS",
                         help="the correspondent's ping interval in milliseconds (default 20)")
     parser.add_argument("--reverse-tunneling", action="store_true",
@@ -87,6 +102,10 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     parser.add_argument("--nat", action="store_true",
                         help="end the tour on a visited network behind a real NAT (nftables masquerade): the node "
                              "registers co-located and its home agent tunnels to it over UDP (RFC 3519)")
+    parser.add_argument("--mobile-router", action="store_true",
+                        help="the node is a mobile router with a vehicle LAN (RFC 5177): a correspondent beyond "
+                             "the home agent pings a LAN host and keeps a TCP connection to it on the tour home -> "
+                             "visited 1 -> co-located -> behind NAT -> home (implies --nat and --reverse-tunneling)")
     parser.add_argument("--keep", action="store_true",
                         help="leave the topology and daemons up at the end and print how to look at them")
     parser.add_argument("--plot", type=Path, metavar="FILE.png",
@@ -111,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
     if args.breakdown is not None and not args.breakdown.parent.is_dir():
         print(f"mipd demo: --breakdown {args.breakdown}: {args.breakdown.parent} is not a directory", file=sys.stderr)
         return 1
-    moves = args.moves if args.moves is not None else 5 if args.nat else 4
+    moves = args.moves if args.moves is not None else 5 if args.nat and not args.mobile_router else 4
     return run_demo(Options(moves=moves, interval_ms=args.interval_ms, reverse_tunneling=args.reverse_tunneling,
                             registration_required=args.registration_required, nat=args.nat, keep=args.keep,
-                            plot=args.plot, breakdown=args.breakdown))
+                            plot=args.plot, breakdown=args.breakdown, mobile_router=args.mobile_router))

@@ -105,6 +105,10 @@ from mipd.core.wire.registration import (
 from mipd.core.wire.tunnel import Encapsulation
 
 _ENCAPSULATION_FLAGS = {Encapsulation.GRE: RequestFlags.G, Encapsulation.MINIMAL: RequestFlags.M}
+# After the carrier came back, how long an address the interface held before is not taken for a
+# co-located care-of address: it may be the lease of the link the node left, about to go; a new
+# lease, or an agent answering the solicitation, comes first. On the same link it is used after this.
+LINK_CHANGE_GRACE = 1.0
 _ADVERTISED = {Encapsulation.GRE: AdvertisementFlags.G, Encapsulation.MINIMAL: AdvertisementFlags.M}
 
 
@@ -181,6 +185,11 @@ class MobileNode:
         self._retry_at: float | None = None  # after a denial
         self._requested_lifetime = settings.lifetime
         self._prefer: IPv4Address | None = None  # an agent to move to (prefixes changed)
+        # The carrier changed since the start: the node may have moved, so the agent of a restored
+        # registration is no longer kept unheard (see _choose_agent); and the address held when it came
+        # back, with the time until which it is not a co-located care-of address (LINK_CHANGE_GRACE).
+        self._link_changed = False
+        self._held_at_link: tuple[IPv4Interface, float] | None = None
         self._stopping = False  # stop() was called: no new registrations, only the deregistration
         # The registration lifecycle (mipd.core.mobile_machine): changed by _transition alone.
         self.state = Lifecycle.IDLE
@@ -278,10 +287,14 @@ class MobileNode:
 
     def link(self, up: bool, now: float) -> list[Action]:
         """The link's carrier changed. Coming up is a hint the node may have moved: forget the
-        agents heard before and solicit at once (2.4)."""
+        agents heard before and solicit at once (2.4). The registration's own agent too: from now
+        on it counts only once heard again."""
         self.link_up = up
+        self._link_changed = True
         if not up:
             return []
+        if self.colocated is not None and self.settings.colocated_address is None:
+            self._held_at_link = (self.colocated, now + LINK_CHANGE_GRACE)
         self.agents.clear()
         self.solicitation.start(now)
         return self._decide(now)
@@ -299,7 +312,8 @@ class MobileNode:
 
     def next_timer(self) -> float | None:
         deadlines = [self.agents.next_expiry(), self.solicitation.next_at, self._retry_at,
-                     self._deferred[0] if self._deferred is not None else None]
+                     self._deferred[0] if self._deferred is not None else None,
+                     self._held_at_link[1] if self._held_at_link is not None else None]
         if self.attempt is not None:
             deadlines.append(self.attempt.sent_at + self.attempt.interval)
         if self.registration is not None:
@@ -313,6 +327,8 @@ class MobileNode:
 
     def on_timer(self, now: float) -> list[Action]:
         actions: list[Action] = []
+        if self._held_at_link is not None and now >= self._held_at_link[1]:
+            self._held_at_link = None  # the grace is over (the decision below may use the address)
         for agent in self.agents.expire(now):
             actions.append(self._event(EventName.AGENT_LOST,
                                        f"agent {agent.address} not heard for its lifetime (2.4.2)",
@@ -418,8 +434,11 @@ class MobileNode:
         if preferred or foreign:
             return (preferred or foreign)[0]
         reg = self.registration
-        # Restored after a restart and not heard again yet: keep the agent of the registration.
-        return reg.agent if reg is not None and reg.agent is not None and self._prefer is None else None
+        # Restored after a restart and not heard again yet: keep the agent of the registration, unless
+        # the carrier changed since (the node may be on another link: a co-located address there, or
+        # the next agent heard, takes over).
+        keep = reg is not None and reg.agent is not None and self._prefer is None and not self._link_changed
+        return reg.agent if keep and reg is not None else None
 
     def _decide(self, now: float) -> list[Action]:
         if self._stopping:
@@ -429,20 +448,31 @@ class MobileNode:
             return self._go_home(now)
         agent = self._choose_agent()
         requires_agent = agent is not None and bool(agent.mobility.flags & AdvertisementFlags.R)
-        use_colocated = self.colocated is not None and s.care_of != CareOfMode.FOREIGN_AGENT and (
+        colocated = self._colocated(now)
+        use_colocated = colocated is not None and s.care_of != CareOfMode.FOREIGN_AGENT and (
             agent is None or (s.care_of == CareOfMode.COLOCATED and not requires_agent))
         if agent is not None and not use_colocated:
             care_of = agent.care_of_address
             assert care_of is not None
             return self._be_registered(now, Location.FOREIGN_AGENT, care_of, agent)
-        if use_colocated and self.colocated is not None:
-            return self._be_registered(now, Location.COLOCATED, self.colocated.ip, None)
+        if use_colocated and colocated is not None:
+            return self._be_registered(now, Location.COLOCATED, colocated.ip, None)
         if self.location != Location.UNKNOWN and self.registration is None and self.attempt is None:
             left_home = self.location == Location.HOME
             self.location = Location.UNKNOWN
             moved = [self._movement("left the home link")] if left_home else []
             return [*moved, self._plane()]
         return []
+
+    def _colocated(self, now: float) -> IPv4Interface | None:
+        """The co-located care-of address to use now: not, for LINK_CHANGE_GRACE after the carrier came
+        back, the address the interface held before (the old link's lease, as like as not)."""
+        held = self._held_at_link
+        if held is not None and now >= held[1]:
+            self._held_at_link = held = None
+        if held is not None and self.colocated == held[0]:
+            return None
+        return self.colocated
 
     def _be_registered(self, now: float, location: Location, care_of: IPv4Address, agent: Agent | None
                        ) -> list[Action]:

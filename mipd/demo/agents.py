@@ -1,9 +1,10 @@
 """What the demo runs *inside* a namespace (``python -m mipd.demo.agents ROLE ...``); one line per report.
 
-- ``ping TARGET INTERVAL_MS``: an ICMP echo every interval; ``S seq time`` when sent, ``R seq time`` on a reply;
-  SIGUSR1 stops the sending (replies are still reported).
-- ``serve ADDRESS PORT``: accepts one TCP connection; ``A time`` on accept, ``D bytes time`` as data comes
-  (at most every 50 ms), ``E reason time`` when it ends.
+- ``ping TARGET INTERVAL_MS``: an ICMP echo every interval; ``S seq time`` when sent, ``R seq time`` on a reply
+  from TARGET, ``W seq SOURCE time`` on a reply to one of ours from another address (a rewritten source: not
+  an answer); SIGUSR1 stops the sending (replies are still reported).
+- ``serve ADDRESS PORT``: accepts one TCP connection; ``A PEER time`` on accept (the peer's address as this
+  end sees it), ``D bytes time`` as data comes (at most every 50 ms), ``E reason time`` when it ends.
 - ``send ADDRESS PORT INTERVAL_MS``: connects and sends a counter every interval; ``C time`` when connected,
   ``E reason time`` if the connection fails.
 
@@ -71,11 +72,14 @@ def ping(target: str, interval_ms: float) -> None:
         except InterruptedError:
             continue
         if ready:
-            data = sock.recv(2048)
+            data, (source, _) = sock.recvfrom(2048)
             start = (data[0] & 0x0F) * 4
             kind, _, _, rid, rseq = struct.unpack("!BBHHH", data[start:start + 8])
             if kind == 0 and rid == ident:
-                _say("R", rseq)
+                if source == target:
+                    _say("R", rseq)
+                else:
+                    _say("W", rseq, source)
 
 
 def serve(address: str, port: int) -> None:
@@ -84,8 +88,8 @@ def serve(address: str, port: int) -> None:
     listener.bind((address, port))
     listener.listen(1)
     _say("L")
-    conn, _ = listener.accept()
-    _say("A")
+    conn, (peer, _) = listener.accept()
+    _say("A", peer)
     total, last = 0, 0.0
     try:
         while True:

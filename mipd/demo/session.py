@@ -19,7 +19,7 @@ from mipd.core.names import EventName
 from mipd.demo import breakdown, processes, report
 from mipd.demo.processes import Child, Journal
 from mipd.demo.profiles import write_profiles
-from mipd.demo.topology import CN, MN, Topology, TopologyError
+from mipd.demo.topology import CN, FAR, LAN_HOST, LAN_PREFIX, MN, Topology, TopologyError
 from mipd.demo.tour import Move, Tour, TourError, measure
 from mipd.demo.traffic import Pings, Tcp
 
@@ -49,6 +49,25 @@ class Options:
     nat: bool = False  # mipd demo --nat: the tour ends on a visited network behind a NAT
     plot: Path | None = None  # mipd demo --plot FILE.png (mipd/demo/plot.py)
     breakdown: Path | None = None  # mipd demo --breakdown FILE.json (mipd/demo/breakdown.py)
+    # mipd demo --mobile-router: the node routes a vehicle LAN (RFC 5177) on the mobile router's tour, which
+    # ends behind the NAT, with reverse tunneling (a mobile router should set T, RFC 5177)
+    mobile_router: bool = False
+    # the node also asks for a prefix on its LAN that the home agent does not serve (the tests: refused)
+    refused_network: bool = False
+
+    def __post_init__(self) -> None:
+        if self.mobile_router:
+            self.nat = self.reverse_tunneling = True
+
+
+@dataclass
+class Lan:
+    """What the vehicle LAN's host saw (mobile router): its pings from the correspondent beyond the home
+    agent, and that correspondent's TCP connection to it."""
+
+    pings: Pings
+    tcp: Tcp
+    tcp_survived: bool
 
 
 @dataclass
@@ -65,6 +84,7 @@ class Session:
     move_timeout: float = 20.0  # for each move to settle (see Tour)
     dwell: float = 1.5  # how long the node stays at each place once it settled there (see Tour)
     ended: float = 0.0  # when the pinger stopped: the end of the last move's window
+    lan: Lan | None = None  # the vehicle LAN's host, after a mobile router's tour
 
     def _wait(self, what: str, ready: object) -> None:
         deadline = time.monotonic() + self.start_timeout
@@ -81,9 +101,12 @@ class Session:
         return any(line.split()[:1] == [first] for _, line in child.snapshot())
 
     def start_roles(self) -> str:
-        profiles = write_profiles(self.directory, reverse_tunneling=self.options.reverse_tunneling,
-                                  registration_required=self.options.registration_required,
-                                  debug_agents=self.options.breakdown is not None)
+        o = self.options
+        networks = (LAN_PREFIX,) if o.mobile_router else ()
+        profiles = write_profiles(self.directory, reverse_tunneling=o.reverse_tunneling,
+                                  registration_required=o.registration_required,
+                                  debug_agents=o.breakdown is not None, mobile_networks=networks,
+                                  refused_network=o.refused_network)
         for group in (("ha", "fa1", "fa2"), ("mn",)):  # the agents together, then the node
             for name in group:
                 self.progress(f"starting {name}: mipd run --profile {profiles[name]}")
@@ -114,30 +137,54 @@ class Session:
                                   d / "send.log")
         self.helpers["client"] = client
         self._wait("the TCP connection", lambda: self._line(client, "C") and self._line(server, "A"))
+        if self.options.mobile_router:
+            self.start_lan_traffic()
+
+    def start_lan_traffic(self) -> None:
+        """The correspondent beyond the home agent pings the vehicle LAN's host and keeps a TCP connection
+        sending to it (mobile router)."""
+        d, interval, far, lan = self.directory, str(self.options.interval_ms), self.topology.ns("far"), \
+            self.topology.ns("lan")
+        server = processes.helper("lan tcp server", lan, ["serve", LAN_HOST, str(TCP_PORT)], d / "lan-serve.log")
+        self.helpers["lan server"] = server
+        self._wait("the LAN host's TCP server", lambda: self._line(server, "L"))
+        self.helpers["lan pinger"] = processes.helper("lan pinger", far, ["ping", LAN_HOST, interval],
+                                                      d / "lan-ping.log")
+        client = processes.helper("lan tcp client", far, ["send", LAN_HOST, str(TCP_PORT), interval],
+                                  d / "lan-send.log")
+        self.helpers["lan client"] = client
+        self._wait("the TCP connection to the LAN host", lambda: self._line(client, "C") and self._line(server, "A"))
 
     def tcp(self) -> Tcp:
         return Tcp.parse(self.helpers["server"], self.helpers["client"])
 
+    def lan_tcp(self) -> Tcp:
+        return Tcp.parse(self.helpers["lan server"], self.helpers["lan client"])
+
     def tour(self) -> tuple[list[Move], Pings, bool]:
         node = self.daemons["mn"]
+        lan_pinger = self.helpers.get("lan pinger")
         tour = Tour(self.topology, self.directory / "mn.sock", node, self.helpers["pinger"], self.progress,
                     late_leases=("v1", "v2") if self.options.registration_required else (),
                     timeout=self.move_timeout, dwell=self.dwell, on_move=self.on_move,
                     stats_sockets={name: self.directory / f"{name}.sock" for name in self.daemons}
-                    if self.options.breakdown is not None else {})
+                    if self.options.breakdown is not None else {}, lan_pinger=lan_pinger)
         tour.wait_home()
         time.sleep(1.0)  # a second of pings at home first
-        moves = tour.run(self.options.moves, self.tcp)
+        moves = tour.run(self.options.moves, self.tcp, self.lan_tcp if lan_pinger is not None else None)
         pinger = self.helpers["pinger"]
-        pinger.process.send_signal(signal.SIGUSR1)  # stop sending; late replies still count
+        for child in (pinger, lan_pinger):
+            if child is not None:
+                child.process.send_signal(signal.SIGUSR1)  # stop sending; late replies still count
         end = self.ended = time.time()
         time.sleep(1.0)
-        tcp = self.tcp()
-        windows = zip([m.at for m in moves], [m.at for m in moves[1:]] + [end + 1], strict=True)
-        survived = (tcp.accepted is not None and tcp.ended is None
-                    and all(any(a < when <= b for when, _ in tcp.data) for a, b in windows))
+        survived = self.tcp().survived([m.at for m in moves], end + 1)
         pings = Pings.parse(pinger)
-        measure(moves, pings, node.events(), end)
+        lan_pings = Pings.parse(lan_pinger) if lan_pinger is not None else None
+        measure(moves, pings, node.events(), end, lan_pings)
+        if lan_pings is not None:
+            lan_tcp = self.lan_tcp()
+            self.lan = Lan(lan_pings, lan_tcp, lan_tcp.survived([m.at for m in moves], end + 1))
         if self.options.breakdown is not None:
             self.write_breakdown(self.options.breakdown, moves, end)
         return moves, pings, survived
@@ -165,7 +212,9 @@ class Session:
         agents = " ".join(str(self.daemons[n].process.pid) for n in ("ha", "fa1", "fa2"))
         return (f"The topology stays up (namespaces {t.prefix}-*; files in {d}). Try:\n"
                 f"  ip netns exec {t.ns('cn')} ping {MN}\n"
-                f"  {mipctl} --socket {d / 'mn.sock'} status\n"
+                + (f"  ip netns exec {t.ns('far')} ping {LAN_HOST}   (the vehicle LAN's host)\n"
+                   if t.mobile_router else "")
+                + f"  {mipctl} --socket {d / 'mn.sock'} status\n"
                 f"  {mipctl} --socket {d / 'ha.sock'} bindings\n"
                 f"  ip netns exec {t.ns('mn')} ip route; ip netns exec {t.ns('sw')} bridge link\n"
                 f"  ip -n {t.ns('sw')} link set mnp down; ip -n {t.ns('sw')} link set mnp master br-v1; "
@@ -195,7 +244,7 @@ def run(options: Options) -> int:
         print("mipd demo: must run as root (it creates network namespaces)", file=sys.stderr)
         return 1
     previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
-    session = Session(options, topology=Topology(nat=options.nat))
+    session = Session(options, topology=Topology(nat=options.nat, mobile_router=options.mobile_router))
     result: tuple[list[Move], Pings, bool] | None = None
     status, keep = 1, False
     try:
@@ -206,6 +255,10 @@ def run(options: Options) -> int:
         session.start_traffic()
         session.progress.note(f"roaming: {options.moves} moves; the correspondent pings {MN} every "
                               f"{options.interval_ms:g} ms from {CN} and keeps one TCP connection sending")
+        if options.mobile_router:
+            session.progress.note(f"mobile router: the node routes {LAN_PREFIX}; the correspondent beyond the "
+                                  f"home agent ({FAR}) pings the LAN host {LAN_HOST} and keeps one TCP "
+                                  "connection sending to it")
         result = session.tour()
         status, keep = 0, options.keep
     except (DemoError, TourError, TopologyError) as error:
@@ -233,6 +286,19 @@ def run(options: Options) -> int:
             drawn = plot.write(options.plot, moves, pings, session.ended)
             session.progress.note(f"plot: wrote {options.plot.resolve()} ({drawn.moves} moves, {drawn.lost} "
                                   f"pings lost, {drawn.answered} answered)")
-        print(report.table(moves))
-        print(report.summary(moves, len(pings.sent), len(pings.answered), survived))
+        lan = session.lan
+        if lan is not None:
+            session.progress.note(lan_addresses(lan))
+        print(report.table(moves, lan=lan is not None))
+        print(report.summary(moves, len(pings.sent), len(pings.answered), survived,
+                             None if lan is None else (len(lan.pings.sent), len(lan.pings.answered), lan.tcp_survived)))
     return status
+
+
+def lan_addresses(lan: Lan) -> str:
+    """Whether the LAN host's address and its correspondent's stayed what they are, end to end."""
+    wrong = sorted(set(lan.pings.wrong_source.values()))
+    return (f"vehicle LAN: the LAN host saw its TCP peer as {lan.tcp.peer or 'nobody'} (the correspondent is "
+            f"{FAR}); {len(lan.pings.answered)} echo replies came from {LAN_HOST}"
+            + (f", {len(lan.pings.wrong_source)} from other addresses ({', '.join(wrong)})" if wrong else
+               ", none from another address"))

@@ -6,6 +6,18 @@
                                                   wan4 10.7.0.1 --- 10.7.0.2 [nat] lan0 192.168.4.1 --- br-v4
     mn 10.1.0.10 (home address) --- mnp: a port of one of the bridges
 
+With ``mobile_router=True`` (``mipd demo --mobile-router``; implies ``nat``) the node is a mobile router
+(RFC 5177) with a vehicle LAN behind it, and a second correspondent sits beyond the home agent:
+
+    far 10.8.0.2 --- far0 10.8.0.1 [ha]           (the correspondent of the LAN host)
+    mn lan0 192.168.50.1, 192.168.60.1 --- lan 192.168.50.10, 192.168.60.10 (the vehicle LAN's host)
+
+192.168.50.0/24 is the mobile prefix the home agent serves for the node; 192.168.60.0/24 is on the LAN too
+but not configured at the home agent (a node that asks for it is refused, code 2). The node forwards
+(``ip_forward=1``); at home the home agent reaches the LAN by the operator's ordinary route via the node's
+home address with metric 100 (:data:`AT_HOME_METRIC`), which mipd never touches: while the node is away,
+mipd's own route for the prefix (metric 0) wins over it (mip.yaml(5), mobile_networks).
+
 The ``nat`` namespace and ``br-v4`` are there only with ``nat=True`` (``mipd demo --nat``): a visited network
 behind a real Linux NAT, nftables masquerading 192.168.4.0/24 out of ``wan0``; the home agent has no route
 into it, as on the Internet, so a node there is reachable only through the NAT's mappings (RFC 3519).
@@ -45,6 +57,11 @@ NAT_BRIDGE = "br-v4"
 LEASES = {"br-v1": ("10.2.0.50", FA1), "br-v2": ("10.3.0.50", FA2), "br-v3": (COLOCATED, V3_ROUTER),
           NAT_BRIDGE: (NAT_LEASE, NAT_ROUTER)}
 ROLES = ("sw", "cn", "ha", "fa1", "fa2", "mn")
+# The mobile router's vehicle LAN (mobile_router=True)
+LAN_PREFIX, LAN_ROUTER, LAN_HOST = "192.168.50.0/24", "192.168.50.1", "192.168.50.10"
+REFUSED_PREFIX, REFUSED_ROUTER, REFUSED_HOST = "192.168.60.0/24", "192.168.60.1", "192.168.60.10"
+FAR, FAR_ROUTER = "10.8.0.2", "10.8.0.1"  # the correspondent beyond the home agent, and the agent's side
+AT_HOME_METRIC = 100  # the operator's route to the LAN via the node's home address (mipd's own: metric 0)
 NODE_PORT = "mnp"
 # How long a move waits for the node's side to report the carrier down (see Topology.move).
 CARRIER_WAIT = 0.2
@@ -180,6 +197,10 @@ class Topology:
     # rtnetlink link notifications in the node's namespace, and its eth0's index (see move)
     _carrier: tuple[socket.socket, int] | None = field(default=None, repr=False)
     nat: bool = False  # also the visited network behind a NAT (br-v4)
+    mobile_router: bool = False  # the node routes a vehicle LAN; a correspondent beyond the home agent
+
+    def __post_init__(self) -> None:
+        self.nat = self.nat or self.mobile_router  # the mobile router's tour ends behind the NAT
 
     def ns(self, role: str) -> str:
         return f"{self.prefix}-{role}"
@@ -228,6 +249,33 @@ class Topology:
         self._port("mn", "eth0", f"{MN}/24", "br-home", NODE_PORT)
         ip("-n", self.ns("cn"), "route", "add", "default", "via", HA)
         ip("-n", self.ns("mn"), "route", "add", "default", "via", HA)
+        if self.mobile_router:
+            self._build_vehicle_lan()
+
+    def _build_vehicle_lan(self) -> None:
+        """The LAN behind the node (namespace ``lan``), the correspondent beyond the home agent (``far``)
+        and the operator's at-home route for the mobile prefix on the home agent."""
+        self._add_ns("lan")
+        self._add_ns("far")
+        ha, mn, lan, far = self.ns("ha"), self.ns("mn"), self.ns("lan"), self.ns("far")
+        self._veth(mn, "lan0", lan, "eth0")
+        for address in (f"{LAN_ROUTER}/24", f"{REFUSED_ROUTER}/24"):
+            ip("-n", mn, "addr", "add", address, "dev", "lan0")
+        self._up(mn, "lan0")
+        for address in (f"{LAN_HOST}/24", f"{REFUSED_HOST}/24"):
+            ip("-n", lan, "addr", "add", address, "dev", "eth0")
+        self._up(lan, "eth0")
+        ip("-n", lan, "route", "add", "default", "via", LAN_ROUTER)
+        in_namespace(mn, lambda: _write(Path("/proc/sys/net/ipv4/ip_forward"), "1"))  # a router
+        self._veth(ha, "far0", far, "eth0")
+        self._up(ha, "far0", f"{FAR_ROUTER}/24")
+        self._up(far, "eth0", f"{FAR}/24")
+        ip("-n", far, "route", "add", "default", "via", FAR_ROUTER)
+        # The operator's route that serves the router at home; mipd's (metric 0) wins while it is away.
+        ip("-n", ha, "route", "add", LAN_PREFIX, "via", MN, "dev", "home0", "metric", str(AT_HOME_METRIC))
+        # Hosts that compute their checksums themselves, as on a wire (see software_checksums).
+        software_checksums(far, "eth0")
+        software_checksums(lan, "eth0")
 
     def _build_nat(self) -> None:
         """The NAT: ``wan0`` towards the home agent, ``lan0`` on ``br-v4``, forwarding and masquerade."""

@@ -5,6 +5,10 @@
 - registration round trip: the node's ``registration.sent`` to the ``registration.accepted`` that followed,
   both after the link change (from the node's events; a move home counts its deregistration).
 
+With a mobile router (``mipd demo --mobile-router``) a second pinger, beyond the home agent, pings the host
+on the vehicle LAN: a move then settles only once that host answers over the new path too, and each move
+also has the LAN host's handoff time and pings sent and lost.
+
 Leases (what a DHCP client would get, :meth:`Topology.dhcp`): on the co-located link as soon as the link
 is up (the node needs it to register); with ``late_leases`` also on other visited links once the node has
 registered there (DHCP is slower than agent discovery), where a node that prefers co-location keeps its
@@ -36,6 +40,8 @@ STOPS: dict[str, tuple[str, str, str | None]] = {
 }
 TOUR = ("v1", "v2", "home", "colocated")
 NAT_TOUR = (*TOUR, "nat")  # mipd demo --nat: then on to the visited network behind the NAT
+# mipd demo --mobile-router: home -> a foreign agent -> co-located -> behind the NAT -> home
+MOBILE_ROUTER_TOUR = ("v1", "colocated", "nat", "home")
 LEASED = ("colocated", "nat")  # the stops where the node gets an address as soon as the link is up
 
 
@@ -43,10 +49,11 @@ class TourError(RuntimeError):
     """A move did not complete in time."""
 
 
-def plan(moves: int, nat: bool = False) -> list[str]:
-    """The tour's stops in order (with the NAT's at the end if ``nat``), repeated until ``moves`` moves
-    are made."""
-    return list(itertools.islice(itertools.cycle(NAT_TOUR if nat else TOUR), moves))
+def plan(moves: int, nat: bool = False, mobile_router: bool = False) -> list[str]:
+    """The tour's stops in order (with the NAT's at the end if ``nat``; the mobile router's tour if
+    ``mobile_router``), repeated until ``moves`` moves are made."""
+    stops = MOBILE_ROUTER_TOUR if mobile_router else NAT_TOUR if nat else TOUR
+    return list(itertools.islice(itertools.cycle(stops), moves))
 
 
 @dataclass
@@ -63,10 +70,22 @@ class Move:
     up: float | None = None  # the carrier was up again on the new link (wall clock)
     # ``mipctl stats`` of each daemon before the move and once it settled (mipd/demo/breakdown.py)
     stats: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    # the vehicle LAN's host (mobile router): its first answer over the new path, pings sent and answered
+    lan_first_answer: float | None = None
+    lan_sent: int = 0
+    lan_answered: int = 0
 
     @property
     def handoff_ms(self) -> float | None:
         return None if self.first_answer is None else (self.first_answer - self.at) * 1000
+
+    @property
+    def lan_handoff_ms(self) -> float | None:
+        return None if self.lan_first_answer is None else (self.lan_first_answer - self.at) * 1000
+
+    @property
+    def lan_lost(self) -> int:
+        return self.lan_sent - self.lan_answered
 
     @property
     def lost(self) -> int:
@@ -108,6 +127,7 @@ class Tour:
     late_leases: tuple[str, ...] = ()
     on_move: Callable[[Move], None] | None = None
     stats_sockets: dict[str, Path] = field(default_factory=dict)  # daemons whose stats frame each move
+    lan_pinger: Child | None = None  # pings the vehicle LAN's host (mobile router)
 
     def _leased(self, stop: str) -> bool:
         return stop in LEASED or stop in self.late_leases
@@ -129,21 +149,28 @@ class Tour:
         if stop in LEASED:
             self.topology.dhcp(bridge)
         deadline = time.monotonic() + self.timeout
-        while move.settled is None or move.first_answer is None:
+        while move.settled is None or move.first_answer is None or (
+                self.lan_pinger is not None and move.lan_first_answer is None):
             if not self.node.running():
                 raise TourError("the mobile node's mipd exited")
             if time.monotonic() > deadline:
                 where = "registered" if move.settled else "not registered"
+                lan = "" if self.lan_pinger is None else (
+                    ", the LAN host " + ("answered" if move.lan_first_answer else "did not answer"))
                 raise TourError(f"move {number} to {label}: no answer over the new path within "
-                                f"{self.timeout:.0f} s (node {where})")
+                                f"{self.timeout:.0f} s (node {where}{lan})")
             if move.settled is None and _settled(mipctl(self.node_socket, "status"), stop):
                 move.settled = time.time()
             move.first_answer = Pings.parse(self.pinger).first_answer_after(move.at)
+            if self.lan_pinger is not None:
+                move.lan_first_answer = Pings.parse(self.lan_pinger).first_answer_after(move.at)
+            answered = move.first_answer and (self.lan_pinger is None or move.lan_first_answer)
             self.progress(f"move {number}: {STOPS[origin][1]} -> {label}: "
                           f"{'registered' if move.settled else 'registering'}, "
-                          f"{'pings answered' if move.first_answer else 'waiting for pings'}")
+                          f"{'pings answered' if answered else 'waiting for pings'}")
             time.sleep(0.05)
-        self.progress(f"move {number}: {STOPS[origin][1]} -> {label}: handoff {move.handoff_ms:.1f} ms")
+        lan = "" if move.lan_handoff_ms is None else f", LAN host {move.lan_handoff_ms:.1f} ms"
+        self.progress(f"move {number}: {STOPS[origin][1]} -> {label}: handoff {move.handoff_ms:.1f} ms{lan}")
         move.stats = {name: (before[name], mipctl(sock, "stats")) for name, sock in self.stats_sockets.items()}
         if stop in self.late_leases and stop not in LEASED:
             self.topology.dhcp(bridge)
@@ -155,17 +182,25 @@ class Tour:
             time.sleep(0.05)
         return move
 
-    def run(self, moves: int, tcp: Callable[[], Tcp]) -> list[Move]:
+    def run(self, moves: int, tcp: Callable[[], Tcp], lan_tcp: Callable[[], Tcp] | None = None) -> list[Move]:
+        """``lan_tcp``: the vehicle LAN host's connection, which must deliver after each move as well."""
         made: list[Move] = []
         origin = "home"
-        for number, stop in enumerate(plan(moves, self.topology.nat), start=1):
-            made.append(self.make(number, origin, stop, lambda at: tcp().delivered_after(at)))
+
+        def delivered(at: float) -> bool:
+            return tcp().delivered_after(at) and (lan_tcp is None or lan_tcp().delivered_after(at))
+
+        for number, stop in enumerate(plan(moves, self.topology.nat, self.topology.mobile_router), start=1):
+            made.append(self.make(number, origin, stop, delivered))
             origin = stop
         return made
 
 
-def measure(made: list[Move], pings: Pings, events: list[dict[str, Any]], end: float) -> None:
+def measure(made: list[Move], pings: Pings, events: list[dict[str, Any]], end: float,
+            lan_pings: Pings | None = None) -> None:
     """Fill each move's loss and registration round trip, now that all replies are in."""
     for move, after in zip(made, [m.at for m in made[1:]] + [end], strict=True):
         move.sent, move.answered = pings.between(move.at, after)
         move.registration_ms = registration_ms(events, move.at, after)
+        if lan_pings is not None:
+            move.lan_sent, move.lan_answered = lan_pings.between(move.at, after)

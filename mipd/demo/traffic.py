@@ -1,9 +1,11 @@
 """The correspondent's traffic, as the helpers of :mod:`mipd.demo.agents` report it.
 
-Pings: every echo sent (``S seq time``) and every reply (``R seq time``), so for any stretch of time the
-demo knows what was sent, what was answered and when the first answer to an echo sent after a given
-moment came back. TCP: the server (in the node's namespace, on the home address) reports the bytes it
-has received and whether its one connection ended; the client reports if its connection failed.
+Pings: every echo sent (``S seq time``) and every reply from the address pinged (``R seq time``), so for
+any stretch of time the demo knows what was sent, what was answered and when the first answer to an echo
+sent after a given moment came back; a reply from another address (``W seq source time``) is no answer
+and is kept apart. TCP: the server (in the node's namespace on the home address, or on the vehicle LAN's
+host) reports its peer's address as it sees it, the bytes it has received and whether its one connection
+ended; the client reports if its connection failed.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ class Pings:
 
     sent: dict[int, float] = field(default_factory=dict)
     answered: dict[int, float] = field(default_factory=dict)
+    wrong_source: dict[int, str] = field(default_factory=dict)  # seq -> the address a reply came from
 
     @classmethod
     def parse(cls, child: Child) -> Pings:
@@ -28,6 +31,8 @@ class Pings:
             if len(words) == 3 and words[0] in ("S", "R") and words[1].isdigit():
                 target = pings.sent if words[0] == "S" else pings.answered
                 target.setdefault(int(words[1]), float(words[2]))
+            elif len(words) == 4 and words[0] == "W" and words[1].isdigit():
+                pings.wrong_source.setdefault(int(words[1]), words[2])
         return pings
 
     def first_answer_after(self, moment: float) -> float | None:
@@ -48,6 +53,14 @@ class Tcp:
     accepted: float | None = None
     data: list[tuple[float, int]] = field(default_factory=list)
     ended: str | None = None
+    peer: str | None = None  # the client's address as the server saw it
+
+    def survived(self, moves_at: list[float], end: float) -> bool:
+        """Open to the end and delivering in every window between consecutive moves (the last until
+        ``end``)."""
+        windows = zip(moves_at, [*moves_at[1:], end], strict=True)
+        return (self.accepted is not None and self.ended is None
+                and all(any(a < when <= b for when, _ in self.data) for a, b in windows))
 
     @classmethod
     def parse(cls, server: Child, client: Child) -> Tcp:
@@ -56,6 +69,7 @@ class Tcp:
             words = line.split()
             if words[:1] == ["A"]:
                 tcp.accepted = float(words[-1])
+                tcp.peer = words[1] if len(words) == 3 else None
             elif words[:1] == ["D"] and len(words) == 3:
                 tcp.data.append((float(words[2]), int(words[1])))
             elif words[:1] == ["E"]:

@@ -65,3 +65,33 @@ def test_help_explains_the_topology() -> None:
     for word in ("--moves", "--interval-ms", "--reverse-tunneling", "--registration-required", "--keep", "co-located",
                  "roaming: moves="):
         assert word in out.stdout
+
+
+MOBILE_ROUTER_SUMMARY = re.compile(
+    SUMMARY.pattern + r" lan_delivered=(?P<lx>\d+)/(?P<ly>\d+) lan_lost=(?P<llost>\d+) "
+    r"lan_handoff_ms_median=(?P<lmedian>\d+\.\d) lan_tcp_survived=(?P<ltcp>yes|no)"
+)
+
+
+def test_demo_mobile_router_reports_the_lan_hosts_reachability() -> None:
+    """``mipd demo --mobile-router``: the tour home -> visited 1 -> co-located -> behind NAT -> home with a
+    vehicle LAN behind the node; the table has the LAN host's columns, the summary line its fields."""
+    before = leftovers()
+    out = subprocess.run([venv_script("mipd"), "demo", "--mobile-router"], capture_output=True, text=True,
+                         timeout=240, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    last = out.stdout.splitlines()[-1]
+    match = MOBILE_ROUTER_SUMMARY.fullmatch(last)
+    assert match, last
+    assert int(match["moves"]) == 4 and match["tcp"] == "yes" and match["ltcp"] == "yes", out.stdout + out.stderr
+    for sent, answered, lost in ((match["y"], match["x"], match["lost"]), (match["ly"], match["lx"], match["llost"])):
+        assert int(sent) > 0 and int(lost) == int(sent) - int(answered) and int(lost) < 0.1 * int(sent), out.stdout
+    header = next(line for line in out.stdout.splitlines() if line.lstrip().startswith("move"))
+    assert header.endswith("lan handoff ms  lan lost  lan sent"), header
+    rows = [line.split() for line in out.stdout.splitlines() if re.match(r"\s+\d+\s", line)]
+    assert [row[1:3] for row in rows] == [["home", "visited"], ["visited", "1"], ["co-located", "behind"],
+                                          ["behind", "NAT"]], rows
+    # the table's LAN losses are those of its moves (the summary also counts the second at home before them)
+    assert sum(int(row[-2]) for row in rows) <= int(match["llost"])
+    assert "the LAN host saw its TCP peer as 10.8.0.2" in out.stderr and "none from another address" in out.stderr
+    assert leftovers() == before

@@ -41,12 +41,13 @@ def run_tour(**options: Any) -> dict[str, Any]:
     return result
 
 
-def assert_tour(result: dict[str, Any], moves: int, backend: str) -> None:
-    """What every tour must show: no failed check, every move checked, the summary line, the backend."""
+def assert_tour(result: dict[str, Any], moves: int, backend: str, summary: re.Pattern[str] = SUMMARY) -> None:
+    """What every tour must show: no failed check, every move checked, the summary line (``summary``, which
+    has the groups of :data:`SUMMARY`), the backend."""
     details = {k: v for k, v in result.items() if k in ("summary", "per_move", "tcp", "daemon_tails", "backend")}
     assert result["problems"] == [], "\n".join(result["problems"]) + "\n" + json.dumps(details, indent=1)[:8000]
     assert result["checked_moves"] == moves
-    match = SUMMARY.fullmatch(result["summary"])
+    match = summary.fullmatch(result["summary"])
     assert match, result["summary"]
     sent, lost = int(match["y"]), int(match["lost"])
     assert int(match["moves"]) == moves and match["tcp"] == "yes" and sent > 0 and lost < 0.1 * sent

@@ -14,8 +14,8 @@ from tests.support.tools import venv_script
 SHIPPED = ["pyproject.toml", "requirements.txt", "README.md", "mipd/__init__.py", "systemd/mipd@.service",
            "systemd/mip.target",
            "man/mipd.8", "man/mipctl.8", "man/mip.yaml.5", "etc/mip/home-agent.yaml",
-           "etc/mip/foreign-agent.yaml", "etc/mip/mobile-node.yaml", "packaging/README.md",
-           "packaging/install.sh", "packaging/debian/control", "packaging/rpm/mipd.spec"]
+           "etc/mip/foreign-agent.yaml", "etc/mip/mobile-node.yaml", "etc/mip/mobile-router.yaml",
+           "packaging/README.md", "packaging/install.sh", "packaging/debian/control", "packaging/rpm/mipd.spec"]
 
 
 @pytest.mark.parametrize("kind", ["deb", "rpm"])

@@ -22,7 +22,7 @@ from tests.support.package import REPO, shell_code, unguarded_systemctl
 from tests.support.tools import tool
 
 PREFIX = Path("/usr/lib/mipd")
-EXAMPLES = ("home-agent", "foreign-agent", "mobile-node")
+EXAMPLES = ("home-agent", "foreign-agent", "mobile-node", "mobile-router")
 
 
 def project_version() -> str:

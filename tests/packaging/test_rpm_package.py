@@ -17,7 +17,7 @@ import pytest
 from tests.support.package import REPO, build_rpm, shell_code, unguarded_systemctl
 from tests.support.tools import tool
 
-EXAMPLES = ("home-agent", "foreign-agent", "mobile-node")
+EXAMPLES = ("home-agent", "foreign-agent", "mobile-node", "mobile-router")
 # Run a scriptlet ($0) with $1 on a private, empty /run that holds a /run/mip; say whether it survived.
 SANDBOXED = ('mount -t tmpfs tmpfs /run && mkdir /run/mip && dash -e "$0" "$1" || exit; '
              'if [ -d /run/mip ]; then echo "/run/mip kept"; fi')

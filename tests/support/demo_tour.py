@@ -18,7 +18,12 @@ pings answered over the new path):
   agent not visited yet lists nothing;
 - on a foreign agent's link, one captured Agent Advertisement from it has R exactly when the tour runs
   with ``registration_required``; then the node also holds the link's lease (it could go co-located) and
-  still registers through the agent.
+  still registers through the agent;
+- with a mobile router (``Options(mobile_router=True)``, tests/support/vehicle_lan.py): away, the node's
+  status and the home agent's binding list the mobile prefix as ``mobile_networks`` (only it, never the
+  refused one); the LAN host's address is preserved end to end in both directions (captures on the
+  correspondent beyond the home agent and on the LAN host); the home agent routes the prefix itself while
+  the node is away and leaves it to the operator's route at home, and never routes the refused prefix.
 
 After the tour (before clean-up), from the journal: the home agent's binding events and each foreign agent's
 visitor events for the node, in order, are exactly those the tour's stops imply (binding.added,
@@ -29,7 +34,10 @@ request adds; the binding events carry ``MIP_OUTER_ADDRESS`` (the NAT's outside 
 ``MIP_OUTER_PORT`` exactly for the care-of address behind the NAT; the node's ``nat.detected`` (reason
 ``nat``) comes exactly once per stop behind the NAT, after the home agent's ``binding.added`` for that
 place and before the node's next move; the agents'
-``daemon.started`` reasons name the backend, and nothing was logged at error priority or worse. Every
+``daemon.started`` reasons name the backend, and nothing was logged at error priority or worse; with a
+mobile router, the binding events carry ``MIP_MOBILE_NETWORKS``, every accepted Registration Reply on the
+node's link acknowledges the mobile prefix with code 0 and the first one refuses the refused prefix with
+code 2 (decoded from the captured bytes), and the LAN host's pings and TCP connection survived. Every
 check's outcome goes into the returned JSON-able result (``problems`` lists all failures), so a caller
 asserts once and sees everything.
 
@@ -56,8 +64,9 @@ from typing import Any
 from mipd.demo import processes, report
 from mipd.demo.processes import Journal
 from mipd.demo.session import Options, Session
-from mipd.demo.topology import FA1, FA2, HA, LEASES, MN, NAT_LEASE, NAT_OUTSIDE, Topology, ip
+from mipd.demo.topology import FA1, FA2, HA, LAN_PREFIX, LEASES, MN, NAT_LEASE, NAT_OUTSIDE, Topology, ip
 from mipd.demo.tour import STOPS, Move, plan
+from tests.support import vehicle_lan
 from tests.support.journal import Journald, running_journald
 from tests.support.netns import entered
 from tests.support.tools import tool
@@ -201,6 +210,17 @@ class Checker:
                 seen["node_addresses"] = addresses.split()
                 expect(f"{lease}/24" in addresses.split(), f"the node does not hold the link's lease {lease}")
 
+        if self.options.mobile_router:
+            if coa is not None:  # away: the accepted prefix, only it
+                networks = status.get("mobile_networks") if isinstance(status, dict) else None
+                expect(networks == [LAN_PREFIX], f"node status mobile_networks {networks!r}")
+                for b in bindings[:1]:
+                    expect(b.get("mobile_networks") == [LAN_PREFIX],
+                           f"binding mobile_networks {b.get('mobile_networks')!r}")
+            seen["lan"], lan_problems = vehicle_lan.lan_checks(self.session.topology.ns, away=coa is not None)
+            for problem in lan_problems:
+                expect(False, problem)
+
         self.moves.append({"number": move.number, "origin": move.origin, "stop": move.stop,
                            "handoff_ms": move.handoff_ms, "seen": seen, "problems": problems})
 
@@ -311,6 +331,39 @@ def journal_checks(session: Session, journal: Journald, stops: list[str], moves:
             "started": started, "nat": nat, "problems": problems}
 
 
+def mobile_router_checks(session: Session, journal: Journald, result: dict[str, Any],
+                         node_link: vehicle_lan.Capture | None) -> list[str]:
+    """After a mobile router's tour: the LAN host's pings and connection, the acknowledgements on the wire
+    and the prefixes in the home agent's binding events (tests/support/vehicle_lan.py)."""
+    lan = session.lan
+    problems: list[str] = []
+    if lan is None:
+        return ["no result for the vehicle LAN's host"]
+    replies = vehicle_lan.registration_replies(list(node_link.packets) if node_link is not None else [])
+    problems += vehicle_lan.acknowledgement_checks(replies, session.options.refused_network)
+    bound, journal_problems = vehicle_lan.journal_checks(Journal(journal.pid).events("demo-ha"))
+    problems += journal_problems
+    accepted, node_problems = vehicle_lan.node_journal_checks(Journal(journal.pid).events("demo-mn"),
+                                                              session.options.refused_network)
+    problems += node_problems
+    result["lan"] = {"delivered": [len(lan.pings.answered), len(lan.pings.sent)], "tcp_survived": lan.tcp_survived,
+                     "tcp_peer": lan.tcp.peer, "wrong_source": lan.pings.wrong_source,
+                     "replies": [r.as_list() for r in replies], "binding_events": bound,
+                     "node_accepted": accepted}
+    if not lan.tcp_survived:
+        tcp = lan.tcp
+        problems.append("the TCP connection to the LAN host did not survive every move")
+        result["lan"]["tcp"] = {"accepted": tcp.accepted, "ended": tcp.ended, "bytes": tcp.bytes_total()}
+    if lan.tcp.peer != vehicle_lan.FAR:
+        problems.append(f"the LAN host saw its TCP peer as {lan.tcp.peer}, not the correspondent {vehicle_lan.FAR}")
+    if lan.pings.wrong_source:
+        problems.append(f"echo replies for the LAN host from other addresses: {lan.pings.wrong_source}")
+    for m in result.get("per_move", []):
+        if not m.get("lan_answered"):
+            problems.append(f"move to {m['stop']}: no ping to the LAN host answered")
+    return problems
+
+
 def tcp_diagnostics(session: Session) -> dict[str, str]:
     """What the kernels say about the path to the node: routes (with cached path MTU) and link counters."""
     t = session.topology
@@ -342,7 +395,8 @@ def tour(options: Options, journal: Journald, *, slow: bool = False) -> dict[str
     ``slow``: give every start and move three times the time (Python starts slowly in a guest kernel),
     and stay 8 s instead of 1.5 s at each place: a handoff there takes about ten times as long (~0.5 s
     under QEMU's TCG), and the pings lost in it are then as small a share of those sent as on the host."""
-    session = Session(options, topology=Topology(nat=options.nat), journal=Journal(journal.pid),
+    session = Session(options, topology=Topology(nat=options.nat, mobile_router=options.mobile_router),
+                      journal=Journal(journal.pid),
                       start_timeout=60.0 if slow else 20.0,
                       move_timeout=60.0 if slow else 20.0, dwell=8.0 if slow else 1.5)
     checker = Checker(session)
@@ -356,22 +410,31 @@ def tour(options: Options, journal: Journald, *, slow: bool = False) -> dict[str
     def phase(name: str) -> None:
         phases[name] = round(time.monotonic() - began - sum(phases.values()), 1)
 
+    node_link: vehicle_lan.Capture | None = None
     try:
         session.topology.build()
         phase("topology")
+        if options.mobile_router:  # the registration replies the node receives, for the whole tour
+            node_link = vehicle_lan.Capture(session.topology.ns("mn"), "eth0").start()
         result["backend"] = session.start_roles()
         phase("daemons")
         session.start_traffic()
         phase("traffic")
         moves, pings, survived = session.tour()
         phase("tour")
-        result["summary"] = report.summary(moves, len(pings.sent), len(pings.answered), survived)
+        lan = session.lan
+        result["summary"] = report.summary(moves, len(pings.sent), len(pings.answered), survived, None if lan is None
+                                           else (len(lan.pings.sent), len(lan.pings.answered), lan.tcp_survived))
         result["tcp_survived"] = survived
         result["delivered"] = [len(pings.answered), len(pings.sent)]
         result["per_move"] = [{"stop": m.stop, "sent": m.sent, "answered": m.answered, "handoff_ms": m.handoff_ms,
-                               "registration_ms": m.registration_ms} for m in moves]
-        result["journal"] = journal_checks(session, journal, plan(options.moves, options.nat), moves)
+                               "registration_ms": m.registration_ms, "lan_sent": m.lan_sent,
+                               "lan_answered": m.lan_answered, "lan_handoff_ms": m.lan_handoff_ms} for m in moves]
+        result["journal"] = journal_checks(session, journal, plan(options.moves, options.nat, options.mobile_router),
+                                           moves)
         result["problems"] += result["journal"]["problems"]
+        if options.mobile_router:
+            result["problems"] += mobile_router_checks(session, journal, result, node_link)
         if not survived:
             result["problems"].append("the TCP connection did not survive every move")
             tcp = session.tcp()
@@ -389,6 +452,8 @@ def tour(options: Options, journal: Journald, *, slow: bool = False) -> dict[str
                                   for name, child in session.daemons.items()}
     finally:
         phase("checks")
+        if node_link is not None:
+            node_link.stop()
         session.cleanup(keep=False)
         phase("cleanup")
     result["problems"] += [p for m in checker.moves for p in m["problems"]]
@@ -404,6 +469,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--reverse-tunneling", action="store_true")
     parser.add_argument("--registration-required", action="store_true")
     parser.add_argument("--nat", action="store_true", help="on to a fifth stop behind a NAT (set --moves 5)")
+    parser.add_argument("--mobile-router", action="store_true", help="the mobile router's tour with its vehicle LAN")
+    parser.add_argument("--refused-network", action="store_true", help="the router also asks for a refused prefix")
     parser.add_argument("--guest", action="store_true",
                         help="inside a real-kernel guest (tests/support/realkernel.py): files on its tmpfs /run, "
                              "journald's namespace over /run/systemd and /run/log only, slower timeouts")
@@ -416,7 +483,8 @@ def main(argv: list[str]) -> int:
             subprocess.run([tool("mount"), "-t", "cgroup2", "cgroup2", "/sys/fs/cgroup"], check=True, timeout=30)
         tempfile.tempdir = None
     options = Options(moves=args.moves, interval_ms=args.interval_ms, reverse_tunneling=args.reverse_tunneling,
-                      registration_required=args.registration_required, nat=args.nat)
+                      registration_required=args.registration_required, nat=args.nat,
+                      mobile_router=args.mobile_router, refused_network=args.refused_network)
     with running_journald() as journal:
         result = tour(options, journal, slow=args.guest)
     print(json.dumps(result), flush=True)

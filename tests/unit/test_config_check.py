@@ -332,7 +332,8 @@ def test_the_examples_pass_once_their_key_files_exist(tmp_path: Path) -> None:
             write(local, mipd("keygen").stdout)
             text = text.replace(key_file, str(local))
         checked.append(write(tmp_path / example.name, text))
-    assert [p.name for p in checked] == ["foreign-agent.yaml", "home-agent.yaml", "mobile-node.yaml"]
+    assert [p.name for p in checked] == ["foreign-agent.yaml", "home-agent.yaml", "mobile-node.yaml",
+                                         "mobile-router.yaml"]
     result = mipd("check", *map(str, checked))
     assert result.stdout.splitlines() == [f"{path}: ok" for path in checked]
     assert result.returncode == 0

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import replace
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Interface
 
 from mipd.core.actions import Datagram, SendDatagram, SendIcmp
-from mipd.core.mobile_node import MobileNode
+from mipd.core.mobile_node import LINK_CHANGE_GRACE, MobileNode
 from mipd.core.security import ReplayProtection, SecurityAssociation
 from mipd.core.wire import identification as ident
 from mipd.core.wire.auth import append_authentication
@@ -205,6 +205,57 @@ def test_link_up_forgets_the_agents_and_solicits_at_once() -> None:
     assert not mobile.agents.all() and mobile.solicitation.next_at == 5.0
     assert [a for a in mobile.on_timer(5.0) if isinstance(a, SendIcmp)]
     assert actions is not None
+
+
+def test_a_link_change_to_a_link_without_agents_leaves_the_foreign_agent_for_a_co_located_address() -> None:
+    """2.4, 4.6: after the carrier came back (the node may have moved) the agent of the registration
+    is forgotten like any other; with no agent heard and a co-located address on the new link, the node
+    registers co-located instead of staying with an agent it no longer hears (what a restart keeps
+    until the agent is heard again, but a link change does not)."""
+    _, mobile = node()
+    answer(mobile, request_of(sends(hear(mobile, 0.0))[0]), 0.1)
+    assert mobile.registration is not None and mobile.registration.care_of_address == FA1
+    mobile.link(False, 5.0)
+    mobile.link(True, 5.1)
+    (sent,) = sends(mobile.addresses([IPv4Interface("10.6.0.50/24")], 5.2))
+    req = request_of(sent)
+    assert req.care_of_address == IPv4Address("10.6.0.50") and RequestFlags.D in req.flags
+
+
+def test_after_a_link_change_the_old_links_lease_waits_for_an_agent_or_a_new_lease() -> None:
+    """The address held when the carrier came back may be the lease of the link left (a DHCP client
+    drops it a moment later): for LINK_CHANGE_GRACE it is no care-of address, so an agent heard on the
+    new link, or a new lease, wins."""
+    for then in ("agent", "lease"):
+        _, mobile = node()
+        answer(mobile, request_of(sends(hear(mobile, 0.0))[0]), 0.1)
+        assert not sends(mobile.addresses([IPv4Interface("10.2.0.50/24")], 0.2))  # a lease too: the agent stays
+        mobile.link(False, 5.0)
+        assert not sends(mobile.link(True, 5.1))  # the old link's lease: not yet a care-of address
+        deadline = mobile.next_timer()
+        assert deadline is not None and deadline <= 5.1 + LINK_CHANGE_GRACE
+        if then == "agent":
+            (sent,) = sends(hear(mobile, 5.3, agent=FA2))
+            assert request_of(sent).care_of_address == FA2
+        else:
+            (sent,) = sends(mobile.addresses([IPv4Interface("10.6.0.50/24")], 5.3))
+            assert request_of(sent).care_of_address == IPv4Address("10.6.0.50")
+
+
+def test_after_a_carrier_blip_on_the_same_link_the_lease_is_used_after_the_grace() -> None:
+    _, mobile = node(care_of="colocated")
+    answer(mobile, request_of(sends(mobile.addresses([IPv4Interface("10.6.0.50/24")], 0.1))[0]), 0.2)
+    mobile.link(False, 50.0)
+    mobile.link(True, 50.1)
+    lease = mobile.registration
+    assert lease is not None
+    now, sent = 50.1, []
+    while not sent and now < 50.1 + 400:
+        deadline = mobile.next_timer()
+        assert deadline is not None
+        now = deadline
+        sent = [request_of(a) for a in sends(mobile.on_timer(now))]
+    assert sent and sent[0].care_of_address == IPv4Address("10.6.0.50") and sent[0].lifetime > 0
 
 
 def test_stop_deregisters_when_away() -> None:
