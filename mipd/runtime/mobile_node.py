@@ -144,6 +144,8 @@ class MobileNodeRuntime:
         assert self.engine is not None
         self.engine.settings = mobile_node_settings(profile)  # applies to the next registration
         restart_needed = [k for k in RESTART_KEYS if getattr(profile, k) != getattr(self.profile, k)]
+        if bool(profile.mobile_networks) != bool(self.profile.mobile_networks):
+            restart_needed.append("mobile_networks")  # host <-> router: ip_forward is set at start
         self.profile = profile
         return {}, restart_needed
 
