@@ -11,7 +11,7 @@ mipd's ownership in the current network namespace, and nothing else:
 - permanent neighbour entries with protocol 77 (the foreign agent's visitors, the mobile node's
   agent);
 - the links mipd creates: ``mipip0``, ``mipgre0`` (kernel tunnels), ``mip0``, ``mipu0``, ``mipv0``, ``mipm0``
-  (userspace TUN devices) and ``mipprobeN`` (a kernel-tunnel probe).
+  (userspace TUN devices), ``mipprobeN`` (a kernel-tunnel probe) and ``mipnHHHHHHHH`` (kernel nesting devices).
 
 Not removed, because nothing marks them as mipd's: proxy-ARP entries, the sysctls an agent sets
 while it runs, and a mobile node's home address and NOARP flag on its interface.
@@ -60,7 +60,8 @@ def owned_links(names: list[str]) -> list[str]:
 
     fixed = {*tunnel_kernel.DEVICES.values(), tunnel_userspace.DEVICE, udp_tunnel.DEVICE, visitor_userspace.DEVICE,
              mobile_colocated.DEVICE}
-    return [name for name in names if name in fixed or _PROBE.fullmatch(name)]
+    nesting = tunnel_kernel.NESTING_DEVICE
+    return [name for name in names if name in fixed or _PROBE.fullmatch(name) or nesting.fullmatch(name)]
 
 
 def run(args: argparse.Namespace) -> int:

@@ -34,7 +34,7 @@ class HomeAgentSettings:
     mobile_networks: Mapping[IPv4Address, tuple[IPv4Network, ...]] = field(default_factory=dict)
     # The encapsulations of a binding to a foreign agent's care-of address through which the data
     # plane can route a mobile router's prefixes (nested: first IP-in-IP to the router's home
-    # address, RFC 5177 7): the userspace backend every one, the kernel backend GRE only.
+    # address, RFC 5177 7): both backends every one they carry.
     mobile_network_nesting: frozenset[Encapsulation] = frozenset(Encapsulation)
 
 

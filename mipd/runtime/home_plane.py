@@ -67,7 +67,7 @@ class HomeAgentDataPlane:
     @property
     def mobile_network_nesting(self) -> frozenset[Encapsulation]:
         """The encapsulations through which the running backend routes mobile networks to a foreign
-        agent's care-of address (nested IP-in-IP, RFC 5177 7): userspace all, kernel GRE only."""
+        agent's care-of address (nested IP-in-IP, RFC 5177 7): both backends: every encapsulation they carry."""
         return frozenset(getattr(self.backend, "mobile_network_nesting", frozenset()))
 
     def encapsulations(self, wanted: Iterable[Encapsulation]) -> frozenset[Encapsulation]:

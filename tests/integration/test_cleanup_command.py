@@ -27,7 +27,7 @@ def site() -> Iterator[str]:
 
 def populate(topo: Topology) -> str:
     ns = topo.ns("a")
-    for name in ("mip0", "mipv0", "mipm0", "mipprobe4242", "mipx0", "vpn0"):
+    for name in ("mip0", "mipv0", "mipm0", "mipprobe4242", "mipn0a010032", "mipx0", "mipn1", "vpn0"):
         ip("-n", ns, "tuntap", "add", name, "mode", "tun")
         ip("-n", ns, "link", "set", name, "up")
     for route in (
@@ -84,7 +84,7 @@ def cleanup(ns: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_cleanup_removes_what_mipd_owns_and_nothing_else(site: str) -> None:
     before = state(site)
-    assert {"mip0", "mipv0", "mipm0", "mipprobe4242"} <= before["links"]
+    assert {"mip0", "mipv0", "mipm0", "mipprobe4242", "mipn0a010032"} <= before["links"]
     assert {"7600", "7610", "7700", "7720"} <= before["rules"]
     assert "10.1.0.10 77" in before["neighbours"]
 
@@ -98,7 +98,7 @@ def test_cleanup_removes_what_mipd_owns_and_nothing_else(site: str) -> None:
     assert done.stdout.replace("removed", "would remove") == dry.stdout
     after = state(site)
 
-    assert after["links"] == before["links"] - {"mip0", "mipv0", "mipm0", "mipprobe4242"}
+    assert after["links"] == before["links"] - {"mip0", "mipv0", "mipm0", "mipprobe4242", "mipn0a010032"}
     assert {"mipx0", "vpn0", "eth0", "lo"} <= after["links"]
     assert not [route for route in after["routes"] if route.endswith(" 77")], after["routes"]
     assert {"10.9.0.0/24 vpn0 main static", "10.8.0.0/24 eth0 main 78", "10.7.0.0/24 mipx0 main "} \

@@ -12,10 +12,11 @@ runs even when an earlier one failed, so the pytest side can report each on its 
 Mobile networks (RFC 5177): ``mn1`` also holds a LAN host address 192.168.50.7 (its router's prefix
 192.168.50.0/24, routed by ``cn`` via the HA) on its tunnel device; the backend routes the prefix
 through the co-located care-of address, strict rp_filter on ``mipip0`` accepts the LAN host's
-replies; through a foreign agent's care-of address the prefix is nested for a GRE binding (the inner
-IP-in-IP header through mipip0, the outer by the home address's route through mipgre0) and refused
-for an IP-in-IP one, as the kernel refuses to encapsulate into a route through the same external
-device (a collision is counted).
+replies; through a foreign agent's care-of address the prefix is nested: for a GRE binding the inner
+IP-in-IP header through mipip0, the outer by the home address's route through mipgre0; for an
+IP-in-IP one the inner header through a classic ipip device (local HA, remote H), the outer by the
+home address's route through mipip0 -- never both through one external device, which the kernel
+refuses as a collision (shown, counted).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 from mipd.adapters.netlink import calls as netlink
-from mipd.adapters.tunnel.kernel import KernelBackend
+from mipd.adapters.tunnel.kernel import KernelBackend, nesting_device
 from mipd.core.planes import DataPlane, Endpoint
 from mipd.core.wire.tunnel import Encapsulation
 from tests.support.tools import tool
@@ -139,6 +140,35 @@ def outer_headers(interface: str, proto: int) -> Callable[[], list[tuple[int, in
                 frag = struct.unpack("!H", header[6:8])[0]
                 seen.append((header[1], header[8], bool(frag & 0x4000), socket.inet_ntoa(header[12:16]),
                              socket.inet_ntoa(header[16:20])))
+        sock.close()
+        return seen
+    return collect
+
+
+def nested_headers(interface: str) -> Callable[[], list[tuple[str, ...]]]:
+    """Start capturing on ``interface``; the returned function lists, for each IP-in-IP frame seen,
+    the source and destination of each of its headers (outer first) down to the first non-IPIP one."""
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+    sock.bind((interface, 0))
+    sock.setblocking(False)
+
+    def collect() -> list[tuple[str, ...]]:
+        seen = []
+        while True:
+            try:
+                frame = sock.recv(2048)
+            except BlockingIOError:
+                break
+            if frame[12:14] != b"\x08\x00" or len(frame) < 34 or frame[23] != 4:
+                continue
+            chain, offset = [], 14
+            while len(frame) >= offset + 20:
+                header = frame[offset:offset + 20]
+                chain += [socket.inet_ntoa(header[12:16]), socket.inet_ntoa(header[16:20])]
+                if header[9] != 4:
+                    break
+                offset += (header[0] & 0x0F) * 4
+            seen.append(tuple(chain))
         sock.close()
         return seen
     return collect
@@ -274,12 +304,111 @@ def checks(backend: KernelBackend) -> None:
         return ok and bool(sent) and all(h[4] == str(COA2) for h in sent), {"ping": out, "outer": sent[:2]}
     run("ping_mobile_network_nested_through_a_gre_binding", nested_gre_binding)
 
-    def foreign_agent_prefix() -> tuple[bool, object]:
-        errors = backend.apply_many([DataPlane(HOME, (ipip,), (LAN,))])  # ipip: D clear, a FA care-of address
-        text = route_text(str(LAN))
-        return HOME in errors and text == "" and f"dst {COA1}" in route_text(str(HOME)), {
-            "error": str(errors.get(HOME)), "route": text}
-    run("foreign_agent_prefix_not_routed_and_reported", foreign_agent_prefix)
+    def nested_ipip_binding() -> tuple[bool, object]:
+        """The backend's nesting (RFC 5177 7) for an IP-in-IP binding to a foreign agent's care-of
+        address, 10.2.0.2: a classic ipip device ``local HA remote H`` carries the prefix's inner
+        header, whose packets to H take H's own encap route through mipip0 (two devices, no
+        collision). ``mn1`` plays agent and router: its ipip ``tun`` (care-of address <-> HA) takes
+        the outer header, an ipip ``tun2`` (home address <-> HA) the inner one; the LAN host's reply
+        goes back nested, the inner header H -> HA sent through ``tun`` (what a reverse-tunnelling
+        agent does), so the HA sees CoA -> HA [H -> HA [LAN host -> cn]]."""
+        device = nesting_device(HOME)
+        ip("-n", "mn1", "link", "add", "tun2", "type", "ipip", "local", str(HOME), "remote", str(HA), "ttl", "64")
+        ip("-n", "mn1", "link", "set", "tun2", "up")
+        ip("-n", "mn1", "route", "add", "10.1.0.10/32", "dev", "tun2", "src", str(LAN_HOST))
+        ip("-n", "mn1", "rule", "add", "from", str(HOME), "table", "100", "priority", "100")
+        ip("-n", "mn1", "route", "add", "default", "dev", "tun", "table", "100")
+        try:
+            errors = backend.apply_many([DataPlane(HOME, (ipip,), (LAN,))])  # ipip: D clear, a FA care-of address
+            text = route_text(str(LAN))
+            link = ip("-d", "link", "show", device, check=False)
+            rp = Path(f"/proc/sys/net/ipv4/conf/{device}/rp_filter").read_text().strip() if link else ""
+            record("nested_ipip_binding_device", not errors and f"dev {device}" in text and "proto 77" in text
+                   and "encap" not in text and f"remote {HOME} local {HA}" in link and rp == "1"
+                   and f"dst {COA1}" in route_text(str(HOME)),
+                   {"route": text, "link": link, "rp_filter": rp,
+                    "errors": {str(k): str(v) for k, v in errors.items()}})
+            capture = nested_headers("ha-v1")
+            rp_before, rx_before = netstat("IPReversePathFilter"), netlink.link_stats(device).get("rx_packets", 0)
+            ok, out = ping("cn", LAN_HOST)
+            seen = capture()
+            rp_after, rx_after = netstat("IPReversePathFilter"), netlink.link_stats(device).get("rx_packets", 0)
+        finally:
+            ip("-n", "mn1", "route", "del", "default", "table", "100", check=False)
+            ip("-n", "mn1", "rule", "del", "priority", "100", check=False)
+            ip("-n", "mn1", "route", "del", "10.1.0.10/32", check=False)
+            ip("-n", "mn1", "link", "del", "tun2", check=False)
+        sent = [c for c in seen if c[0] == str(HA)]
+        back = [c for c in seen if c[0] == str(COA1)]
+        record("nested_ipip_reply_accepted", ok and rp_after == rp_before and rx_after >= rx_before + 2
+               and bool(back) and all(c[:6] == (str(COA1), str(HA), str(HOME), str(HA), str(LAN_HOST), "10.1.0.10")
+                                      for c in back),
+               {"rp_filter_drops": [rp_before, rp_after], "rx": [rx_before, rx_after], "received": back[:2]})
+        return ok and len(sent) >= 2 and all(c[:6] == (str(HA), str(COA1), str(HA), str(HOME), "10.1.0.10",
+                                                       str(LAN_HOST)) for c in sent), {"ping": out, "sent": sent[:2]}
+    run("ping_mobile_network_nested_through_an_ipip_binding", nested_ipip_binding)
+
+    def single_level_beside_nesting() -> tuple[bool, object]:
+        """Another node's plain reverse tunnel from the same care-of address still reaches mipip0:
+        the nesting device (remote H) takes only IP-in-IP from H."""
+        other = IPv4Address("10.1.0.51")
+        ip("-n", "mn1", "addr", "add", f"{other}/32", "dev", "tun")
+        ip("-n", "cn", "route", "add", f"{other}/32", "via", str(HA))
+        try:
+            backend.apply_many([DataPlane(HOME, (ipip,), (LAN,)), DataPlane(other, (ipip,))])
+            rx_before = netlink.link_stats("mipip0").get("rx_packets", 0)
+            nest_before = netlink.link_stats(nesting_device(HOME)).get("rx_packets", 0)
+            ok, out = ping("mn1", IPv4Address("10.1.0.10"), "-I", str(other))
+            rx_after = netlink.link_stats("mipip0").get("rx_packets", 0)
+            nest_after = netlink.link_stats(nesting_device(HOME)).get("rx_packets", 0)
+        finally:
+            backend.apply(DataPlane(other, ()))
+            ip("-n", "cn", "route", "del", f"{other}/32", check=False)
+            ip("-n", "mn1", "addr", "del", f"{other}/32", "dev", "tun", check=False)
+        return ok and rx_after >= rx_before + 2 and nest_after == nest_before, {
+            "ping": out, "mipip0_rx": [rx_before, rx_after], "nesting_rx": [nest_before, nest_after]}
+    run("single_level_reverse_tunnel_beside_a_nesting_device", single_level_beside_nesting)
+
+    def nesting_device_follows_the_binding() -> tuple[bool, object]:
+        """The nesting device goes when the router moves to a co-located care-of address or to GRE
+        (its prefix routes move first), and at deregistration."""
+        device = nesting_device(HOME)
+        steps = {}
+        backend.apply(DataPlane(HOME, (ipip,), (LAN,)))
+        steps["fa_ipip"] = netlink.link_exists(device)
+        backend.apply(DataPlane(HOME, (colocated,), (LAN,)))
+        steps["colocated"] = netlink.link_exists(device), "dev mipip0" in route_text(str(LAN))
+        backend.apply(DataPlane(HOME, (ipip,), (LAN,)))
+        steps["fa_ipip_again"] = netlink.link_exists(device), f"dev {device}" in route_text(str(LAN))
+        backend.apply(DataPlane(HOME, (gre,), (LAN,)))
+        steps["fa_gre"] = netlink.link_exists(device), f"dst {HOME}" in route_text(str(LAN))
+        backend.apply(DataPlane(HOME, (ipip,), (LAN,)))
+        backend.apply(DataPlane(HOME, (ipip,)))
+        steps["prefix_dropped"] = netlink.link_exists(device), route_text(str(LAN))
+        backend.apply(DataPlane(HOME, (ipip,), (LAN,)))
+        backend.apply(DataPlane(HOME, ()))
+        steps["deregistered"] = netlink.link_exists(device), route_text(str(LAN))
+        ok = (steps["fa_ipip"] and steps["colocated"] == (False, True) and steps["fa_ipip_again"] == (True, True)
+              and steps["fa_gre"] == (False, True) and steps["prefix_dropped"] == (False, "")
+              and steps["deregistered"] == (False, ""))
+        return ok, steps
+    run("nesting_device_removed_when_no_longer_needed", nesting_device_follows_the_binding)
+
+    def reconcile_nesting() -> tuple[bool, object]:
+        """After a crash: a fresh backend's reconcile deletes nesting devices no binding needs (and
+        keeps the one a restored binding needs)."""
+        backend.apply(DataPlane(HOME, (ipip,), (LAN,)))
+        stale = nesting_device(IPv4Address("10.1.0.70"))
+        netlink.add_ipip_tunnel(stale, local=HA, remote=IPv4Address("10.1.0.70"), ttl=64)
+        fresh = KernelBackend()
+        fresh.reconcile([DataPlane(HOME, (ipip,), (LAN,))])
+        kept = netlink.link_exists(nesting_device(HOME)) and f"dev {nesting_device(HOME)}" in route_text(str(LAN))
+        gone = not netlink.link_exists(stale)
+        fresh.reconcile([DataPlane(HOME, (colocated,))])
+        after = netlink.link_exists(nesting_device(HOME))
+        backend.reconcile([])
+        return kept and gone and not after, {"kept": kept, "stale_gone": gone, "after_colocated": after}
+    run("reconcile_removes_stale_nesting_devices", reconcile_nesting)
 
     def prefix_removed() -> tuple[bool, object]:
         backend.apply(DataPlane(HOME, (colocated,), (LAN,)))
@@ -353,9 +482,10 @@ def checks(backend: KernelBackend) -> None:
                              and backend.counters()["encapsulated"] > 0, backend.counters()))
 
     def close() -> tuple[bool, object]:
+        backend.apply(DataPlane(HOME, (ipip,), (LAN,)))  # with a nesting device
         backend.close()
         backend.close()  # idempotent
-        left = [d for d in ("mipip0", "mipgre0") if netlink.link_exists(d)]
+        left = [d for d in ("mipip0", "mipgre0", nesting_device(HOME)) if netlink.link_exists(d)]
         return not left and netlink.owned_routes() == [], {"left": left, "routes": netlink.owned_routes()}
     run("close_removes_devices_and_routes", close)
 

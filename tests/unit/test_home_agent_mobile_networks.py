@@ -304,7 +304,7 @@ def test_the_home_agents_own_address_can_never_be_in_a_routed_prefix(clock: Cloc
 
 
 def test_without_nesting_a_foreign_agent_care_of_address_gets_mobnet_fwding_setup_failed(clock: Clock) -> None:
-    # The kernel backend nests through GRE only (mipd/adapters/tunnel/kernel.py): 6.3, forwarding setup fails.
+    # A backend that nests through GRE only: 6.3, forwarding setup fails for IP-in-IP (both of mipd's nest through any).
     ha = router(clock, mobile_network_nesting=frozenset({Encapsulation.GRE}),
                 encapsulations=frozenset({Encapsulation.IPIP, Encapsulation.GRE}))
     reply = register(ha, clock, LAN, flags=F.T, coa=FA, source=FA, fa_ha=(300, FA_KEY))

@@ -196,6 +196,19 @@ def add_external_tunnel(name: str, kind: str) -> None:
     _run(call)
 
 
+def add_ipip_tunnel(name: str, *, local: IPv4Address, remote: IPv4Address, ttl: int) -> None:
+    """Create (if missing) and bring up a classic ipip device ``name`` from ``local`` to
+    ``remote`` (``ip link add NAME type ipip local L remote R ttl T tos inherit pmtudisc``): it
+    sends every datagram routed through it to ``remote`` and receives exactly the ipip datagrams
+    from ``remote`` to ``local`` (ip_tunnel_lookup prefers it over the external device)."""
+    def call(ipr: Any) -> None:
+        if not ipr.link_lookup(ifname=name):
+            ipr.link("add", ifname=name, kind="ipip", ipip_local=str(local), ipip_remote=str(remote),
+                     ipip_ttl=ttl, ipip_tos=1, ipip_pmtudisc=1)
+        ipr.link("set", index=_index(ipr, name), state="up")
+    _run(call)
+
+
 def delete_link(name: str) -> None:
     """Delete link ``name`` and with it its routes; no error if it is absent."""
     def call(ipr: Any) -> None:

@@ -50,11 +50,19 @@ but the inner header may go through the OTHER device, whose outer packet then fo
 address's own encap route (both shown in tests/support/kernel_checks.py). So a GRE binding nests:
 ``P encap ip dst <home address> src <agent> dev mipip0``, whose packets to the home address take
 ``H encap ip dst <care-of> ... dev mipgre0``; reverse, mipgre0 then mipip0 decapsulate and strict
-rp_filter holds (P routes through mipip0). An IP-in-IP binding cannot (its inner header would have
-to be GRE, which a router does not expect): ``mobile_network_nesting`` says GRE only, the engine
-acknowledges such prefixes with code 3 (MOBNET_FWDING_SETUP_FAILED, RFC 5177 6.3), and should one
-reach the backend anyway it is not routed and the node's change reports an error naming the
-userspace backend, which nests through any tunnel.
+rp_filter holds (P routes through mipip0). An IP-in-IP binding nests through a classic ipip device
+per router, ``mipnHHHHHHHH`` (the home address in hex; ``local <agent> remote H ttl 64 tos inherit
+pmtudisc``, rp_filter strict): ``P dev mipnHHHHHHHH proto 77``; the device sends the inner header to
+H, whose packet then takes H's encap route through mipip0 -- another device, so no collision.
+Reverse, CoA -> HA [H -> HA [LAN]]: mipip0 (external) takes the outer header, then the inner H -> HA
+matches the classic device exactly (ip_tunnel_lookup prefers remote+local over collect_md), whose
+strict rp_filter accepts sources inside P; single-level tunnels from any care-of address still reach
+mipip0 (tests/support/kernel_checks.py). The device is made when the binding first needs it (one
+netlink call, outside the route batch: routers are few), and deleted, after the batch has moved or
+removed the prefix routes, when the router deregisters, expires, drops its prefixes or moves to a
+co-located care-of address or GRE; ``reconcile`` deletes every mipn* device no binding needs (after a
+crash), ``close`` all of them, and ``mipd cleanup`` lists them as mipd's. So ``mobile_network_nesting``
+is every encapsulation this backend carries.
 
 Limitation: simultaneous bindings (RFC 5944 3.8.2.2 / 4.2.3: a copy to each care-of address).
 IPv4 multipath routes with per-nexthop encap exist, but they pick ONE nexthop per flow (ECMP),
@@ -64,12 +72,15 @@ duplicates.
 
 from __future__ import annotations
 
+import contextlib
+import re
 from collections.abc import Iterable, Sequence
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 from mipd.adapters.netlink import batch as netlink_batch
 from mipd.adapters.netlink import calls as netlink
+from mipd.adapters.netlink import policy as netlink_policy
 from mipd.adapters.netlink.calls import RTPROT_MIPD
 from mipd.adapters.tunnel.backend import BackendError, BackendKind, home_routes
 from mipd.core.planes import DataPlane, Endpoint
@@ -78,6 +89,13 @@ from mipd.core.wire.tunnel import Encapsulation
 IPIP_DEVICE = "mipip0"
 GRE_DEVICE = "mipgre0"
 DEVICES = {Encapsulation.IPIP: IPIP_DEVICE, Encapsulation.GRE: GRE_DEVICE}
+NESTING_DEVICE = re.compile(r"mipn[0-9a-f]{8}")  # one classic ipip device per nesting router (docstring)
+
+
+def nesting_device(home: IPv4Address) -> str:
+    """The classic ipip device (``local <agent> remote <home>``) that carries the inner header of
+    mobile router ``home``'s prefixes through a foreign agent: ``mipn`` + the address in hex."""
+    return f"mipn{int(home):08x}"
 
 
 def device_counters(*, sent: str, received: str, received_first: bool = False) -> dict[str, int]:
@@ -103,13 +121,14 @@ class KernelBackend:
 
     name = BackendKind.KERNEL
     encapsulations = frozenset(DEVICES)
-    mobile_network_nesting = frozenset({Encapsulation.GRE})  # see the module docstring
+    mobile_network_nesting = frozenset(DEVICES)  # see the module docstring
 
     def __init__(self, proc: Path = PROC) -> None:
         self._proc = proc
         self._local: IPv4Address | None = None
         self._routes: dict[IPv4Address, Endpoint] = {}
         self._prefixes: dict[IPv4Address, tuple[IPv4Network, ...]] = {}  # RFC 5177: routed per home address
+        self._nesting: dict[IPv4Address, IPv4Address] = {}  # home -> local address of its nesting device
 
     def start(self, local: IPv4Address) -> None:
         """Create mipip0 and mipgre0 (external, up, rp_filter strict). Raises BackendError if
@@ -141,8 +160,17 @@ class KernelBackend:
             raise BackendError(f"cannot remove stale mipd routes: {exc}") from exc
         if failed:
             raise BackendError(f"cannot remove stale mipd routes: {next(iter(failed.values()))}")
+        nesting = {nesting_device(home) for home, change in wanted.items() if _nests_ipip(change)}
+        try:
+            for name in netlink_policy.link_names():
+                if NESTING_DEVICE.fullmatch(name) and name not in nesting:
+                    netlink.delete_link(name)
+        except netlink.NetlinkError as exc:
+            raise BackendError(f"cannot remove stale nesting devices: {exc}") from exc
+        netlink_batch.forget_links()
         self._routes.clear()
         self._prefixes.clear()
+        self._nesting.clear()
         errors = self.apply_many(list(wanted.values()))
         if errors:
             shown = "; ".join(f"{home}: {error}" for home, error in list(errors.items())[:5])
@@ -162,6 +190,7 @@ class KernelBackend:
         batch: netlink_batch.Batch[IPv4Address] = netlink_batch.Batch()
         installs: dict[IPv4Address, Endpoint | None] = {}
         routed: dict[IPv4Address, tuple[IPv4Network, ...]] = {}
+        unnest: list[IPv4Address] = []  # nesting devices to delete once the batch has moved the prefixes
         for home, change in home_routes(changes).items():
             endpoint = next((e for e in change.endpoints if e.encapsulation in DEVICES), None)
             if endpoint is None:
@@ -174,30 +203,33 @@ class KernelBackend:
                 for prefix in self._prefixes.get(home, ()):
                     batch.delete_route(home, prefix)
                 installs[home], routed[home] = None, ()
+                if home in self._nesting:
+                    unnest.append(home)
                 continue
             nested = not endpoint.decapsulates  # a foreign agent's care-of address: RFC 5177 7
-            prefixes = change.prefixes if not nested or endpoint.encapsulation == Encapsulation.GRE else ()
+            nests_ipip = self._prepare_nesting(change, endpoint, errors, unnest)
+            prefixes = change.prefixes if nests_ipip or not _nests_ipip(change) else ()
             if self._routes.get(home) == endpoint and self._prefixes.get(home, ()) == prefixes:
                 continue
             encap = netlink.Encap(destination=endpoint.care_of_address, source=endpoint.source, ttl=OUTER_TTL,
                                   tos=netlink.TOS_INHERIT, dont_fragment=True)
             batch.replace_route(home, home, device=DEVICES[endpoint.encapsulation], encap=encap)
-            if nested:  # inner header to the home address through mipip0, outer by H's own route (mipgre0)
-                encap = netlink.Encap(destination=home, source=endpoint.source, ttl=OUTER_TTL,
-                                      tos=netlink.TOS_INHERIT, dont_fragment=True)
+            device: str = DEVICES[endpoint.encapsulation]
+            prefix_encap: netlink.Encap | None = encap
+            if nests_ipip:  # inner header to H by the classic device, outer by H's own route (mipip0)
+                device, prefix_encap = nesting_device(home), None
+            elif nested:  # GRE: inner header to H through mipip0, outer by H's own route (mipgre0)
+                device = IPIP_DEVICE
+                prefix_encap = netlink.Encap(destination=home, source=endpoint.source, ttl=OUTER_TTL,
+                                             tos=netlink.TOS_INHERIT, dont_fragment=True)
             for prefix in prefixes:  # RFC 5177 6.1 step 4: the prefix via the same tunnel
-                batch.replace_route(home, prefix, device=IPIP_DEVICE if nested else DEVICES[endpoint.encapsulation],
-                                    encap=encap)
+                batch.replace_route(home, prefix, device=device, encap=prefix_encap)
             for prefix in self._prefixes.get(home, ()):
                 if prefix not in prefixes:
                     batch.delete_route(home, prefix)
             installs[home], routed[home] = endpoint, prefixes
-            if change.prefixes and not prefixes:
-                errors[home] = BackendError(
-                    f"{home}: mobile networks {', '.join(map(str, change.prefixes))} through the foreign agent care-of "
-                    f"address {endpoint.care_of_address} need nested IP-in-IP, which the kernel backend does through "
-                    "GRE bindings only; use tunnel backend userspace")
         failures = batch.send()
+        self._unnest(unnest, errors)  # after the batch: the prefixes' routes went elsewhere first (or away)
         for home, endpoint in installs.items():
             failure = failures.get(home)
             if failure is not None:
@@ -214,14 +246,69 @@ class KernelBackend:
                 self._prefixes.pop(home, None)
         return errors
 
+    def _prepare_nesting(self, change: DataPlane, endpoint: Endpoint, errors: dict[IPv4Address, BackendError],
+                         unnest: list[IPv4Address]) -> bool:
+        """Whether ``change``'s prefixes go through its nesting device, made here if missing (a
+        failure is noted in ``errors``); a device no longer needed is put in ``unnest``."""
+        home = change.home_address
+        if not _nests_ipip(change):
+            if home in self._nesting:
+                unnest.append(home)
+            return False
+        if self._nesting.get(home) == endpoint.source:
+            return True
+        try:
+            self._add_nesting_device(home, endpoint.source)
+        except (netlink.NetlinkError, OSError) as exc:
+            errors[home] = BackendError(
+                f"{home}: mobile networks {', '.join(map(str, change.prefixes))} not routed: cannot create "
+                f"the nesting device {nesting_device(home)}: {exc}")
+            return False
+        return True
+
+    def _unnest(self, homes: list[IPv4Address], errors: dict[IPv4Address, BackendError]) -> None:
+        """Delete the nesting devices of ``homes`` (the kernel deletes their routes with them)."""
+        for home in homes:
+            try:
+                netlink.delete_link(nesting_device(home))
+            except netlink.NetlinkError as exc:
+                errors.setdefault(home, BackendError(f"cannot delete the nesting device {nesting_device(home)}: {exc}"))
+                continue
+            self._nesting.pop(home, None)
+        if homes:
+            netlink_batch.forget_links()
+
+    def _add_nesting_device(self, home: IPv4Address, local: IPv4Address) -> None:
+        """Create (or re-create, for a new local address) ``home``'s nesting device, up, rp_filter strict."""
+        name = nesting_device(home)
+        if home in self._nesting:
+            netlink.delete_link(name)
+            self._nesting.pop(home)
+        netlink.add_ipip_tunnel(name, local=local, remote=home, ttl=OUTER_TTL)
+        self._nesting[home] = local
+        netlink_batch.forget_links()
+        (self._proc / "conf" / name / "rp_filter").write_text("1")
+
     def counters(self) -> dict[str, int]:
         """Packets (and bytes) the devices sent (encapsulated) and received (decapsulated), and their drops."""
         return device_counters(sent="encapsulated", received="decapsulated")
 
     def close(self) -> None:
-        """Delete both devices; the kernel deletes their routes with them."""
-        for device in DEVICES.values():
+        """Delete both devices and every nesting device; the kernel deletes their routes with them."""
+        nesting = {nesting_device(home) for home in self._nesting}
+        with contextlib.suppress(netlink.NetlinkError):  # the ones this backend made are still deleted below
+            nesting |= {name for name in netlink_policy.link_names() if NESTING_DEVICE.fullmatch(name)}
+        for device in [*DEVICES.values(), *sorted(nesting)]:
             netlink.delete_link(device)
         netlink_batch.forget_links()
         self._routes.clear()
         self._prefixes.clear()
+        self._nesting.clear()
+
+
+def _nests_ipip(change: DataPlane) -> bool:
+    """Whether ``change``'s prefixes go through a foreign agent's care-of address in IP-in-IP
+    (RFC 5177 7: double tunnelling), which takes a nesting device: see the module docstring."""
+    endpoint = next((e for e in change.endpoints if e.encapsulation in DEVICES), None)
+    return (bool(change.prefixes) and endpoint is not None and not endpoint.decapsulates
+            and endpoint.encapsulation == Encapsulation.IPIP)
